@@ -2,3 +2,17 @@
 //!
 //! The binary (`src/main.rs`) is a thin shell over this library so that tests, the demo and the
 //! benchmarks drive exactly the code that runs in production.
+
+pub mod cdr;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod exporter;
+pub mod http;
+pub mod metrics;
+pub mod poller;
+pub mod session;
+pub mod sim;
+pub mod state;

@@ -1,1 +1,46 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use ucm_exporter::cli::{init_logging, Cli, Command};
+use ucm_exporter::{check, demo, exporter};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level, cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ucm-exporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let env = |k: &str| std::env::var(k).ok();
+    match cli.command {
+        Some(Command::Demo) => demo::run(&cli).await.map(|_| ExitCode::SUCCESS),
+        None if cli.nothing_configured() => demo::run(&cli).await.map(|_| ExitCode::SUCCESS),
+        Some(Command::Check) => {
+            let settings = cli.settings(&env)?;
+            let (lines, ok) = check::run(&settings).await;
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        None => {
+            let settings = cli.settings(&env)?;
+            let running = exporter::start(&settings, &cli.listen_address, &cli.telemetry_path).await?;
+            let token = running.shutdown_token();
+            tokio::spawn(async move {
+                exporter::shutdown_signal().await;
+                tracing::info!("shutting down");
+                token.cancel();
+            });
+            running.wait().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

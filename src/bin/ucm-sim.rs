@@ -1,0 +1,153 @@
+//! `ucm-sim`: a simulated Grandstream UCM serving the HTTPS API with generated call traffic, for
+//! trying the exporter (or any UCM client) without a PBX.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use clap::{Parser, ValueEnum};
+use ucm_exporter::sim::{self, CookieMode, Firmware, SimConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ucm-sim",
+    version,
+    about = "Simulated Grandstream UCM: HTTPS API (challenge/login/cdrapi/status/list actions), \
+             seeded small-business call traffic, login security and fault injection",
+    after_help = "Clients POST {\"request\":{...}} to <url>/api. The admin endpoint (plain HTTP, loopback) offers \
+                  GET /stats, GET /now, GET /truth?after=YYYY-MM-DDTHH:MM:SS&until=..., POST /faults (a FaultRule as JSON, \
+                  e.g. {\"fault\":{\"Status\":-45},\"action\":\"cdrapi\",\"times\":3}), DELETE /faults, \
+                  POST /advance?seconds=N and POST /invalidate."
+)]
+struct Args {
+    /// Address of the API listener (a real UCM uses port 8089).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    listen: SocketAddr,
+    /// Address of the admin endpoint; must be a loopback address. Off when not given.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Serve plain HTTP instead of HTTPS (real UCMs refuse the API over HTTP).
+    #[arg(long)]
+    plain_http: bool,
+    /// Directory where the generated self-signed certificate is written as ca.pem (default: a temporary directory).
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// API user name.
+    #[arg(long, default_value = "cdrapi")]
+    username: String,
+    /// API password.
+    #[arg(
+        long,
+        env = "UCM_SIM_PASSWORD",
+        default_value = "cdrapi-secret",
+        hide_env_values = true
+    )]
+    password: String,
+    /// Session cookie lifetime.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    cookie_ttl: Duration,
+    /// Whether requests extend the cookie (sliding) or it dies at its lifetime after login (absolute).
+    #[arg(long, value_enum, default_value_t = Mode::Sliding)]
+    cookie_mode: Mode,
+    /// Failed logins from one IP before that IP is locked out (-68).
+    #[arg(long, default_value_t = 5)]
+    lockout_attempts: u32,
+    /// How long a locked-out IP stays locked out.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    lockout_duration: Duration,
+    /// IANA time zone of the UCM's clock; CDR times are naive local times in it.
+    #[arg(long, default_value = "UTC")]
+    timezone: chrono_tz::Tz,
+    /// CDR shape: ucm62xx (cdr = session, 33 keys), ucm63xx (cdr "", newer fields) or mixed (alternating per entry).
+    #[arg(long, value_enum, default_value_t = Fw::Mixed)]
+    firmware: Fw,
+    /// Seed of the traffic generator; the same seed gives the same calls.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The simulated local clock at start, YYYY-MM-DDTHH:MM:SS (default: now in --timezone).
+    #[arg(long, value_parser = parse_start)]
+    start_time: Option<NaiveDateTime>,
+    /// Simulated seconds per real second; 0 freezes the clock (move it with POST /advance).
+    #[arg(long, default_value_t = 1.0)]
+    clock_speed: f64,
+    /// How much call history exists at start.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    history: Duration,
+    /// Average calls per hour over a day, shaped by time of day; 0 disables generated traffic.
+    #[arg(long, default_value_t = 60.0)]
+    calls_per_hour: f64,
+    /// Cap on cdrapi numRecords.
+    #[arg(long, default_value_t = 1000)]
+    max_records: usize,
+    /// Log filter (tracing EnvFilter syntax), e.g. info or ucm_sim=debug.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    Absolute,
+    Sliding,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Fw {
+    Ucm62xx,
+    Ucm63xx,
+    Mixed,
+}
+
+fn parse_start(s: &str) -> Result<NaiveDateTime, chrono::ParseError> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level)?)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cfg = SimConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls: !args.plain_http,
+        cert_dir: args.cert_dir,
+        username: args.username,
+        password: args.password,
+        cookie_ttl: args.cookie_ttl,
+        cookie_mode: match args.cookie_mode {
+            Mode::Absolute => CookieMode::Absolute,
+            Mode::Sliding => CookieMode::Sliding,
+        },
+        lockout_attempts: args.lockout_attempts,
+        lockout_duration: args.lockout_duration,
+        timezone: args.timezone,
+        firmware: match args.firmware {
+            Fw::Ucm62xx => Firmware::Ucm62xx,
+            Fw::Ucm63xx => Firmware::Ucm63xx,
+            Fw::Mixed => Firmware::Mixed,
+        },
+        seed: args.seed,
+        start_time: args.start_time,
+        clock_speed: args.clock_speed,
+        history: args.history,
+        calls_per_hour: args.calls_per_hour,
+        max_records: args.max_records,
+    };
+    let ucm = sim::start(cfg).await?;
+    println!("UCM API:     {}/api", ucm.url());
+    println!("certificate: {}", ucm.ca_path().display());
+    if let Some(admin) = ucm.admin_url() {
+        println!("admin:       {admin}");
+    }
+    println!("sim clock:   {}", ucm.now().format("%Y-%m-%d %H:%M:%S"));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    ucm.shutdown().await;
+    Ok(())
+}

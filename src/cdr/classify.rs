@@ -1,0 +1,263 @@
+//! The contract's "Label values" rules: what one `cdr_root` entry counts as.
+//!
+//! Every rule reduces to a per-leg outcome (answered > voicemail > no_answer > busy > failed) whose best value
+//! over the legs is both the call's disposition and, per extension, the callee's outcome; computing it once
+//! per leg keeps the two consistent.
+
+use chrono::NaiveDateTime;
+use regex::Regex;
+
+use super::parse::{Entry, Leg};
+
+/// Which dialled/dialling numbers are the PBX's own extensions, i.e. may become `extension` label values.
+#[derive(Debug, Clone)]
+pub struct ExtensionPattern {
+    re: Regex,
+}
+
+impl ExtensionPattern {
+    /// The contract's default for `extensions.pattern`.
+    pub const DEFAULT: &'static str = "^[0-9]{2,7}$";
+
+    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        Regex::new(pattern).map(|re| Self { re })
+    }
+
+    /// Trunk channels (`trunk_N`) are excluded whatever the pattern, so that a permissive pattern cannot turn
+    /// trunks into extensions.
+    pub fn is_local(&self, ext: &str) -> bool {
+        let trunk = ext
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("trunk_"));
+        !ext.is_empty() && !trunk && self.re.is_match(ext)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    Internal,
+    /// Trunk to trunk.
+    External,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 4] = [
+        Direction::Inbound,
+        Direction::Outbound,
+        Direction::Internal,
+        Direction::External,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
+            Direction::External => "external",
+        }
+    }
+
+    /// The UCM's `userfield` class; `None` for empty or unknown values (2013-era firmware wrote `EXT`).
+    fn from_userfield(s: &str) -> Option<Self> {
+        let s = s.trim_ascii();
+        Self::ALL
+            .into_iter()
+            .find(|d| s.eq_ignore_ascii_case(d.as_str()))
+    }
+}
+
+/// Declared worst first so that the derived `Ord` is the contract's "best outcome" order and `max` picks it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum Disposition {
+    Failed,
+    Busy,
+    NoAnswer,
+    Voicemail,
+    Answered,
+}
+
+impl Disposition {
+    /// Best first, the order in which the contract lists them.
+    pub const ALL: [Disposition; 5] = [
+        Disposition::Answered,
+        Disposition::Voicemail,
+        Disposition::NoAnswer,
+        Disposition::Busy,
+        Disposition::Failed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Answered => "answered",
+            Disposition::Voicemail => "voicemail",
+            Disposition::NoAnswer => "no_answer",
+            Disposition::Busy => "busy",
+            Disposition::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum Role {
+    Caller,
+    Callee,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Caller, Role::Callee];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Caller => "caller",
+            Role::Callee => "callee",
+        }
+    }
+}
+
+impl Leg<'_> {
+    /// Voicemail legs are ANSWERED by the UCM itself, so they must not count as a person answering.
+    pub fn is_voicemail(&self) -> bool {
+        self.lastapp.trim_ascii().eq_ignore_ascii_case("VoiceMail")
+            || self.action_type.trim_ascii().eq_ignore_ascii_case("VM")
+    }
+
+    /// This leg's outcome under the contract's rules; `Answered` means answered by a person: an IVR, queue
+    /// music or park slot also reports ANSWERED, but without a `dstchannel`.
+    pub fn outcome(&self) -> Disposition {
+        let disposition = self.disposition.trim_ascii();
+        if disposition.eq_ignore_ascii_case("ANSWERED") {
+            if self.is_voicemail() {
+                Disposition::Voicemail
+            } else if !self.dstchannel.trim_ascii().is_empty() {
+                Disposition::Answered
+            } else {
+                Disposition::NoAnswer
+            }
+        } else if disposition.eq_ignore_ascii_case("NO ANSWER") {
+            Disposition::NoAnswer
+        } else if disposition.eq_ignore_ascii_case("BUSY") {
+            Disposition::Busy
+        } else {
+            Disposition::Failed
+        }
+    }
+}
+
+/// One `cdr_root` entry as the metrics see it. Strings borrow from the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call<'a> {
+    pub key: u64,
+    /// The first leg's start, naive UCM local time.
+    pub start: NaiveDateTime,
+    pub direction: Direction,
+    /// `""` for internal calls.
+    pub trunk: &'a str,
+    pub disposition: Disposition,
+    pub talk_seconds: u64,
+    pub wait_seconds: u64,
+    /// The first leg's `channel_ext` when it is a local extension; it takes the call's disposition.
+    pub caller: Option<&'a str>,
+    /// Each local `dstchannel_ext` once, with its best outcome in this call, in first-seen order.
+    pub callees: Vec<(&'a str, Disposition)>,
+    /// Talk seconds per (extension, role), one element per pair.
+    pub extension_talk: Vec<(&'a str, Role, u64)>,
+    pub leg_keys: Vec<u64>,
+}
+
+/// Applies the contract to one entry. `None` when the entry is not a call (no leg left) or when a leg's start
+/// does not parse: wait time and the watermark depend on it, and a guessed call would be counted for good.
+pub fn classify<'a>(entry: &'a Entry<'a>, ext: &ExtensionPattern) -> Option<Call<'a>> {
+    let legs = entry.legs();
+    let first = legs.first()?;
+    let start = first.start_time()?;
+
+    let mut disposition = Disposition::Failed;
+    let mut talk_seconds = 0u64;
+    let mut answered_wait = None;
+    let mut latest_end = 0i64;
+    let mut callees: Vec<(&'a str, Disposition)> = Vec::new();
+    let mut extension_talk: Vec<(&'a str, Role, u64)> = Vec::new();
+    let mut leg_keys = Vec::with_capacity(legs.len());
+
+    for leg in legs {
+        let offset = (leg.start_time()? - start).num_seconds();
+        let duration = i64::try_from(leg.duration).unwrap_or(i64::MAX);
+        latest_end = latest_end.max(offset.saturating_add(duration));
+
+        let outcome = leg.outcome();
+        disposition = disposition.max(outcome);
+        if outcome == Disposition::Answered {
+            talk_seconds = talk_seconds.saturating_add(leg.billsec);
+            answered_wait.get_or_insert_with(|| {
+                u64::try_from(offset)
+                    .unwrap_or(0)
+                    .saturating_add(leg.duration.saturating_sub(leg.billsec))
+            });
+            for (side, role) in [
+                (&leg.channel_ext, Role::Caller),
+                (&leg.dstchannel_ext, Role::Callee),
+            ] {
+                if ext.is_local(side) {
+                    add_talk(&mut extension_talk, side, role, leg.billsec);
+                }
+            }
+        }
+        if ext.is_local(&leg.dstchannel_ext) {
+            let callee: &'a str = &leg.dstchannel_ext;
+            match callees.iter_mut().find(|(e, _)| *e == callee) {
+                Some((_, best)) => *best = (*best).max(outcome),
+                None => callees.push((callee, outcome)),
+            }
+        }
+        leg_keys.push(leg.key());
+    }
+
+    let first_src_trunk = first_non_empty(legs.iter().map(|l| &*l.src_trunk_name));
+    let first_dst_trunk = first_non_empty(legs.iter().map(|l| &*l.dst_trunk_name));
+    let direction = Direction::from_userfield(&first.userfield).unwrap_or(
+        match (first_src_trunk, first_dst_trunk) {
+            (Some(_), Some(_)) => Direction::External,
+            (Some(_), None) => Direction::Inbound,
+            (None, Some(_)) => Direction::Outbound,
+            (None, None) => Direction::Internal,
+        },
+    );
+    let trunk = match direction {
+        Direction::Inbound | Direction::External => first_src_trunk.unwrap_or(""),
+        Direction::Outbound => first_dst_trunk.unwrap_or(""),
+        Direction::Internal => "",
+    };
+    let wait_seconds = match answered_wait {
+        Some(wait) => wait,
+        None => u64::try_from(latest_end).unwrap_or(0),
+    };
+
+    Some(Call {
+        key: entry.call_key(),
+        start,
+        direction,
+        trunk,
+        disposition,
+        talk_seconds,
+        wait_seconds,
+        caller: ext
+            .is_local(&first.channel_ext)
+            .then_some(&*first.channel_ext),
+        callees,
+        extension_talk,
+        leg_keys,
+    })
+}
+
+fn first_non_empty<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    names.find_map(|n| Some(n.trim_ascii()).filter(|n| !n.is_empty()))
+}
+
+fn add_talk<'a>(talk: &mut Vec<(&'a str, Role, u64)>, ext: &'a str, role: Role, seconds: u64) {
+    match talk.iter_mut().find(|(e, r, _)| *e == ext && *r == role) {
+        Some((_, _, total)) => *total = total.saturating_add(seconds),
+        None => talk.push((ext, role, seconds)),
+    }
+}

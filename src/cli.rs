@@ -1,0 +1,192 @@
+//! The command line, in Prometheus exporter style (`--config.file`, `--web.listen-address`, …).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, FlagOverrides, FlagTarget, Settings};
+
+/// Default port of the exporter.
+pub const DEFAULT_PORT: u16 = 9736;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ucm-exporter",
+    version,
+    about = "Prometheus exporter for Grandstream UCM call detail records",
+    long_about = "Prometheus exporter for Grandstream UCM call detail records.\n\n\
+        Keeps a renewing API session to each UCM, pulls new CDRs every poll interval without counting a call \
+        twice, and serves call counts, durations and dispositions per trunk and extension.\n\n\
+        Without --config.file or --ucm.url it runs the demo against a built-in UCM simulator."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// YAML configuration file (see README: Configuration).
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to listen on for the web interface and telemetry.
+    #[arg(long = "web.listen-address", value_name = "HOST:PORT", default_value = ":9736", global = true)]
+    pub listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", global = true)]
+    pub telemetry_path: String,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
+    pub log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    /// URL of a single UCM to poll without a config file, e.g. https://ucm.example.com:8089.
+    #[arg(long = "ucm.url", value_name = "URL", global = true)]
+    pub ucm_url: Option<String>,
+
+    /// Name of the single UCM (its state file and /probe name).
+    #[arg(long = "ucm.name", value_name = "NAME", default_value = "ucm", global = true)]
+    pub ucm_name: String,
+
+    /// API user of the single UCM (HTTPS API Settings (New)).
+    #[arg(long = "ucm.username", value_name = "USER", default_value = "cdrapi", global = true)]
+    pub ucm_username: String,
+
+    /// File holding the API user's password (or set UCM_PASSWORD). Never pass it on the command line.
+    #[arg(long = "ucm.password-file", value_name = "PATH", global = true)]
+    pub ucm_password_file: Option<PathBuf>,
+
+    /// Accept any TLS certificate from the UCM. A last resort: prefer --ucm.ca-file.
+    #[arg(long = "ucm.insecure-skip-verify", global = true)]
+    pub ucm_insecure_skip_verify: bool,
+
+    /// PEM file with the CA (or the UCM's self-signed certificate) to trust, and nothing else.
+    #[arg(long = "ucm.ca-file", value_name = "PATH", global = true)]
+    pub ucm_ca_file: Option<PathBuf>,
+
+    /// IANA time zone of the UCM's clock (default: the exporter host's zone).
+    #[arg(long = "ucm.timezone", value_name = "ZONE", global = true)]
+    pub ucm_timezone: Option<String>,
+
+    /// How often to poll each UCM for new CDRs (default 60s).
+    #[arg(long = "poll.interval", value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    pub poll_interval: Option<Duration>,
+
+    /// Directory for the per-target poll state (default /var/lib/ucm-exporter).
+    #[arg(long = "state.dir", value_name = "PATH", global = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the config, log in to each UCM, fetch one CDR page, print a summary; exit non-zero on any problem.
+    Check,
+    /// Start an in-process simulated UCM and the exporter against it, and print the URLs.
+    Demo,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// True when no UCM is configured at all: plain `ucm-exporter` then runs the demo.
+    pub fn nothing_configured(&self) -> bool {
+        self.config_file.is_none() && self.ucm_url.is_none()
+    }
+
+    /// Resolves the settings from the file and flags; the password comes from `UCM_PASSWORD`
+    /// through `env`.
+    pub fn settings(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings> {
+        let file = match &self.config_file {
+            Some(p) => Some((config::load_file(p)?, p.clone())),
+            None => None,
+        };
+        let flag_target = self.ucm_url.as_ref().map(|url| FlagTarget {
+            name: self.ucm_name.clone(),
+            url: url.clone(),
+            username: self.ucm_username.clone(),
+            password_file: self.ucm_password_file.clone(),
+            password_env_value: env("UCM_PASSWORD"),
+            timezone: self.ucm_timezone.clone(),
+            insecure_skip_verify: self.ucm_insecure_skip_verify,
+            ca_file: self.ucm_ca_file.clone(),
+        });
+        let overrides =
+            FlagOverrides { poll_interval: self.poll_interval, state_dir: self.state_dir.clone() };
+        let settings = config::resolve(
+            file.as_ref().map(|(f, p)| (f, p.as_path())),
+            flag_target.as_ref(),
+            &overrides,
+            env,
+        )?;
+        if settings.targets.is_empty() {
+            anyhow::bail!(
+                "no UCM configured: add targets to {} or pass --ucm.url",
+                self.config_file.as_ref().map_or("the config file".into(), |p| p.display().to_string())
+            );
+        }
+        Ok(settings)
+    }
+}
+
+/// Sets up `tracing` output. Library crates are kept at warn so the log shows the exporter's own
+/// events, one line each.
+pub fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,ucm_exporter={level},ucm_sim={level}"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_in_prometheus_style() {
+        let cli = Cli::try_parse_from([
+            "ucm-exporter",
+            "--web.listen-address=127.0.0.1:0",
+            "--ucm.url",
+            "https://ucm:8089",
+            "--poll.interval",
+            "30s",
+            "check",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Check)));
+        assert_eq!(cli.poll_interval, Some(Duration::from_secs(30)));
+        assert!(!cli.nothing_configured());
+        let s = cli.settings(&|k| (k == "UCM_PASSWORD").then(|| "pw".into())).unwrap();
+        assert_eq!(s.targets[0].poll_interval, Duration::from_secs(30));
+        assert!(Cli::try_parse_from(["ucm-exporter", "--ucm.password", "x"]).is_err());
+    }
+}

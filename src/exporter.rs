@@ -1,0 +1,134 @@
+//! Wires settings into running pollers and the HTTP server, and stops them together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::cdr::ExtensionPattern;
+use crate::config::Settings;
+use crate::http::{self, App, TargetView};
+use crate::metrics::{exporter_registry, TargetMetrics};
+use crate::poller::{Poller, Ready};
+
+/// A running exporter: its address and the one token that stops everything.
+pub struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    pub app: Arc<App>,
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops polling (saving state and logging out) and the HTTP server, and waits for both.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until everything has stopped after the token was cancelled.
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Checks that the state dir exists (creating it) and is writable, so a mistake shows at start
+/// rather than as lost state after the first poll.
+fn prepare_state_dir(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!("cannot create state dir {} (set --state.dir or state_dir to a writable directory)", dir.display())
+    })?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok").with_context(|| {
+        format!("state dir {} is not writable (set --state.dir or state_dir to a writable directory)", dir.display())
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Starts one poller per target and the HTTP server on `listen`.
+pub async fn start(settings: &Settings, listen: &str, telemetry_path: &str) -> Result<Running> {
+    prepare_state_dir(&settings.state_dir)?;
+    let extensions = ExtensionPattern::new(&settings.extension_pattern)
+        .context("extensions.pattern is not a valid regular expression")?;
+    let shutdown = CancellationToken::new();
+    let mut views = Vec::new();
+    let mut pollers = Vec::new();
+    for target in &settings.targets {
+        let metrics = Arc::new(TargetMetrics::new(settings.extension_max));
+        let ready = Arc::new(Ready::default());
+        let span = tracing::info_span!("poll", ucm = %target.name);
+        let poller = span
+            .in_scope(|| Poller::new(target.clone(), metrics.clone(), extensions.clone(), &settings.state_dir))
+            .with_context(|| format!("target {}", target.name))?;
+        views.push(TargetView { name: target.name.clone(), metrics, ready: ready.clone() });
+        pollers.push((poller, ready, span));
+    }
+    let listener = TcpListener::bind(parse_listen(listen)?)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        exporter: exporter_registry(),
+        targets: views,
+        telemetry_path: telemetry_path.to_string(),
+    });
+    let mut tasks = Vec::new();
+    for (poller, ready, span) in pollers {
+        tasks.push(tokio::spawn(poller.run(shutdown.clone(), ready).instrument(span)));
+    }
+    let server_app = app.clone();
+    let server_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = http::serve(listener, server_app, server_shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    tracing::info!(address = %addr, targets = settings.targets.len(), "listening");
+    Ok(Running { addr, shutdown, tasks, app })
+}
+
+/// Accepts Prometheus-style addresses: `:9736` means every interface.
+pub fn parse_listen(listen: &str) -> Result<SocketAddr> {
+    let full = if listen.starts_with(':') { format!("0.0.0.0{listen}") } else { listen.to_string() };
+    if let Ok(a) = full.parse() {
+        return Ok(a);
+    }
+    use std::net::ToSocketAddrs;
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .with_context(|| format!("--web.listen-address {listen:?} is not HOST:PORT"))
+}
+
+/// Resolves on SIGTERM or Ctrl-C, the one signal that stops the exporter.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

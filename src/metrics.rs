@@ -1,0 +1,367 @@
+//! The metrics of one target, and of the exporter itself.
+//!
+//! Each target owns a registry, so `/probe?target=` encodes exactly that target and nothing the
+//! scrape could influence. Poll results arrive as a [`CallTally`] and are applied in one step,
+//! after the poll state that implies them has been written (see `poller`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::cdr::{Direction, Disposition, Role};
+use crate::error::REASONS;
+
+pub const TALK_BUCKETS: [f64; 10] = [5., 15., 30., 60., 120., 300., 600., 1200., 1800., 3600.];
+pub const WAIT_BUCKETS: [f64; 11] = [1., 2., 5., 10., 15., 20., 30., 45., 60., 120., 300.];
+/// API actions whose request counters exist from the start.
+pub const ACTIONS: [&str; 4] = ["challenge", "login", "cdrapi", "logout"];
+/// The label value that stands for every extension past `extensions.max`.
+pub const OTHER_EXTENSION: &str = "other";
+
+/// Increments that one poll (or one chunk of a long catch-up) implies, held back until the poll
+/// state is persisted. Extensions are kept as reported; the cap is applied when the tally is.
+#[derive(Debug, Default)]
+pub struct CallTally {
+    pub records: u64,
+    pub calls: BTreeMap<(Direction, String, Disposition), u64>,
+    pub talk: Vec<(Direction, String, u64)>,
+    pub wait: Vec<(Direction, String, Disposition, u64)>,
+    pub extension_calls: BTreeMap<(String, Role, Disposition), u64>,
+    pub extension_talk: BTreeMap<(String, Role), u64>,
+    /// Unix time of the newest call start in the tally.
+    pub newest_start: Option<i64>,
+}
+
+impl CallTally {
+    pub fn is_empty(&self) -> bool {
+        self.records == 0 && self.calls.is_empty()
+    }
+
+    /// Adds one classified call.
+    pub fn add_call(&mut self, call: &crate::cdr::Call<'_>, start_unix: Option<i64>) {
+        *self
+            .calls
+            .entry((call.direction, call.trunk.to_string(), call.disposition))
+            .or_default() += 1;
+        if call.disposition == Disposition::Answered {
+            self.talk.push((call.direction, call.trunk.to_string(), call.talk_seconds));
+        }
+        self.wait.push((
+            call.direction,
+            call.trunk.to_string(),
+            call.disposition,
+            call.wait_seconds,
+        ));
+        if let Some(caller) = call.caller {
+            *self
+                .extension_calls
+                .entry((caller.to_string(), Role::Caller, call.disposition))
+                .or_default() += 1;
+        }
+        for (ext, outcome) in &call.callees {
+            *self
+                .extension_calls
+                .entry((ext.to_string(), Role::Callee, *outcome))
+                .or_default() += 1;
+        }
+        for (ext, role, secs) in &call.extension_talk {
+            *self.extension_talk.entry((ext.to_string(), *role)).or_default() += secs;
+        }
+        if let Some(ts) = start_unix {
+            self.newest_start = Some(self.newest_start.map_or(ts, |n| n.max(ts)));
+        }
+    }
+}
+
+/// Maps extension numbers to label values, bounded by `extensions.max` so that a misconfigured
+/// pattern cannot blow up the series count.
+#[derive(Debug)]
+struct ExtensionLabels {
+    known: HashSet<String>,
+    max: usize,
+}
+
+impl ExtensionLabels {
+    fn label<'a>(&mut self, ext: &'a str) -> &'a str {
+        if self.known.contains(ext) {
+            return ext;
+        }
+        if self.known.len() < self.max {
+            self.known.insert(ext.to_string());
+            return ext;
+        }
+        OTHER_EXTENSION
+    }
+}
+
+pub struct TargetMetrics {
+    pub registry: Registry,
+    pub up: IntGauge,
+    pub poll_duration: Gauge,
+    pub last_success: Gauge,
+    pub poll_errors: IntCounterVec,
+    pub logins: IntCounter,
+    pub login_failures: IntCounter,
+    pub api_requests: IntCounterVec,
+    pub cdr_records: IntCounter,
+    pub last_record: Gauge,
+    calls: IntCounterVec,
+    talk: HistogramVec,
+    wait: HistogramVec,
+    extension_calls: IntCounterVec,
+    extension_talk: IntCounterVec,
+    extensions: Mutex<ExtensionLabels>,
+    trunks: Mutex<HashSet<String>>,
+}
+
+fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram_vec(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .expect("valid metric");
+    reg.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl TargetMetrics {
+    pub fn new(extension_max: usize) -> Self {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("valid metric");
+                registry.register(Box::new(m.clone())).expect("unique metric");
+                m
+            }};
+        }
+        let up = reg!(IntGauge::new(
+            "ucm_up",
+            "1 if the last poll of this UCM (login and CDR query) succeeded, else 0."
+        ));
+        let poll_duration = reg!(Gauge::new(
+            "ucm_poll_duration_seconds",
+            "Wall time of the last poll of this UCM."
+        ));
+        let last_success = reg!(Gauge::new(
+            "ucm_last_poll_success_timestamp_seconds",
+            "Unix time of the last successful poll."
+        ));
+        let logins = reg!(IntCounter::new("ucm_logins_total", "Login attempts."));
+        let login_failures = reg!(IntCounter::new(
+            "ucm_login_failures_total",
+            "Login attempts that failed."
+        ));
+        let cdr_records = reg!(IntCounter::new(
+            "ucm_cdr_records_total",
+            "New CDR legs ingested, after de-duplication (ForkCDR legs and main_cdr summaries excluded)."
+        ));
+        let last_record = reg!(Gauge::new(
+            "ucm_cdr_last_record_timestamp_seconds",
+            "Start time (Unix) of the newest call ingested."
+        ));
+        let poll_errors = counter_vec(
+            &registry,
+            "ucm_poll_errors_total",
+            "Failed polls by reason.",
+            &["reason"],
+        );
+        let api_requests = counter_vec(
+            &registry,
+            "ucm_api_requests_total",
+            "Requests sent to the UCM, by API action.",
+            &["action"],
+        );
+        let calls = counter_vec(
+            &registry,
+            "ucm_calls_total",
+            "Calls (one per cdr_root entry), counted once, by direction, trunk and disposition.",
+            &["direction", "trunk", "disposition"],
+        );
+        let talk = histogram_vec(
+            &registry,
+            "ucm_call_talk_seconds",
+            "Talk time of answered calls: billsec summed over the legs a person answered.",
+            &["direction", "trunk"],
+            &TALK_BUCKETS,
+        );
+        let wait = histogram_vec(
+            &registry,
+            "ucm_call_wait_seconds",
+            "How long the caller waited: until a person answered, or until the call ended.",
+            &["direction", "trunk", "disposition"],
+            &WAIT_BUCKETS,
+        );
+        let extension_calls = counter_vec(
+            &registry,
+            "ucm_extension_calls_total",
+            "Calls per local extension: placed (role=caller, call outcome) or rung (role=callee, the extension's best outcome).",
+            &["extension", "role", "disposition"],
+        );
+        let extension_talk = counter_vec(
+            &registry,
+            "ucm_extension_talk_seconds_total",
+            "Talk seconds of person-answered legs the extension took part in.",
+            &["extension", "role"],
+        );
+        for r in REASONS {
+            poll_errors.with_label_values(&[r]);
+        }
+        for a in ACTIONS {
+            api_requests.with_label_values(&[a]);
+        }
+        let m = TargetMetrics {
+            registry,
+            up,
+            poll_duration,
+            last_success,
+            poll_errors,
+            logins,
+            login_failures,
+            api_requests,
+            cdr_records,
+            last_record,
+            calls,
+            talk,
+            wait,
+            extension_calls,
+            extension_talk,
+            extensions: Mutex::new(ExtensionLabels { known: HashSet::new(), max: extension_max }),
+            trunks: Mutex::new(HashSet::new()),
+        };
+        m.add_trunk("");
+        m
+    }
+
+    /// Creates the zero-valued call series of a trunk so `increase()` sees its first call.
+    pub fn add_trunk(&self, trunk: &str) {
+        if !self.trunks.lock().expect("not poisoned").insert(trunk.to_string()) {
+            return;
+        }
+        for dir in Direction::ALL {
+            // An internal call never has a trunk; a trunk series for it would be noise.
+            if dir == Direction::Internal && !trunk.is_empty() {
+                continue;
+            }
+            self.talk.with_label_values(&[dir.as_str(), trunk]);
+            for disp in Disposition::ALL {
+                self.calls.with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
+                self.wait.with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
+            }
+        }
+    }
+
+    pub fn trunks(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.trunks.lock().expect("not poisoned").iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn apply(&self, tally: &CallTally) {
+        self.cdr_records.inc_by(tally.records);
+        for ((dir, trunk, disp), n) in &tally.calls {
+            self.add_trunk(trunk);
+            self.calls.with_label_values(&[dir.as_str(), trunk, disp.as_str()]).inc_by(*n);
+        }
+        for (dir, trunk, secs) in &tally.talk {
+            self.talk.with_label_values(&[dir.as_str(), trunk]).observe(*secs as f64);
+        }
+        for (dir, trunk, disp, secs) in &tally.wait {
+            self.wait
+                .with_label_values(&[dir.as_str(), trunk, disp.as_str()])
+                .observe(*secs as f64);
+        }
+        let mut exts = self.extensions.lock().expect("not poisoned");
+        for ((ext, role, disp), n) in &tally.extension_calls {
+            let label = exts.label(ext);
+            self.extension_calls
+                .with_label_values(&[label, role.as_str(), disp.as_str()])
+                .inc_by(*n);
+        }
+        for ((ext, role), secs) in &tally.extension_talk {
+            let label = exts.label(ext);
+            self.extension_talk.with_label_values(&[label, role.as_str()]).inc_by(*secs);
+        }
+        if let Some(ts) = tally.newest_start {
+            if ts as f64 > self.last_record.get() {
+                self.last_record.set(ts as f64);
+            }
+        }
+    }
+}
+
+/// Exporter-wide metrics: build info and the process collector.
+pub fn exporter_registry() -> Registry {
+    let registry = Registry::new();
+    let info = IntGauge::with_opts(
+        Opts::new(
+            "ucm_exporter_build_info",
+            "A metric with a constant '1' value labeled by version, revision and rustc_version.",
+        )
+        .const_label("version", env!("CARGO_PKG_VERSION"))
+        .const_label("revision", env!("UCM_EXPORTER_REVISION"))
+        .const_label("rustc_version", env!("UCM_EXPORTER_RUSTC_VERSION")),
+    )
+    .expect("valid metric");
+    info.set(1);
+    registry.register(Box::new(info)).expect("unique metric");
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .expect("unique metric");
+    registry
+}
+
+/// Encodes the metric families of several registries in the text format 0.0.4.
+pub fn encode(registries: &[&Registry]) -> Vec<u8> {
+    let mut families = Vec::new();
+    for r in registries {
+        families.extend(r.gather());
+    }
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut out = Vec::with_capacity(16 * 1024);
+    TextEncoder::new().encode(&families, &mut out).expect("encoding into a Vec cannot fail");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_cap_maps_the_rest_to_other() {
+        let mut l = ExtensionLabels { known: HashSet::new(), max: 2 };
+        assert_eq!(l.label("100"), "100");
+        assert_eq!(l.label("101"), "101");
+        assert_eq!(l.label("102"), "other");
+        assert_eq!(l.label("100"), "100");
+    }
+
+    #[test]
+    fn series_exist_at_zero_before_any_call() {
+        let m = TargetMetrics::new(10);
+        m.add_trunk("Daisy");
+        let text = String::from_utf8(encode(&[&m.registry])).unwrap();
+        assert!(text.contains(
+            "ucm_calls_total{direction=\"inbound\",disposition=\"no_answer\",trunk=\"\"} 0"
+        ));
+        assert!(text.contains(
+            "ucm_calls_total{direction=\"inbound\",disposition=\"no_answer\",trunk=\"Daisy\"} 0"
+        ));
+        assert!(!text.contains("direction=\"internal\",disposition=\"answered\",trunk=\"Daisy\""));
+        assert!(text.contains("ucm_poll_errors_total{reason=\"rate_limited\"} 0"));
+    }
+}

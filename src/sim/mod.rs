@@ -1,0 +1,368 @@
+//! A simulated Grandstream UCM: its HTTPS API, a small business's call traffic and the faults a
+//! real device shows, so the exporter can be tested end to end and demonstrated without
+//! hardware. See `/work/shared/ucm-api.md` for the device behaviour it follows and
+//! `contract.md` for what [`Truth`] computes.
+//!
+//! Decisions where the reference leaves a choice: a request without `cookie` gets `-5` (need
+//! authentication), an unknown or expired one `-6`; an unknown action or a body without
+//! `request.action` gets `-1` with `error_msg "Invalid parameters!"`; cdrapi without `format`
+//! answers CSV (the legacy default); `timeFilterType` and other unknown parameters are ignored.
+//! Cookie lifetimes and lockouts run on the simulated clock.
+
+mod admin;
+mod cdrapi;
+mod clock;
+mod faults;
+mod pbx;
+mod render;
+mod server;
+mod session;
+mod store;
+mod tls;
+mod traffic;
+mod truth;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use cdrapi::parse_time;
+pub use faults::{Fault, FaultRule};
+pub use session::token;
+pub use truth::{classify, is_extension, CallClass, Truth};
+
+use clock::{to_secs, LocalSecs, SimClock};
+use session::Sessions;
+use store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CookieMode {
+    /// The cookie dies `cookie_ttl` after login, however much it is used.
+    Absolute,
+    /// Every accepted request restarts the `cookie_ttl` countdown.
+    #[default]
+    Sliding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Firmware {
+    /// Top-level `cdr` equals the session id, 33 keys per flat record.
+    Ucm62xx,
+    /// Top-level `cdr` is `""`, plus the newer fields (44 keys per flat record).
+    Ucm63xx,
+    /// Alternates per entry, so one poll sees both shapes.
+    #[default]
+    Mixed,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    /// Plain HTTP, loopback only; None = no admin endpoint.
+    pub admin_listen: Option<SocketAddr>,
+    pub tls: bool,
+    /// Where `ca.pem` is written; None = a fresh temporary directory removed with the handle.
+    pub cert_dir: Option<PathBuf>,
+    pub username: String,
+    pub password: String,
+    pub cookie_ttl: Duration,
+    pub cookie_mode: CookieMode,
+    pub lockout_attempts: u32,
+    pub lockout_duration: Duration,
+    pub timezone: chrono_tz::Tz,
+    pub firmware: Firmware,
+    pub seed: u64,
+    /// The sim's local clock at start; None = now in `timezone`.
+    pub start_time: Option<NaiveDateTime>,
+    /// 1.0 = real time; 0.0 = frozen (moved only by `advance`).
+    pub clock_speed: f64,
+    /// Generated calls start this far before `start_time`.
+    pub history: Duration,
+    /// Average over a day, shaped by time of day; 0 = no generated traffic at all.
+    pub calls_per_hour: f64,
+    pub max_records: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: None,
+            tls: true,
+            cert_dir: None,
+            username: "cdrapi".into(),
+            password: "cdrapi-secret".into(),
+            cookie_ttl: Duration::from_secs(600),
+            cookie_mode: CookieMode::Sliding,
+            lockout_attempts: 5,
+            lockout_duration: Duration::from_secs(300),
+            timezone: chrono_tz::UTC,
+            firmware: Firmware::Mixed,
+            seed: 1,
+            start_time: None,
+            clock_speed: 1.0,
+            history: Duration::from_secs(24 * 3600),
+            calls_per_hour: 60.0,
+            max_records: 1000,
+        }
+    }
+}
+
+/// What the simulator served, for tests that check how an exporter behaves (not only what it
+/// computes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub requests: BTreeMap<String, u64>,
+    pub logins_ok: u64,
+    pub logins_failed: u64,
+    pub bytes_sent: u64,
+    pub cdr_entries_served: u64,
+    pub sessions_created: u64,
+}
+
+/// State shared by the API server, the admin endpoint and the handle.
+pub(crate) struct Sim {
+    cfg: SimConfig,
+    clock: SimClock,
+    store: RwLock<Store>,
+    sessions: Mutex<Sessions>,
+    faults: Mutex<faults::Faults>,
+    stats: Mutex<Stats>,
+}
+
+impl Sim {
+    /// The clock in whole seconds, after generating every call that may have ended by then.
+    fn generated_now(&self) -> LocalSecs {
+        let now = self.clock.now_secs();
+        self.store.write().expect("store lock").generate_until(now);
+        now
+    }
+
+    fn truth(&self, after: NaiveDateTime, until: NaiveDateTime) -> Truth {
+        let now = self.generated_now();
+        self.store
+            .read()
+            .expect("store lock")
+            .truth(to_secs(after), to_secs(until).min(now))
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().expect("stats lock")
+    }
+}
+
+/// Removes the temporary certificate directory with the last handle.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Inner {
+    sim: Arc<Sim>,
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    ca_pem: String,
+    ca_path: PathBuf,
+    /// Dropping the sender (with the last handle) stops the servers.
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    _temp: Option<TempDir>,
+}
+
+/// Control of a running simulator; cheap to clone.
+#[derive(Clone)]
+pub struct SimHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.inner.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the simulator: generates the history, binds the API (and admin) listeners.
+pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
+    if let Some(a) = cfg.admin_listen {
+        anyhow::ensure!(
+            a.ip().is_loopback(),
+            "the admin endpoint listens on loopback only, not {a}"
+        );
+    }
+    let start_time = cfg.start_time.unwrap_or_else(|| {
+        chrono::Utc::now()
+            .with_timezone(&cfg.timezone)
+            .naive_local()
+    });
+    let clock = SimClock::new(start_time, cfg.clock_speed);
+    let history = chrono::Duration::from_std(cfg.history).context("history too long")?;
+    let mut store = Store::new(
+        cfg.seed,
+        cfg.calls_per_hour,
+        cfg.firmware,
+        to_secs(start_time - history),
+    );
+    store.generate_until(to_secs(start_time));
+
+    let (temp, dir) = match &cfg.cert_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            (None, d.clone())
+        }
+        None => {
+            let d = std::env::temp_dir().join(format!(
+                "ucm-sim-{}-{}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            (Some(TempDir(d.clone())), d)
+        }
+    };
+    let (tls, ca_path) = tls::make(&dir)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let admin_listener = match cfg.admin_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding admin {a}"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+
+    let sim = Arc::new(Sim {
+        sessions: Mutex::new(Sessions::new(&cfg)),
+        clock,
+        store: RwLock::new(store),
+        faults: Mutex::new(faults::Faults::default()),
+        stats: Mutex::new(Stats::default()),
+        cfg,
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let acceptor = sim.cfg.tls.then(|| tls.acceptor.clone());
+    let mut tasks = vec![tokio::spawn(server::serve(
+        listener,
+        acceptor,
+        sim.clone(),
+        stop_rx.clone(),
+    ))];
+    if let Some(l) = admin_listener {
+        tasks.push(tokio::spawn(admin::serve(l, sim.clone(), stop_rx)));
+    }
+    tracing::info!(target: "ucm_sim", %addr, tls = sim.cfg.tls, admin = ?admin_addr, "UCM simulator listening");
+    Ok(SimHandle {
+        inner: Arc::new(Inner {
+            sim,
+            addr,
+            admin_addr,
+            ca_pem: tls.cert_pem,
+            ca_path,
+            stop,
+            tasks: Mutex::new(tasks),
+            _temp: temp,
+        }),
+    })
+}
+
+impl SimHandle {
+    /// Base URL; clients POST to `url() + "/api"`.
+    pub fn url(&self) -> String {
+        let scheme = if self.inner.sim.cfg.tls {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.inner.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    pub fn ca_pem(&self) -> String {
+        self.inner.ca_pem.clone()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.inner.ca_path.clone()
+    }
+
+    pub fn admin_url(&self) -> Option<String> {
+        self.inner.admin_addr.map(|a| format!("http://{a}"))
+    }
+
+    pub fn now(&self) -> NaiveDateTime {
+        self.inner.sim.clock.now()
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.inner.sim.clock.advance(d);
+        self.inner.sim.generated_now();
+    }
+
+    /// Injects one `cdr_root` entry; it becomes visible once its latest leg has ended.
+    pub fn add_call(&self, entry: serde_json::Value) {
+        self.inner
+            .sim
+            .store
+            .write()
+            .expect("store lock")
+            .add_value(&entry);
+    }
+
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.inner.sim.faults.lock().expect("faults lock").add(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.inner.sim.faults.lock().expect("faults lock").clear();
+    }
+
+    pub fn invalidate_sessions(&self) {
+        self.inner
+            .sim
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .invalidate_all();
+    }
+
+    /// Truth over the calls that became visible in `(visible_after, visible_until]`; a call is
+    /// visible from its latest leg end, and `visible_until` is capped at the sim's now.
+    pub fn truth(&self, visible_after: NaiveDateTime, visible_until: NaiveDateTime) -> Truth {
+        self.inner.sim.truth(visible_after, visible_until)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.sim.stats().clone()
+    }
+
+    /// Stops the listeners and drops open connections.
+    pub async fn shutdown(self) {
+        let _ = self.inner.stop.send(true);
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Renders generated calls as a UCM renders `cdr_root` entries: every value a string, flat
+//! entries for single-leg calls, `main_cdr` + `sub_cdr_N` for the rest, and the firmware's
+//! field set.
+
+use std::fmt::Write;
+
+use super::clock::fmt_secs;
+use super::traffic::{Call, Leg};
+
+/// Field layout of one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// UCM62xx: top-level `cdr` equals the session, 33 keys per flat record.
+    Ucm62xx,
+    /// UCM63xx: top-level `cdr` is `""`, 11 newer fields per leg (44 keys flat).
+    Ucm63xx,
+}
+
+const NEWER_FIELDS: [&str; 11] = [
+    "nat_call",
+    "nat_call_peer",
+    "video_call",
+    "gdms_unique_code",
+    "gds_call",
+    "gsc_call",
+    "wave_src_seqid",
+    "wave_dst_seqid",
+    "device_info",
+    "device_info_peer",
+    "recordfiles_desc",
+];
+
+/// Appends `s` as a JSON string literal.
+pub fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn kv(out: &mut String, k: &str, v: &str) {
+    if !out.ends_with('{') {
+        out.push(',');
+    }
+    push_str(out, k);
+    out.push(':');
+    push_str(out, v);
+}
+
+/// The 32 leg fields in the order of the verbatim capture, as (key, value) pairs.
+fn leg_fields(l: &Leg, acct_id: u64) -> [(&'static str, String); 32] {
+    let answered = l.answered();
+    [
+        ("AcctId", acct_id.to_string()),
+        ("accountcode", String::new()),
+        ("src", l.src.clone()),
+        ("dst", l.dst.clone()),
+        ("dcontext", l.dcontext.clone()),
+        ("clid", l.clid.clone()),
+        ("channel", l.channel.clone()),
+        ("dstchannel", l.dstchannel.clone()),
+        ("lastapp", l.lastapp.clone()),
+        ("lastdata", l.lastdata.clone()),
+        ("start", fmt_secs(l.start)),
+        (
+            "answer",
+            if answered {
+                fmt_secs(l.start + l.ring)
+            } else {
+                String::new()
+            },
+        ),
+        ("end", fmt_secs(l.end())),
+        ("duration", (l.ring + l.billsec).to_string()),
+        ("billsec", l.billsec.to_string()),
+        ("disposition", l.disposition.to_string()),
+        ("amaflags", "DOCUMENTATION".into()),
+        ("uniqueid", l.uniqueid.clone()),
+        ("userfield", l.userfield.to_string()),
+        ("channel_ext", l.channel_ext.clone()),
+        ("dstchannel_ext", l.dstchannel_ext.clone()),
+        ("service", "s".into()),
+        ("caller_name", l.caller_name.clone()),
+        ("recordfiles", l.recordfiles.clone()),
+        ("dstanswer", l.dstanswer.clone()),
+        ("chanext", String::new()),
+        ("dstchanext", String::new()),
+        ("session", l.session.clone()),
+        ("action_owner", l.action_owner.clone()),
+        ("action_type", l.action_type.clone()),
+        ("src_trunk_name", l.src_trunk_name.clone()),
+        ("dst_trunk_name", l.dst_trunk_name.clone()),
+    ]
+}
+
+fn newer_value(l: &Leg, key: &str) -> String {
+    match key {
+        "nat_call" | "nat_call_peer" | "video_call" | "gds_call" | "gsc_call" => "no".into(),
+        "device_info" if !l.channel_ext.starts_with("trunk_") => "GXP2170".into(),
+        "device_info_peer"
+            if !l.dstchannel.is_empty() && !l.dstchannel_ext.starts_with("trunk_") =>
+        {
+            "GXP2160".into()
+        }
+        "recordfiles_desc" if !l.recordfiles.is_empty() => {
+            format!(
+                "duration={},size={}B,start-time={}@",
+                l.billsec,
+                l.billsec * 16000,
+                l.start
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+fn push_leg(out: &mut String, l: &Leg, acct_id: u64, layout: Layout) {
+    for (k, v) in leg_fields(l, acct_id) {
+        kv(out, k, &v);
+    }
+    if layout == Layout::Ucm63xx {
+        for k in NEWER_FIELDS {
+            kv(out, k, &newer_value(l, k));
+        }
+    }
+}
+
+/// Renders `call`, numbering its legs' AcctId from `first_acct_id`.
+pub fn render(call: &Call, first_acct_id: u64, layout: Layout) -> String {
+    let first = &call.legs[0];
+    let cdr = if layout == Layout::Ucm62xx {
+        first.session.as_str()
+    } else {
+        ""
+    };
+    let mut out = String::with_capacity(1200 * (call.legs.len() + 1));
+    out.push('{');
+    kv(&mut out, "cdr", cdr);
+    if call.legs.len() == 1 && !call.grouped {
+        push_leg(&mut out, first, first_acct_id, layout);
+        out.push('}');
+        return out;
+    }
+    // main_cdr: a summary whose duration/billsec are the sums over the legs; only src, dst,
+    // start, duration, billsec, session and action_type are filled.
+    let duration: i64 = call.legs.iter().map(|l| l.ring + l.billsec).sum();
+    let billsec: i64 = call.legs.iter().map(|l| l.billsec).sum();
+    out.push_str(",\"main_cdr\":{");
+    for (k, _) in leg_fields(first, 0) {
+        let v = match k {
+            "src" => first.src.clone(),
+            "dst" => first.dst.clone(),
+            "start" => fmt_secs(call.start()),
+            "duration" => duration.to_string(),
+            "billsec" => billsec.to_string(),
+            "session" => first.session.clone(),
+            "action_type" => "DIAL".into(),
+            _ => String::new(),
+        };
+        kv(&mut out, k, &v);
+    }
+    if layout == Layout::Ucm63xx {
+        for k in NEWER_FIELDS {
+            kv(&mut out, k, "");
+        }
+    }
+    out.push('}');
+    for (n, leg) in call.legs.iter().enumerate() {
+        let _ = write!(out, ",\"sub_cdr_{}\":{{", n + 1);
+        push_leg(&mut out, leg, first_acct_id + n as u64, layout);
+        out.push('}');
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::traffic::calls_in_slot;
+    use crate::sim::truth::classify;
+    use serde_json::Value;
+
+    #[test]
+    fn rendering_is_ucm_shaped() {
+        let calls = calls_in_slot(3, 10 * 3600, 400.0);
+        let mut saw_grouped = false;
+        for (i, c) in calls.iter().enumerate() {
+            let layout = if i % 2 == 0 {
+                Layout::Ucm62xx
+            } else {
+                Layout::Ucm63xx
+            };
+            let v: Value = serde_json::from_str(&render(c, 1, layout)).unwrap();
+            let obj = v.as_object().unwrap();
+            let per_leg = if layout == Layout::Ucm62xx { 32 } else { 43 };
+            if let Some(main) = obj.get("main_cdr") {
+                saw_grouped = true;
+                assert_eq!(obj.len(), c.legs.len() + 2);
+                let sum: i64 = (1..=c.legs.len())
+                    .map(|n| {
+                        obj[&format!("sub_cdr_{n}")]["duration"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<i64>()
+                            .unwrap()
+                    })
+                    .sum();
+                assert_eq!(main["duration"].as_str().unwrap(), sum.to_string());
+                assert_eq!(main.as_object().unwrap().len(), per_leg);
+            } else {
+                assert_eq!(obj.len(), per_leg + 1);
+            }
+            assert_eq!(obj["cdr"] == "", layout == Layout::Ucm63xx);
+            fn all_strings(v: &Value) -> bool {
+                match v {
+                    Value::Object(m) => m.values().all(all_strings),
+                    Value::String(_) => true,
+                    _ => false,
+                }
+            }
+            assert!(all_strings(&v));
+        }
+        assert!(saw_grouped);
+    }
+
+    /// Every scenario's stated outcome is what the contract classifier reads from the rendering.
+    #[test]
+    fn classifier_agrees_with_generator_intent() {
+        let mut n = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for slot in 0..48 {
+            for c in calls_in_slot(11, (400_000 + slot) * 3600, 300.0) {
+                let v: Value = serde_json::from_str(&render(&c, 1, Layout::Ucm62xx)).unwrap();
+                let got = classify(&v).unwrap();
+                assert_eq!(
+                    (got.direction, got.trunk.as_str(), got.disposition),
+                    (
+                        c.intent.direction,
+                        c.intent.trunk.as_str(),
+                        c.intent.disposition
+                    ),
+                    "scenario {} rendered {v}",
+                    c.intent.scenario
+                );
+                seen.insert((got.direction, got.disposition));
+                n += 1;
+            }
+        }
+        assert!(n > 3000, "only {n} calls");
+        for d in ["inbound", "outbound", "internal", "external"] {
+            for disp in ["answered", "no_answer", "busy"] {
+                assert!(seen.contains(&(d, disp)), "never generated {d}/{disp}");
+            }
+        }
+        for (d, disp) in [
+            ("inbound", "voicemail"),
+            ("internal", "voicemail"),
+            ("inbound", "failed"),
+            ("outbound", "failed"),
+            ("internal", "failed"),
+        ] {
+            assert!(seen.contains(&(d, disp)), "never generated {d}/{disp}");
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The API listener: HTTPS (or plain HTTP) with hyper, `POST /api` dispatch, fault injection
+//! and accounting of what was served.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use super::cdrapi::{self, Format, Query};
+use super::faults::Effect;
+use super::session::LoginOutcome;
+use super::{pbx, Sim};
+
+/// The page a UCM's web server shows a client whose IP is not permitted.
+const FORBIDDEN_HTML: &str = "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n\
+    <center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+const JSON: &str = "application/json; charset=utf-8";
+
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    sim: Arc<Sim>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(target: "ucm_sim", error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (sim, tls) = (sim.clone(), tls.clone());
+                conns.spawn(async move {
+                    match tls {
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(stream) => connection(stream, peer.ip(), sim).await,
+                            Err(e) => tracing::debug!(target: "ucm_sim", %peer, error = %e, "TLS handshake failed"),
+                        },
+                        None => connection(tcp, peer.ip(), sim).await,
+                    }
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+async fn connection<I>(io: I, ip: IpAddr, sim: Arc<Sim>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(sim.clone(), ip, req));
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await
+    {
+        tracing::debug!(target: "ucm_sim", %ip, error = %e, "connection ended with an error");
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .expect("static response parts")
+}
+
+fn envelope(status: i64, response: Value) -> String {
+    json!({"response": response, "status": status}).to_string()
+}
+
+fn invalid() -> String {
+    envelope(-1, json!({"error_msg": "Invalid parameters!"}))
+}
+
+async fn handle(
+    sim: Arc<Sim>,
+    ip: IpAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let resp = route(&sim, ip, req).await;
+    let len = hyper::body::Body::size_hint(resp.body())
+        .exact()
+        .unwrap_or(0);
+    sim.stats().bytes_sent += len;
+    Ok(resp)
+}
+
+async fn route(sim: &Sim, ip: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    if path != "/api" && path != "/api/v1" && !path.starts_with("/api/") {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/html",
+            "<html><body><h1>404 Not Found</h1></body></html>",
+        );
+    }
+    let post = req.method() == Method::POST;
+    let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return respond(StatusCode::OK, JSON, invalid()),
+    };
+    let request = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|mut v| match v.get_mut("request").map(Value::take) {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        });
+    let action = request
+        .as_ref()
+        .and_then(|r| r.get("action"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let (Some(request), Some(action), true, true) =
+        (request, action, post, path == "/api" || path == "/api/v1")
+    else {
+        *sim.stats().requests.entry("(invalid)".into()).or_default() += 1;
+        return respond(StatusCode::OK, JSON, invalid());
+    };
+    *sim.stats().requests.entry(action.clone()).or_default() += 1;
+    tracing::debug!(target: "ucm_sim", %ip, %action, "request");
+
+    let effects = sim.faults.lock().expect("faults lock").take(&action);
+    let mut login_fails = false;
+    let mut truncate = false;
+    for e in effects {
+        match e {
+            Effect::Delay(d) => tokio::time::sleep(d).await,
+            Effect::Http500 => return respond(StatusCode::INTERNAL_SERVER_ERROR, "text/html", ""),
+            Effect::Html403 => return respond(StatusCode::FORBIDDEN, "text/html", FORBIDDEN_HTML),
+            Effect::Garbage => {
+                return respond(
+                    StatusCode::OK,
+                    JSON,
+                    "<b>Fatal error</b>: Allowed memory size exhausted in <b>cgi</b>\n",
+                )
+            }
+            Effect::Status(n) => return respond(StatusCode::OK, JSON, envelope(n, json!({}))),
+            Effect::LoginFails => login_fails = true,
+            Effect::Truncated => truncate = true,
+        }
+    }
+    let (content_type, mut body) = dispatch(sim, ip, &action, &request, login_fails);
+    if truncate {
+        let mut cut = body.len() / 2;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+    }
+    respond(StatusCode::OK, content_type, body)
+}
+
+fn dispatch(
+    sim: &Sim,
+    ip: IpAddr,
+    action: &str,
+    req: &Map<String, Value>,
+    login_fails: bool,
+) -> (&'static str, String) {
+    let text = |k: &str| req.get(k).and_then(Value::as_str);
+    match action {
+        "challenge" => {
+            let Some(user) = text("user") else {
+                return (JSON, invalid());
+            };
+            let c = sim.sessions.lock().expect("sessions lock").challenge(user);
+            return (JSON, envelope(0, json!({"challenge": c})));
+        }
+        "login" => {
+            let (Some(user), Some(token)) = (text("user"), text("token")) else {
+                return (JSON, invalid());
+            };
+            let now = sim.clock.now_secs();
+            let outcome = sim.sessions.lock().expect("sessions lock").login(
+                ip,
+                user,
+                token,
+                now,
+                login_fails,
+            );
+            let mut stats = sim.stats();
+            return match outcome {
+                LoginOutcome::Ok(cookie) => {
+                    stats.logins_ok += 1;
+                    stats.sessions_created += 1;
+                    (JSON, envelope(0, json!({"cookie": cookie})))
+                }
+                LoginOutcome::Denied { remain_num } => {
+                    stats.logins_failed += 1;
+                    tracing::info!(target: "ucm_sim", %ip, remain_num, "login denied");
+                    (JSON, envelope(-37, json!({"remain_num": remain_num})))
+                }
+                LoginOutcome::Locked { remain_time } => {
+                    stats.logins_failed += 1;
+                    (JSON, envelope(-68, json!({"remain_time": remain_time})))
+                }
+            };
+        }
+        "logout"
+        | "cdrapi"
+        | "getSystemStatus"
+        | "getSystemGeneralStatus"
+        | "listAccount"
+        | "listVoIPTrunk"
+        | "listBridgedChannels" => {}
+        _ => return (JSON, invalid()),
+    }
+    let Some(cookie) = text("cookie") else {
+        return (JSON, envelope(-5, json!({})));
+    };
+    {
+        let mut sessions = sim.sessions.lock().expect("sessions lock");
+        if !sessions.check(cookie, sim.clock.now_secs()) {
+            return (JSON, envelope(-6, json!({})));
+        }
+        if action == "logout" {
+            sessions.logout(cookie);
+            return (JSON, envelope(0, json!({})));
+        }
+    }
+    match action {
+        "cdrapi" => cdr(sim, req),
+        "getSystemStatus" => (JSON, pbx::system_status(sim).to_string()),
+        "getSystemGeneralStatus" => (JSON, pbx::general_status(sim.cfg.firmware).to_string()),
+        "listAccount" => (JSON, pbx::list_account(sim, req).to_string()),
+        "listVoIPTrunk" => (JSON, pbx::list_voip_trunk(req).to_string()),
+        _ => (JSON, pbx::list_bridged(sim, req).to_string()),
+    }
+}
+
+fn cdr(sim: &Sim, req: &Map<String, Value>) -> (&'static str, String) {
+    let now = sim.generated_now();
+    let query = Query::parse(req, sim.cfg.timezone, sim.clock.now(), sim.cfg.max_records);
+    let (content_type, body, served) = match &query {
+        None => (JSON, "{\"cdr_root\":[]}".to_string(), 0),
+        Some(q) => {
+            let store = sim.store.read().expect("store lock");
+            let page = q.page(&store, now);
+            let body = match q.format {
+                Format::Json => cdrapi::render_json(&page),
+                Format::Csv => cdrapi::render_csv(&page),
+                Format::Xml => cdrapi::render_xml(&page),
+            };
+            let ct = match q.format {
+                Format::Json => JSON,
+                Format::Csv => "text/csv",
+                Format::Xml => "text/xml",
+            };
+            (ct, body, page.len() as u64)
+        }
+    };
+    sim.stats().cdr_entries_served += served;
+    if sim.faults.lock().expect("faults lock").page_served() {
+        tracing::info!(target: "ucm_sim", "fault: invalidating all sessions after the last page");
+        sim.sessions.lock().expect("sessions lock").invalidate_all();
+    }
+    (content_type, body)
+}

@@ -1,0 +1,856 @@
+//! Seeded call generator for a plausible small business.
+//!
+//! Calls are produced per hour slot from an RNG seeded by `(seed, slot)`, so the set of calls is a
+//! pure function of the seed and the slot: however a test moves the clock, the same seed yields
+//! the same entries. Each scenario states the contract outcome it means to produce ([`Intent`]),
+//! which the unit tests hold against the independent classifier in `truth.rs`.
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::clock::LocalSecs;
+
+/// 20 desk extensions; 2000 is the receptionist.
+pub const EXTENSIONS: std::ops::RangeInclusive<u32> = 2000..=2019;
+/// (index, name) of the VoIP trunks; channels are `PJSIP/trunk_<index>-…`.
+pub const TRUNKS: [(u32, &str); 4] = [
+    (1, "Telekom"),
+    (2, "groff"),
+    (3, "Daisy"),
+    (4, "backup-sip"),
+];
+pub const RING_GROUP: (&str, [u32; 3]) = ("6400", [2001, 2002, 2003]);
+/// A sequential hunt group long enough to give calls 10+ legs, so `sub_cdr_10` ordering matters.
+pub const HUNT_GROUP: &str = "6401";
+pub const HUNT_MEMBERS: std::ops::RangeInclusive<u32> = 2005..=2016;
+pub const QUEUE: (&str, [u32; 3]) = ("6500", [2004, 2006, 2007]);
+pub const IVR: &str = "7000";
+
+/// Relative call volume per hour of day (quiet nights, busy mornings and afternoons).
+const SHAPE: [f64; 24] = [
+    0.05, 0.03, 0.02, 0.02, 0.03, 0.08, 0.3, 0.9, 1.8, 2.4, 2.5, 2.2, 1.4, 1.9, 2.4, 2.3, 2.0, 1.4,
+    0.8, 0.5, 0.3, 0.2, 0.12, 0.08,
+];
+
+/// The outcome a scenario means to produce, in contract label values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub direction: &'static str,
+    pub trunk: String,
+    pub disposition: &'static str,
+    pub scenario: &'static str,
+}
+
+/// One CDR leg before rendering; times in local seconds.
+#[derive(Debug, Clone, Default)]
+pub struct Leg {
+    pub src: String,
+    pub dst: String,
+    pub dcontext: String,
+    pub clid: String,
+    pub channel: String,
+    pub dstchannel: String,
+    pub lastapp: String,
+    pub lastdata: String,
+    pub start: LocalSecs,
+    /// Seconds before answer (or the whole leg when unanswered): `duration - billsec`.
+    pub ring: i64,
+    pub billsec: i64,
+    pub disposition: &'static str,
+    pub userfield: &'static str,
+    pub channel_ext: String,
+    pub dstchannel_ext: String,
+    pub caller_name: String,
+    pub recordfiles: String,
+    pub dstanswer: String,
+    pub session: String,
+    pub action_owner: String,
+    pub action_type: String,
+    pub src_trunk_name: String,
+    pub dst_trunk_name: String,
+    pub uniqueid: String,
+}
+
+impl Leg {
+    pub fn end(&self) -> LocalSecs {
+        self.start + self.ring + self.billsec
+    }
+    pub fn answered(&self) -> bool {
+        self.disposition == "ANSWERED"
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub legs: Vec<Leg>,
+    /// A single-leg call the UCM would still group (ForkCDR duplicates are never flat).
+    pub grouped: bool,
+    pub intent: Intent,
+}
+
+impl Call {
+    pub fn start(&self) -> LocalSecs {
+        self.legs.iter().map(|l| l.start).min().unwrap_or_default()
+    }
+    pub fn end(&self) -> LocalSecs {
+        self.legs.iter().map(Leg::end).max().unwrap_or_default()
+    }
+}
+
+/// The calls whose start falls in the hour slot beginning at `slot_start`, oldest first.
+pub fn calls_in_slot(seed: u64, slot_start: LocalSecs, calls_per_hour: f64) -> Vec<Call> {
+    let slot = slot_start.div_euclid(3600);
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (slot as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mean: f64 = SHAPE.iter().sum::<f64>() / 24.0;
+    let rate = calls_per_hour * SHAPE[slot.rem_euclid(24) as usize] / mean;
+    let mut calls = Vec::new();
+    if rate <= 0.0 {
+        return calls;
+    }
+    let mut t = 0.0f64;
+    loop {
+        let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+        t += -u.ln() * 3600.0 / rate;
+        if t >= 3600.0 {
+            break;
+        }
+        let mut g = Gen {
+            rng: &mut rng,
+            t0: slot_start + t as i64,
+        };
+        calls.push(g.call());
+    }
+    calls
+}
+
+/// Who places a call.
+enum From {
+    Ext(u32),
+    Trunk(u32, &'static str, String),
+}
+
+struct Gen<'a> {
+    rng: &'a mut ChaCha8Rng,
+    t0: LocalSecs,
+}
+
+/// The part of a leg shared by all legs of one call.
+struct Base {
+    src: String,
+    clid: String,
+    caller_name: String,
+    channel: String,
+    channel_ext: String,
+    dcontext: &'static str,
+    userfield: &'static str,
+    src_trunk_name: String,
+    uniqueid: String,
+    session: String,
+}
+
+/// Where a leg goes.
+enum To<'a> {
+    Ext(u32),
+    Trunk(u32, &'a str),
+    /// An application: (lastapp, lastdata, action_type).
+    App(&'a str, String, String),
+    VoiceMail(u32),
+}
+
+impl Gen<'_> {
+    fn ext(&mut self) -> u32 {
+        self.rng.random_range(EXTENSIONS)
+    }
+
+    fn other_ext(&mut self, not: u32) -> u32 {
+        loop {
+            let e = self.ext();
+            if e != not {
+                return e;
+            }
+        }
+    }
+
+    fn number(&mut self) -> String {
+        let prefix = *["030", "040", "089", "0151", "0170", "0221"]
+            .choose(self.rng)
+            .unwrap_or(&"030");
+        format!("{prefix}{}", self.rng.random_range(1_000_000..9_999_999u32))
+    }
+
+    fn inbound_trunk(&mut self) -> (u32, &'static str) {
+        TRUNKS[self.rng.random_range(0..3)]
+    }
+
+    fn outbound_trunk(&mut self) -> (u32, &'static str) {
+        if self.rng.random_bool(0.9) {
+            TRUNKS[0]
+        } else {
+            *TRUNKS[1..].choose(self.rng).unwrap_or(&TRUNKS[3])
+        }
+    }
+
+    fn chan(&mut self, name: &str) -> String {
+        format!(
+            "PJSIP/{name}-{:08x}",
+            self.rng.random_range(0..0x0010_0000u32)
+        )
+    }
+
+    /// Talk time: mostly minutes, a few calls of up to two hours so pollers must re-sweep.
+    fn talk(&mut self) -> i64 {
+        if self.rng.random_bool(0.01) {
+            self.rng.random_range(1800..7200)
+        } else {
+            let u: f64 = self.rng.random_range(0.0..1.0);
+            (10.0 + (u * 6.0).exp() * 1.5) as i64
+        }
+    }
+
+    fn ring(&mut self) -> i64 {
+        self.rng.random_range(2..25)
+    }
+
+    fn base(&mut self, from: &From, dcontext: &'static str, userfield: &'static str) -> Base {
+        let micros = self.rng.random_range(0..1_000_000u32);
+        let uid_seq = self.rng.random_range(0..5000u32);
+        let (src, caller_name, channel, channel_ext, trunk) = match from {
+            From::Ext(e) => (
+                e.to_string(),
+                format!("User {e}"),
+                self.chan(&e.to_string()),
+                e.to_string(),
+                "",
+            ),
+            From::Trunk(i, name, num) => {
+                let named = if self.rng.random_bool(0.3) {
+                    "Oak Technology".to_string()
+                } else {
+                    num.clone()
+                };
+                (
+                    num.clone(),
+                    named,
+                    self.chan(&format!("trunk_{i}")),
+                    format!("trunk_{i}"),
+                    *name,
+                )
+            }
+        };
+        Base {
+            clid: format!("\"{caller_name}\" <{src}>"),
+            session: format!("{}{micros:06}-{src}", self.t0),
+            uniqueid: format!("{}.{uid_seq}", self.t0),
+            src,
+            caller_name,
+            channel,
+            channel_ext,
+            dcontext,
+            userfield,
+            src_trunk_name: trunk.to_string(),
+        }
+    }
+
+    /// One leg of `b` starting at `start` towards `to`, ringing `ring` s then talking `talk` s
+    /// when `disposition` is ANSWERED.
+    fn leg(
+        &mut self,
+        b: &Base,
+        start: LocalSecs,
+        dst: &str,
+        to: To,
+        (ring, talk): (i64, i64),
+        disposition: &'static str,
+    ) -> Leg {
+        let answered = disposition == "ANSWERED";
+        let mut l = Leg {
+            src: b.src.clone(),
+            dst: dst.to_string(),
+            dcontext: b.dcontext.to_string(),
+            clid: b.clid.clone(),
+            channel: b.channel.clone(),
+            start,
+            ring,
+            billsec: if answered { talk } else { 0 },
+            disposition,
+            userfield: b.userfield,
+            channel_ext: b.channel_ext.clone(),
+            caller_name: b.caller_name.clone(),
+            session: b.session.clone(),
+            action_owner: b.src.clone(),
+            action_type: "DIAL".into(),
+            src_trunk_name: b.src_trunk_name.clone(),
+            uniqueid: b.uniqueid.clone(),
+            lastapp: "Dial".into(),
+            ..Leg::default()
+        };
+        match to {
+            To::Ext(e) => {
+                // Unanswered Dial legs show an empty dstchannel on some captures, a set one on others.
+                if answered || self.rng.random_bool(0.5) {
+                    l.dstchannel = self.chan(&e.to_string());
+                }
+                l.dstchannel_ext = e.to_string();
+                l.lastdata = format!("PJSIP/{e},60,zb(callee-handler^s^1)");
+                if answered {
+                    l.dstanswer = e.to_string();
+                    if self.rng.random_bool(0.2) {
+                        l.recordfiles = format!("auto-{start}-{}-{e}.wav@", b.src);
+                    }
+                }
+            }
+            To::Trunk(i, name) => {
+                if answered {
+                    l.dstchannel = self.chan(&format!("trunk_{i}"));
+                }
+                l.dstchannel_ext = format!("trunk_{i}");
+                l.lastdata = format!("PJSIP/{dst}@trunk_{i},60");
+                l.dst_trunk_name = name.to_string();
+            }
+            To::App(app, data, action) => {
+                l.lastapp = app.into();
+                l.lastdata = data;
+                l.action_type = action;
+            }
+            To::VoiceMail(e) => {
+                l.lastapp = "VoiceMail".into();
+                l.lastdata = format!("{e}@default,u");
+                l.action_type = "VM".into();
+                l.dstchannel_ext = e.to_string();
+                l.dstanswer = e.to_string();
+            }
+        }
+        l
+    }
+
+    fn intent(
+        direction: &'static str,
+        trunk: &str,
+        disposition: &'static str,
+        scenario: &'static str,
+    ) -> Intent {
+        Intent {
+            direction,
+            trunk: trunk.to_string(),
+            disposition,
+            scenario,
+        }
+    }
+
+    fn call(&mut self) -> Call {
+        let pick = self.rng.random_range(0..100u32);
+        let mut call = match pick {
+            0..=17 => self.internal(),
+            18..=21 => self.internal_voicemail(),
+            22..=27 => self.inbound_direct(),
+            28..=37 => self.inbound_ring_group(),
+            38..=41 => self.inbound_hunt(),
+            42..=46 => self.inbound_ivr(),
+            47..=53 => self.inbound_queue(),
+            54..=57 => self.inbound_voicemail(),
+            58..=61 => self.transfer(),
+            62..=64 => self.park(),
+            65..=91 => self.outbound(),
+            _ => self.external(),
+        };
+        if self.rng.random_bool(0.05) {
+            // A ForkCDR duplicate of the first leg: answered with a dstchannel, so counting it
+            // would change the outcome, and placed first, so "the first leg" must skip it.
+            let mut fork = call.legs[0].clone();
+            fork.lastapp = "ForkCDR".into();
+            fork.lastdata = String::new();
+            fork.disposition = "ANSWERED";
+            fork.dstchannel = self.chan("fork");
+            fork.userfield = "";
+            fork.billsec = fork.billsec.max(1);
+            call.legs.insert(0, fork);
+            call.grouped = true;
+        }
+        if self.rng.random_bool(0.05) {
+            for l in &mut call.legs {
+                l.userfield = "";
+            }
+            call.intent.scenario = "empty-userfield";
+        }
+        call
+    }
+
+    fn flat(leg: Leg, intent: Intent) -> Call {
+        Call {
+            legs: vec![leg],
+            grouped: false,
+            intent,
+        }
+    }
+
+    fn internal(&mut self) -> Call {
+        let (a,) = (self.ext(),);
+        let b = self.other_ext(a);
+        let base = self.base(&From::Ext(a), "from-internal", "Internal");
+        let ring = self.ring();
+        let talk = self.talk();
+        let (disp, outcome) = *[
+            ("ANSWERED", "answered"),
+            ("ANSWERED", "answered"),
+            ("ANSWERED", "answered"),
+            ("NO ANSWER", "no_answer"),
+            ("BUSY", "busy"),
+            ("FAILED", "failed"),
+        ]
+        .choose(self.rng)
+        .unwrap_or(&("ANSWERED", "answered"));
+        let leg = self.leg(
+            &base,
+            self.t0,
+            &b.to_string(),
+            To::Ext(b),
+            (ring, talk),
+            disp,
+        );
+        Self::flat(leg, Self::intent("internal", "", outcome, "internal"))
+    }
+
+    fn internal_voicemail(&mut self) -> Call {
+        let a = self.ext();
+        let b = self.other_ext(a);
+        let base = self.base(&From::Ext(a), "from-internal", "Internal");
+        let ring = self.rng.random_range(20..31);
+        let first = self.leg(
+            &base,
+            self.t0,
+            &b.to_string(),
+            To::Ext(b),
+            (ring, 0),
+            "NO ANSWER",
+        );
+        let msg = self.rng.random_range(3..40);
+        let vm = self.leg(
+            &base,
+            self.t0 + ring,
+            &b.to_string(),
+            To::VoiceMail(b),
+            (0, msg),
+            "ANSWERED",
+        );
+        Call {
+            legs: vec![first, vm],
+            grouped: true,
+            intent: Self::intent("internal", "", "voicemail", "internal-voicemail"),
+        }
+    }
+
+    fn inbound_base(&mut self, dcontext: &'static str) -> (Base, &'static str) {
+        let (i, name) = self.inbound_trunk();
+        let num = self.number();
+        (
+            self.base(&From::Trunk(i, name, num), dcontext, "Inbound"),
+            name,
+        )
+    }
+
+    fn inbound_direct(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-did-0001");
+        let e = self.ext();
+        let ring = self.ring();
+        let talk = self.talk();
+        let (disp, outcome) = *[
+            ("ANSWERED", "answered"),
+            ("ANSWERED", "answered"),
+            ("BUSY", "busy"),
+            ("CONGESTION", "failed"),
+            ("FAILED", "failed"),
+        ]
+        .choose(self.rng)
+        .unwrap_or(&("ANSWERED", "answered"));
+        let leg = self.leg(
+            &base,
+            self.t0,
+            &e.to_string(),
+            To::Ext(e),
+            (ring, talk),
+            disp,
+        );
+        Self::flat(
+            leg,
+            Self::intent("inbound", trunk, outcome, "inbound-direct"),
+        )
+    }
+
+    /// Ring-all group: overlapping legs, at most one answered; unanswered calls may end in voicemail.
+    fn inbound_ring_group(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-did-0002");
+        let (group, members) = RING_GROUP;
+        let winner = if self.rng.random_bool(0.7) {
+            Some(self.rng.random_range(0..members.len()))
+        } else {
+            None
+        };
+        let ring = self.rng.random_range(3..30);
+        let talk = self.talk();
+        let mut legs = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            let disp = if Some(i) == winner {
+                "ANSWERED"
+            } else {
+                "NO ANSWER"
+            };
+            let mut l = self.leg(&base, self.t0, group, To::Ext(*m), (ring, talk), disp);
+            l.action_type = format!("RINGGROUP[{group}]");
+            legs.push(l);
+        }
+        let outcome = if winner.is_some() {
+            "answered"
+        } else if self.rng.random_bool(0.5) {
+            let msg = self.rng.random_range(4..60);
+            legs.push(self.leg(
+                &base,
+                self.t0 + ring,
+                group,
+                To::VoiceMail(members[0]),
+                (0, msg),
+                "ANSWERED",
+            ));
+            "voicemail"
+        } else {
+            "no_answer"
+        };
+        Call {
+            legs,
+            grouped: true,
+            intent: Self::intent("inbound", trunk, outcome, "ring-group"),
+        }
+    }
+
+    /// Sequential hunt over 12 members: up to 12 consecutive legs.
+    fn inbound_hunt(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-did-0003");
+        let members: Vec<u32> = HUNT_MEMBERS.collect();
+        let answered_at = if self.rng.random_bool(0.75) {
+            Some(self.rng.random_range(0..members.len()))
+        } else {
+            None
+        };
+        let mut t = self.t0;
+        let mut legs = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            let ring = self.rng.random_range(3..9);
+            if Some(i) == answered_at {
+                let talk = self.talk();
+                let mut l = self.leg(&base, t, HUNT_GROUP, To::Ext(*m), (ring, talk), "ANSWERED");
+                l.action_type = format!("RINGGROUP[{HUNT_GROUP}]");
+                legs.push(l);
+                break;
+            }
+            let mut l = self.leg(&base, t, HUNT_GROUP, To::Ext(*m), (ring, 0), "NO ANSWER");
+            l.action_type = format!("RINGGROUP[{HUNT_GROUP}]");
+            legs.push(l);
+            t += ring;
+        }
+        let outcome = if answered_at.is_some() {
+            "answered"
+        } else {
+            "no_answer"
+        };
+        let grouped = legs.len() > 1;
+        Call {
+            legs,
+            grouped,
+            intent: Self::intent("inbound", trunk, outcome, "hunt-group"),
+        }
+    }
+
+    /// IVR: the menu answers (an application, not a person); the caller hangs up there or picks
+    /// an extension.
+    fn inbound_ivr(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ivr-1");
+        let in_menu = self.rng.random_range(4..40);
+        let ivr = self.leg(
+            &base,
+            self.t0,
+            IVR,
+            To::App("BackGround", "ivr-prompt".into(), format!("IVR[{IVR}]")),
+            (0, in_menu),
+            "ANSWERED",
+        );
+        if self.rng.random_bool(0.4) {
+            return Self::flat(
+                ivr,
+                Self::intent("inbound", trunk, "no_answer", "ivr-hangup"),
+            );
+        }
+        let e = self.ext();
+        let ring = self.ring();
+        let talk = self.talk();
+        let (disp, outcome) = *[
+            ("ANSWERED", "answered"),
+            ("NO ANSWER", "no_answer"),
+            ("BUSY", "no_answer"),
+        ]
+        .choose(self.rng)
+        .unwrap_or(&("ANSWERED", "answered"));
+        let second = self.leg(
+            &base,
+            self.t0 + in_menu,
+            &e.to_string(),
+            To::Ext(e),
+            (ring, talk),
+            disp,
+        );
+        Call {
+            legs: vec![ivr, second],
+            grouped: true,
+            intent: Self::intent("inbound", trunk, outcome, "ivr-to-extension"),
+        }
+    }
+
+    /// Queue: the hold leg is ANSWERED by the Queue application; agents ring in parallel.
+    fn inbound_queue(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-queues");
+        let (queue, agents) = QUEUE;
+        let hold = self.rng.random_range(5..180);
+        let mut legs = vec![self.leg(
+            &base,
+            self.t0,
+            queue,
+            To::App("Queue", format!("{queue},t"), format!("QUEUE[{queue}]")),
+            (0, hold),
+            "ANSWERED",
+        )];
+        let abandoned = self.rng.random_bool(0.35);
+        let winner = self.rng.random_range(0..agents.len());
+        let talk = self.talk();
+        for (i, a) in agents.iter().enumerate() {
+            let start = self.t0 + 1;
+            let l = if !abandoned && i == winner {
+                self.leg(
+                    &base,
+                    start,
+                    queue,
+                    To::Ext(*a),
+                    (hold - 1, talk),
+                    "ANSWERED",
+                )
+            } else {
+                let rang = self.rng.random_range(1..hold.max(2));
+                self.leg(&base, start, queue, To::Ext(*a), (rang, 0), "NO ANSWER")
+            };
+            legs.push(l);
+        }
+        let outcome = if abandoned { "no_answer" } else { "answered" };
+        let scenario = if abandoned {
+            "queue-abandon"
+        } else {
+            "queue-answered"
+        };
+        Call {
+            legs,
+            grouped: true,
+            intent: Self::intent("inbound", trunk, outcome, scenario),
+        }
+    }
+
+    /// The §5.2 shape: Dial NO ANSWER, then VoiceMail ANSWERED (or the caller hangs up before the tone).
+    fn inbound_voicemail(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("did-local");
+        let e = self.ext();
+        let ring = self.rng.random_range(0..30);
+        let first = self.leg(
+            &base,
+            self.t0,
+            &e.to_string(),
+            To::Ext(e),
+            (ring, 0),
+            "NO ANSWER",
+        );
+        let left_message = self.rng.random_bool(0.8);
+        let msg = self.rng.random_range(2..60);
+        let disp = if left_message {
+            "ANSWERED"
+        } else {
+            "NO ANSWER"
+        };
+        let vm = self.leg(
+            &base,
+            self.t0 + ring,
+            &e.to_string(),
+            To::VoiceMail(e),
+            (if left_message { 0 } else { 2 }, msg),
+            disp,
+        );
+        let outcome = if left_message {
+            "voicemail"
+        } else {
+            "no_answer"
+        };
+        Call {
+            legs: vec![first, vm],
+            grouped: true,
+            intent: Self::intent("inbound", trunk, outcome, "inbound-voicemail"),
+        }
+    }
+
+    /// Answered, then transferred (blind) to a colleague, sometimes several times in a row.
+    fn transfer(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-did-0001");
+        let mut e = 2000;
+        let mut t = self.t0;
+        let mut legs = Vec::new();
+        let hops = if self.rng.random_bool(0.1) {
+            10
+        } else {
+            self.rng.random_range(1..4)
+        };
+        for hop in 0..=hops {
+            let ring = self.ring();
+            let talk = self.rng.random_range(5..120);
+            let last_unanswered = hop == hops && self.rng.random_bool(0.2);
+            let disp = if last_unanswered {
+                "NO ANSWER"
+            } else {
+                "ANSWERED"
+            };
+            let mut l = self.leg(&base, t, &e.to_string(), To::Ext(e), (ring, talk), disp);
+            if hop > 0 {
+                l.action_type = "TRANSFER".into();
+                l.dcontext = "from-internal-xfer".into();
+                l.session = format!("{t}{:06}-{e}", hop);
+            }
+            t = l.end();
+            legs.push(l);
+            e = self.other_ext(e);
+        }
+        Call {
+            legs,
+            grouped: true,
+            intent: Self::intent("inbound", trunk, "answered", "transfer"),
+        }
+    }
+
+    /// Parked call as in the UCM6302 capture: a Park leg (application), then a pickup by an
+    /// extension; sometimes the caller hangs up while parked.
+    fn park(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("from-internal-xfer");
+        let slot = self.rng.random_range(70..80u32).to_string();
+        let parked = self.rng.random_range(5..90);
+        let mut park = self.leg(
+            &base,
+            self.t0,
+            &slot,
+            To::App("Park", format!("default:{slot}"), "PARKEDCALL".into()),
+            (0, parked),
+            "ANSWERED",
+        );
+        park.dcontext = "from-internal-xfer".into();
+        if self.rng.random_bool(0.25) {
+            return Call {
+                legs: vec![park],
+                grouped: true,
+                intent: Self::intent("inbound", trunk, "no_answer", "park-abandon"),
+            };
+        }
+        let e = self.ext();
+        let talk = self.talk();
+        let mut pickup = self.leg(
+            &base,
+            self.t0 + parked,
+            &e.to_string(),
+            To::Ext(e),
+            (0, talk),
+            "ANSWERED",
+        );
+        pickup.lastapp = "ParkedCall".into();
+        pickup.session = format!("{}{:06}-{e}", self.t0 + parked, 1);
+        Call {
+            legs: vec![park, pickup],
+            grouped: true,
+            intent: Self::intent("inbound", trunk, "answered", "park"),
+        }
+    }
+
+    fn outbound(&mut self) -> Call {
+        let a = self.ext();
+        let base = self.base(&From::Ext(a), "from-internal", "Outbound");
+        let (i, name) = self.outbound_trunk();
+        let num = self.number();
+        let ring = self.ring();
+        let talk = self.talk();
+        let (disp, outcome) = *[
+            ("ANSWERED", "answered"),
+            ("ANSWERED", "answered"),
+            ("ANSWERED", "answered"),
+            ("NO ANSWER", "no_answer"),
+            ("BUSY", "busy"),
+            ("CONGESTION", "failed"),
+            ("FAILED", "failed"),
+        ]
+        .choose(self.rng)
+        .unwrap_or(&("ANSWERED", "answered"));
+        let mut leg = self.leg(&base, self.t0, &num, To::Trunk(i, name), (ring, talk), disp);
+        leg.dcontext = "outbound-route-1".into();
+        Self::flat(leg, Self::intent("outbound", name, outcome, "outbound"))
+    }
+
+    /// Trunk to trunk: a DID forwarded to a mobile through the outbound trunk.
+    fn external(&mut self) -> Call {
+        let (i, name) = self.inbound_trunk();
+        let num = self.number();
+        let base = self.base(&From::Trunk(i, name, num), "ext-did-0004", "External");
+        let target = self.number();
+        let (oi, oname) = TRUNKS[3];
+        let ring = self.ring();
+        let talk = self.talk();
+        let (disp, outcome) = *[
+            ("ANSWERED", "answered"),
+            ("NO ANSWER", "no_answer"),
+            ("BUSY", "busy"),
+        ]
+        .choose(self.rng)
+        .unwrap_or(&("ANSWERED", "answered"));
+        let leg = self.leg(
+            &base,
+            self.t0,
+            &target,
+            To::Trunk(oi, oname),
+            (ring, talk),
+            disp,
+        );
+        Self::flat(leg, Self::intent("external", name, outcome, "external"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_calls_other_seed_other_calls() {
+        let a = calls_in_slot(7, 36 * 3600, 120.0);
+        let b = calls_in_slot(7, 36 * 3600, 120.0);
+        let c = calls_in_slot(8, 36 * 3600, 120.0);
+        let key = |v: &[Call]| {
+            v.iter()
+                .map(|c| (c.start(), c.legs.len(), c.legs[0].dst.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert!(!a.is_empty());
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&c));
+        assert!(a.windows(2).all(|w| w[0].start() <= w[1].start()));
+        assert!(a
+            .iter()
+            .all(|c| (36 * 3600..37 * 3600).contains(&c.start())));
+    }
+
+    #[test]
+    fn nights_are_quiet() {
+        let day: usize = (0..30)
+            .map(|d| calls_in_slot(1, (d * 24 + 10) * 3600, 60.0).len())
+            .sum();
+        let night: usize = (0..30)
+            .map(|d| calls_in_slot(1, (d * 24 + 3) * 3600, 60.0).len())
+            .sum();
+        assert!(day > 20 * night.max(1), "day {day} night {night}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Poll state of one target: the watermark and the de-duplication memory, and its file in
+//! `state_dir`.
+//!
+//! All times are the UCM's own naive local clock (seconds since 1970-01-01T00:00:00 of that
+//! clock, not Unix time), so the configured time zone can never make a call count twice or not
+//! at all. Memory is bounded by the sweep window: keys older than it are pruned, and the poller
+//! ignores records older than it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+
+const VERSION: u32 = 1;
+
+/// Seconds of the UCM's naive local clock.
+pub type LocalSecs = i64;
+
+pub fn local_secs(t: NaiveDateTime) -> LocalSecs {
+    t.and_utc().timestamp()
+}
+
+pub fn from_local_secs(s: LocalSecs) -> NaiveDateTime {
+    chrono::DateTime::from_timestamp(s, 0).map_or(NaiveDateTime::MIN, |d| d.naive_utc())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollState {
+    pub version: u32,
+    /// The UCM this state belongs to; state of another UCM is not reused.
+    pub url: String,
+    /// Nothing that started before this moment is ever counted: the first start's baseline.
+    pub baseline_start: LocalSecs,
+    /// Newest call start seen.
+    pub watermark: Option<LocalSecs>,
+    /// Call keys seen, with their start, for de-duplication across overlapping windows.
+    pub calls: HashMap<u64, LocalSecs>,
+    /// Leg keys seen: a call whose legs were all seen is not counted again even if its
+    /// entry-level id changed.
+    pub legs: HashMap<u64, LocalSecs>,
+    /// Trunks seen or listed by the UCM, so their zero series exist after a restart.
+    #[serde(default)]
+    pub trunks: Vec<String>,
+}
+
+impl PollState {
+    pub fn new(url: &str, baseline_start: LocalSecs) -> Self {
+        PollState {
+            version: VERSION,
+            url: url.to_string(),
+            baseline_start,
+            watermark: None,
+            calls: HashMap::new(),
+            legs: HashMap::new(),
+            trunks: Vec::new(),
+        }
+    }
+
+    /// The oldest call start the poller still tracks; older records are outside every window.
+    pub fn horizon(&self, max_call: i64) -> LocalSecs {
+        self.watermark.map_or(self.baseline_start, |w| w - max_call).max(self.baseline_start)
+    }
+
+    /// Forgets keys older than the horizon.
+    pub fn prune(&mut self, horizon: LocalSecs) {
+        self.calls.retain(|_, s| *s >= horizon);
+        self.legs.retain(|_, s| *s >= horizon);
+    }
+}
+
+/// Outcome of reading a state file.
+#[derive(Debug)]
+pub enum Loaded {
+    Found(PollState),
+    /// No file: the first start of this target.
+    Missing,
+    /// A file that could not be used; the reason is logged and a new baseline taken.
+    Unusable(String),
+}
+
+pub fn path_for(state_dir: &Path, target: &str) -> PathBuf {
+    state_dir.join(format!("{target}.json"))
+}
+
+pub fn load(path: &Path, url: &str) -> Loaded {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Missing,
+        Err(e) => return Loaded::Unusable(format!("cannot read {}: {e}", path.display())),
+    };
+    match serde_json::from_slice::<PollState>(&bytes) {
+        Ok(s) if s.version != VERSION => {
+            Loaded::Unusable(format!("{} has unknown version {}", path.display(), s.version))
+        }
+        Ok(s) if s.url != url => Loaded::Unusable(format!(
+            "{} belongs to {}, not {url}",
+            path.display(),
+            s.url
+        )),
+        Ok(s) => Loaded::Found(s),
+        Err(e) => Loaded::Unusable(format!("{} is corrupt: {e}", path.display())),
+    }
+}
+
+/// Writes the state atomically: a crash leaves either the old or the new file, never a torn one.
+pub fn save(path: &Path, state: &PollState) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create state dir {}", dir.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    let data = serde_json::to_vec(state).expect("state encodes");
+    let mut f = std::fs::File::create(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(&data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Moves an unusable state file aside so it can be inspected, instead of overwriting it.
+pub fn quarantine(path: &Path) {
+    if path.exists() {
+        let aside = path.with_extension("json.bad");
+        if let Err(e) = std::fs::rename(path, &aside) {
+            tracing::warn!(error = %e, "cannot move the unusable state file aside");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path_for(dir.path(), "office");
+        let mut s = PollState::new("https://u", 1000);
+        s.watermark = Some(5000);
+        s.calls.insert(1, 900);
+        s.calls.insert(2, 4000);
+        s.legs.insert(3, 4000);
+        save(&p, &s).unwrap();
+        match load(&p, "https://u") {
+            Loaded::Found(l) => assert_eq!(l, s),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.horizon(3600), 1400);
+        s.prune(s.horizon(3600));
+        assert_eq!(s.calls.len(), 1);
+        assert!(matches!(load(&p, "https://other"), Loaded::Unusable(_)));
+    }
+
+    #[test]
+    fn corrupt_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path_for(dir.path(), "x");
+        assert!(matches!(load(&p, "u"), Loaded::Missing));
+        std::fs::write(&p, b"{\"version\":1,\"url\":").unwrap();
+        assert!(matches!(load(&p, "u"), Loaded::Unusable(m) if m.contains("corrupt")));
+        quarantine(&p);
+        assert!(!p.exists());
+        assert!(p.with_extension("json.bad").exists());
+    }
+}

@@ -1,0 +1,229 @@
+//! Shared pieces of the exporter's integration tests: a simulated UCM over HTTPS on 127.0.0.1,
+//! targets pointing at it, and a reader of the text exposition to compare with ground truth.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use ucm_exporter::cdr::ExtensionPattern;
+use ucm_exporter::config::{self, Secret, Target};
+use ucm_exporter::metrics::{encode, TargetMetrics};
+use ucm_exporter::poller::Poller;
+use ucm_exporter::sim::{self, SimConfig, SimHandle, Truth};
+
+/// Today at 10:00 (UTC), a busy office hour near the real date, so the exporter's first-start
+/// baseline (which reaches about a day back from the host clock) covers the simulator's history.
+pub fn office_morning() -> NaiveDateTime {
+    chrono::Utc::now().date_naive().and_hms_opt(10, 0, 0).unwrap()
+}
+
+/// A frozen-clock simulator with dense traffic, so windows need paging.
+pub fn busy_sim_config(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        start_time: Some(office_morning()),
+        clock_speed: 0.0,
+        history: Duration::from_secs(6 * 3600),
+        calls_per_hour: 2000.0,
+        ..SimConfig::default()
+    }
+}
+
+pub async fn start_sim(cfg: SimConfig) -> SimHandle {
+    // RUST_LOG=ucm_exporter=debug shows the exporter's log lines of a failing test.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    sim::start(cfg).await.expect("simulator starts")
+}
+
+pub fn target_for(sim: &SimHandle, name: &str) -> Target {
+    Target {
+        name: name.into(),
+        url: sim.url(),
+        username: "cdrapi".into(),
+        password: Secret::new(SimConfig::default().password),
+        timezone: chrono_tz::UTC,
+        poll_interval: Duration::from_millis(200),
+        max_call_duration: config::DEFAULT_MAX_CALL_DURATION,
+        sweep_interval: Duration::from_secs(3600),
+        overlap: Duration::from_secs(600),
+        session_renew_after: config::DEFAULT_SESSION_RENEW,
+        request_timeout: Duration::from_secs(5),
+        ca_file: Some(sim.ca_path()),
+        insecure_skip_verify: false,
+    }
+}
+
+pub fn poller(target: Target, state_dir: &Path) -> (Poller, Arc<TargetMetrics>) {
+    let metrics = Arc::new(TargetMetrics::new(config::DEFAULT_EXTENSION_MAX));
+    let ext = ExtensionPattern::new(config::DEFAULT_EXTENSION_PATTERN).unwrap();
+    let p = Poller::new(target, metrics.clone(), ext, state_dir).expect("poller builds");
+    (p, metrics)
+}
+
+/// One sample of the text exposition.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed scrape.
+#[derive(Debug, Clone)]
+pub struct Scrape(pub Vec<Sample>);
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
+            let value: f64 = value.parse().expect("numeric sample value");
+            let (name, labels) = match series.find('{') {
+                None => (series.to_string(), BTreeMap::new()),
+                Some(i) => {
+                    let body = &series[i + 1..series.len() - 1];
+                    let mut labels = BTreeMap::new();
+                    let mut rest = body;
+                    while !rest.is_empty() {
+                        let eq = rest.find("=\"").expect("label has =\"");
+                        let key = rest[..eq].trim_start_matches(',').to_string();
+                        let after = &rest[eq + 2..];
+                        let mut val = String::new();
+                        let mut chars = after.char_indices();
+                        let mut end = after.len();
+                        while let Some((j, c)) = chars.next() {
+                            match c {
+                                '\\' => {
+                                    if let Some((_, n)) = chars.next() {
+                                        val.push(if n == 'n' { '\n' } else { n });
+                                    }
+                                }
+                                '"' => {
+                                    end = j + 1;
+                                    break;
+                                }
+                                c => val.push(c),
+                            }
+                        }
+                        labels.insert(key, val);
+                        rest = &after[end..];
+                    }
+                    (series[..i].to_string(), labels)
+                }
+            };
+            out.push(Sample { name, labels, value });
+        }
+        Scrape(out)
+    }
+
+    pub fn of(metrics: &TargetMetrics) -> Scrape {
+        Scrape::parse(&String::from_utf8(encode(&[&metrics.registry])).unwrap())
+    }
+
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && s.labels.len() == labels.len()
+                    && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.value)
+    }
+
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+    }
+
+    /// Non-zero samples of `name`, keyed by the given labels in order.
+    pub fn by(&self, name: &str, keys: &[&str]) -> BTreeMap<Vec<String>, f64> {
+        let mut m = BTreeMap::new();
+        for s in self.0.iter().filter(|s| s.name == name && s.value != 0.0) {
+            let k = keys.iter().map(|k| s.labels.get(*k).cloned().unwrap_or_default()).collect();
+            *m.entry(k).or_insert(0.0) += s.value;
+        }
+        m
+    }
+
+    pub fn sum(&self, name: &str) -> f64 {
+        self.0.iter().filter(|s| s.name == name).map(|s| s.value).sum()
+    }
+}
+
+fn keyed3(m: &BTreeMap<(String, String, String), u64>) -> BTreeMap<Vec<String>, f64> {
+    m.iter()
+        .filter(|(_, v)| **v != 0)
+        .map(|((a, b, c), v)| (vec![a.clone(), b.clone(), c.clone()], *v as f64))
+        .collect()
+}
+
+fn keyed2<V: Copy>(m: &BTreeMap<(String, String), V>, f: impl Fn(V) -> u64) -> BTreeMap<Vec<String>, f64> {
+    m.iter()
+        .filter(|(_, v)| f(**v) != 0)
+        .map(|((a, b), v)| (vec![a.clone(), b.clone()], f(*v) as f64))
+        .collect()
+}
+
+/// Asserts that every call metric of a scrape equals the simulator's ground truth exactly.
+pub fn assert_matches_truth(scrape: &Scrape, truth: &Truth) {
+    assert_eq!(
+        scrape.by("ucm_calls_total", &["direction", "trunk", "disposition"]),
+        keyed3(&truth.calls),
+        "ucm_calls_total differs from ground truth"
+    );
+    assert_eq!(scrape.sum("ucm_calls_total") as u64, truth.total_calls);
+    assert_eq!(
+        scrape.by("ucm_call_talk_seconds_count", &["direction", "trunk"]),
+        keyed2(&truth.talk, |(n, _)| n),
+        "talk-time histogram counts differ"
+    );
+    assert_eq!(
+        scrape.by("ucm_call_talk_seconds_sum", &["direction", "trunk"]),
+        keyed2(&truth.talk, |(_, s)| s),
+        "talk-time sums differ"
+    );
+    let wait_counts: BTreeMap<_, _> =
+        truth.wait.iter().map(|(k, (n, _))| (k.clone(), *n)).collect();
+    let wait_sums: BTreeMap<_, _> =
+        truth.wait.iter().map(|(k, (_, s))| (k.clone(), *s)).collect();
+    assert_eq!(
+        scrape.by("ucm_call_wait_seconds_count", &["direction", "trunk", "disposition"]),
+        keyed3(&wait_counts),
+        "wait-time histogram counts differ"
+    );
+    assert_eq!(
+        scrape.by("ucm_call_wait_seconds_sum", &["direction", "trunk", "disposition"]),
+        keyed3(&wait_sums),
+        "wait-time sums differ"
+    );
+    assert_eq!(
+        scrape.by("ucm_extension_calls_total", &["extension", "role", "disposition"]),
+        keyed3(&truth.extension_calls),
+        "per-extension call counts differ"
+    );
+    assert_eq!(
+        scrape.by("ucm_extension_talk_seconds_total", &["extension", "role"]),
+        keyed2(&truth.extension_talk, |s| s),
+        "per-extension talk seconds differ"
+    );
+    assert_eq!(
+        scrape.value("ucm_cdr_records_total", &[]) as u64,
+        truth.records,
+        "ucm_cdr_records_total differs"
+    );
+}
+
+/// GETs a URL of the exporter with a plain client.
+pub async fn get(url: &str) -> reqwest::Response {
+    ucm_exporter::session::install_crypto_provider();
+    reqwest::Client::new().get(url).send().await.expect("exporter answers")
+}

@@ -1,0 +1,194 @@
+//! Incremental collection against the simulator over HTTPS: every call counted exactly once,
+//! across overlapping windows, paging, sweeps, session loss and restarts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ucm_exporter::sim::{Fault, FaultRule};
+
+const MIN: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn every_call_is_counted_exactly_once_across_many_overlapping_polls() {
+    let sim = start_sim(busy_sim_config(7)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = target_for(&sim, "office");
+    target.sweep_interval = Duration::from_millis(300);
+    let (mut poller, metrics) = poller(target, dir.path());
+
+    let baseline = poller.poll_and_record().await.expect("baseline poll");
+    assert!(baseline.baseline);
+    assert!(baseline.pages > 1, "six busy hours of history need paging: {baseline:?}");
+    let t0 = sim.now();
+    assert_eq!(Scrape::of(&metrics).sum("ucm_calls_total"), 0.0, "history is not counted");
+
+    // Steps of a few minutes (short overlapping windows), a long gap that needs several pages,
+    // and sweeps now and then for the long calls.
+    let steps = [2, 3, 1, 5, 2, 45, 2, 4, 1, 30, 3, 2, 2, 70, 1, 5];
+    let mut paged = false;
+    let mut swept = 0;
+    for (i, m) in steps.iter().enumerate() {
+        sim.advance(MIN * *m);
+        if i % 4 == 3 {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+        }
+        let r = poller.poll_and_record().await.expect("poll");
+        paged |= r.pages > 1;
+        swept += r.sweep as u32;
+    }
+    // A last sweep catches the long calls that ended since the previous one.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let last = poller.poll_and_record().await.unwrap();
+    assert!(last.sweep);
+    assert!(paged, "some poll should have needed more than one page");
+    assert!(swept >= 4, "sweeps happened {swept} times");
+
+    let truth = sim.truth(t0, sim.now());
+    assert!(truth.total_calls > 1500, "enough traffic to mean something: {}", truth.total_calls);
+    let scrape = Scrape::of(&metrics);
+    assert_matches_truth(&scrape, &truth);
+    assert_eq!(scrape.value("ucm_up", &[]), 1.0);
+    let newest = truth.newest_start.unwrap().and_utc().timestamp() as f64;
+    assert_eq!(scrape.value("ucm_cdr_last_record_timestamp_seconds", &[]), newest);
+
+    // Polling again with nothing new counts nothing.
+    poller.poll_and_record().await.unwrap();
+    assert_matches_truth(&Scrape::of(&metrics), &truth);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fast_poll_reads_only_the_overlap_and_costs_one_request() {
+    let sim = start_sim(busy_sim_config(8)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
+    poller.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    let before = sim.stats();
+    sim.advance(MIN);
+    let r = poller.poll_and_record().await.unwrap();
+    assert!(!r.sweep);
+    let after = sim.stats();
+    assert_eq!(after.requests["cdrapi"] - before.requests["cdrapi"], 1);
+    // 10 minutes of overlap at ~2000 calls/hour, not hours of history.
+    let served = after.cdr_entries_served - before.cdr_entries_served;
+    assert!(served < 1000, "served {served} entries for a one-minute step");
+    assert_eq!(
+        Scrape::of(&metrics).sum("ucm_calls_total") as u64,
+        sim.truth(t0, sim.now()).total_calls
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cookie_expiry_in_the_middle_of_paging_loses_nothing() {
+    // A day-long cookie: only the injected fault ends the session, not the clock jump.
+    let sim = start_sim(ucm_exporter::sim::SimConfig {
+        cookie_ttl: Duration::from_secs(86400),
+        ..busy_sim_config(9)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = target_for(&sim, "office");
+    // Every poll sweeps, so the exact comparison includes long calls.
+    target.sweep_interval = Duration::ZERO;
+    let (mut poller, metrics) = poller(target, dir.path());
+    poller.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    sim.advance(MIN * 50);
+    sim.add_fault(FaultRule { fault: Fault::InvalidateAfterPages(1), action: None, times: Some(1) });
+    let logins_before = Scrape::of(&metrics).value("ucm_logins_total", &[]);
+    let r = poller.poll_and_record().await.expect("the poll recovers by logging in again");
+    assert!(r.pages >= 2, "{r:?}");
+    let scrape = Scrape::of(&metrics);
+    assert_eq!(scrape.value("ucm_logins_total", &[]), logins_before + 1.0);
+    assert_eq!(scrape.value("ucm_poll_errors_total", &[("reason", "auth")]), 0.0);
+    assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn logins_stay_near_one_per_cookie_lifetime() {
+    let sim = start_sim(ucm_exporter::sim::SimConfig {
+        clock_speed: 1.0,
+        cookie_ttl: Duration::from_secs(3),
+        cookie_mode: ucm_exporter::sim::CookieMode::Absolute,
+        history: Duration::from_secs(1800),
+        calls_per_hour: 200.0,
+        ..busy_sim_config(10)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = target_for(&sim, "office");
+    target.session_renew_after = Duration::from_secs(2);
+    let (mut poller, metrics) = poller(target, dir.path());
+    let started = std::time::Instant::now();
+    let mut polls = 0;
+    while started.elapsed() < Duration::from_millis(6500) {
+        poller.poll_and_record().await.expect("no poll fails");
+        polls += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let scrape = Scrape::of(&metrics);
+    let logins = scrape.value("ucm_logins_total", &[]);
+    assert!(polls >= 30, "{polls} polls");
+    // One login at start, then one per 2 s of renewal (a slow poll may meet the 3 s expiry
+    // once more): about 4, never one per poll.
+    assert!((3.0..=5.0).contains(&logins), "{logins} logins for {polls} polls");
+    assert_eq!(scrape.value("ucm_login_failures_total", &[]), 0.0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_counts_the_calls_of_the_downtime_once() {
+    let sim = start_sim(busy_sim_config(11)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = target_for(&sim, "office");
+    target.sweep_interval = Duration::from_millis(300);
+    let sweep_due = || tokio::time::sleep(Duration::from_millis(350));
+
+    let (mut first, m1) = poller(target.clone(), dir.path());
+    first.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    sim.advance(MIN * 10);
+    sweep_due().await;
+    first.poll_and_record().await.unwrap();
+    let t1 = sim.now();
+    assert_matches_truth(&Scrape::of(&m1), &sim.truth(t0, t1));
+    first.close().await; // the clean-stop path: state saved, logged out
+
+    sim.advance(MIN * 40); // the exporter is down
+    let (mut second, m2) = poller(target, dir.path());
+    let r = second.poll_and_record().await.unwrap();
+    assert!(!r.baseline, "the saved state is used");
+    assert!(r.sweep, "the first poll after a start sweeps");
+    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
+    sim.advance(MIN * 5);
+    sweep_due().await;
+    second.poll_and_record().await.unwrap();
+    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_means_a_new_baseline_not_a_crash() {
+    let sim = start_sim(busy_sim_config(12)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("office.json"), b"{\"version\":1,\"calls\":[[1,").unwrap();
+    let mut target = target_for(&sim, "office");
+    target.sweep_interval = Duration::ZERO;
+    let (mut poller, metrics) = poller(target, dir.path());
+    let r = poller.poll_and_record().await.unwrap();
+    assert!(r.baseline);
+    assert!(dir.path().join("office.json.bad").exists(), "the bad file is kept aside");
+    let t0 = sim.now();
+    sim.advance(MIN * 20);
+    poller.poll_and_record().await.unwrap();
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+    // The new state file is valid again.
+    let text = std::fs::read_to_string(dir.path().join("office.json")).unwrap();
+    assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
+    sim.shutdown().await;
+}

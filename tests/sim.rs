@@ -1,0 +1,738 @@
+//! The UCM simulator tested over real HTTPS on loopback: authentication, sessions, login
+//! security, cdrapi paging/filtering/visibility, determinism, ground truth and faults.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use serde_json::{json, Value};
+use ucm_exporter::sim::{self, CookieMode, Fault, FaultRule, SimConfig, SimHandle, Truth};
+
+/// The three entries of ucm-api.md §5.2 (verbatim; the grouped one's elided sub_cdr_2 fields
+/// filled in from sub_cdr_1, the UCM6302 excerpt left as captured).
+const REFERENCE_EXAMPLES: &str = r#"[
+{"cdr":"1683833430724538-2001","AcctId":"1","accountcode":"","src":"2001","dst":"2000","dcontext":"from-internal","clid":"\"\" <2001>","channel":"PJSIP/2001-00000000","dstchannel":"PJSIP/2000-00000001","lastapp":"Dial","lastdata":"PJSIP/2000/sip:2000@172.168.1.243:5060,60,zb(callee-handler^s^1)","start":"2023-05-11 16:30:30","answer":"2023-05-11 16:30:35","end":"2023-05-11 16:30:42","duration":"12","billsec":"6","disposition":"ANSWERED","amaflags":"DOCUMENTATION","uniqueid":"1683833430.0","userfield":"Internal","channel_ext":"2001","dstchannel_ext":"2000","service":"s","caller_name":"","recordfiles":"","dstanswer":"2000","chanext":"","dstchanext":"","session":"1683833430724538-2001","action_owner":"2001","action_type":"DIAL","src_trunk_name":"","dst_trunk_name":""},
+{"cdr":"1683899266980541-1015","main_cdr":{"AcctId":"","accountcode":"","src":"1015","dst":"2004","dcontext":"","clid":"","channel":"","dstchannel":"","lastapp":"","lastdata":"","start":"2023-05-12 10:47:46","answer":"","end":"","duration":"15","billsec":"15","disposition":"","amaflags":"","uniqueid":"","userfield":"","channel_ext":"","dstchannel_ext":"","service":"","caller_name":"","recordfiles":"","dstanswer":"","chanext":"","dstchanext":"","session":"1683899266980541-1015","action_owner":"","action_type":"DIAL","src_trunk_name":"","dst_trunk_name":""},"sub_cdr_1":{"AcctId":"24","src":"1015","dst":"2004","dcontext":"did-local","clid":"\"1015\" <1015>","channel":"PJSIP/trunk_2-0000002b","dstchannel":"","lastapp":"Dial","lastdata":"PJSIP/2004,60,zb(callee-handler^s^1)","start":"2023-05-12 10:47:46","answer":"2023-05-12 10:47:47","end":"2023-05-12 10:47:47","duration":"0","billsec":"0","disposition":"NO ANSWER","amaflags":"DOCUMENTATION","uniqueid":"1683899266.91","userfield":"Inbound","channel_ext":"trunk_2","dstchannel_ext":"2004","service":"s","caller_name":"1015","recordfiles":"","dstanswer":"","session":"1683899266980541-1015","action_owner":"1015","action_type":"DIAL","src_trunk_name":"groff","dst_trunk_name":"","accountcode":"","chanext":"","dstchanext":""},"sub_cdr_2":{"AcctId":"25","src":"1015","dst":"2004","dcontext":"did-local","clid":"\"1015\" <1015>","channel":"PJSIP/trunk_2-0000002b","dstchannel":"","lastapp":"VoiceMail","lastdata":"2004@default,u","start":"2023-05-12 10:47:47","answer":"2023-05-12 10:47:47","end":"2023-05-12 10:48:02","duration":"15","billsec":"15","disposition":"ANSWERED","amaflags":"DOCUMENTATION","uniqueid":"1683899266.91","userfield":"Inbound","channel_ext":"trunk_2","dstchannel_ext":"2004","service":"s","caller_name":"1015","recordfiles":"","dstanswer":"2004","session":"1683899266980541-1015","action_owner":"1015","action_type":"VM","src_trunk_name":"groff","dst_trunk_name":"","accountcode":"","chanext":"","dstchanext":""}},
+{"cdr":"","main_cdr":{"src":"07XXXXXXXXX","dst":"01XXXXXXXXX","start":"2022-08-22 09:33:56","duration":"65","billsec":"65","session":"1661157236570719-07XXXXXXXXX","action_type":"DIAL"},"sub_cdr_1":{"AcctId":"71047","dst":"71","dcontext":"from-internal-xfer","channel":"PJSIP/trunk_2-000004e1","lastapp":"Park","lastdata":"default:71","duration":"35","billsec":"35","disposition":"ANSWERED","userfield":"Inbound","channel_ext":"trunk_2","action_type":"PARKEDCALL","src_trunk_name":"Daisy","nat_call":"no","nat_call_peer":"no","video_call":"no","gdms_unique_code":"","gds_call":"no","gsc_call":"no","wave_src_seqid":"","wave_dst_seqid":"","device_info":"","device_info_peer":"","recordfiles_desc":""},"sub_cdr_2":{"AcctId":"71048","dst":"203","dstchannel":"PJSIP/203-000004eb","duration":"30","billsec":"30","disposition":"ANSWERED","recordfiles":"2022-08/auto-1661157307-07XXXXXXXXX-203.wav@","session":"166115730767640-203","wave_dst_seqid":"1257","device_info_peer":"GXP2160","recordfiles_desc":"duration=31,size=489324B,start-time=1661157307@"}}
+]"#;
+
+fn t(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+}
+
+/// A frozen-clock simulator with no generated traffic unless the test asks for it.
+fn quiet() -> SimConfig {
+    SimConfig {
+        start_time: Some(t("2024-05-01 12:00:00")),
+        clock_speed: 0.0,
+        calls_per_hour: 0.0,
+        ..SimConfig::default()
+    }
+}
+
+struct Ucm {
+    sim: SimHandle,
+    http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl Ucm {
+    async fn start(cfg: SimConfig) -> Ucm {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sim = sim::start(cfg).await.unwrap();
+        let cert = reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only([cert])
+            .build()
+            .unwrap();
+        Ucm {
+            sim,
+            http,
+            cookie: None,
+        }
+    }
+
+    /// Raw exchange: HTTP status and body text.
+    async fn raw(&self, request: Value) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}/api", self.sim.url()))
+            .body(json!({ "request": request }).to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn call(&self, request: Value) -> Value {
+        let (status, body) = self.raw(request).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    async fn login_with(&self, password: &str) -> Value {
+        let c = self
+            .call(json!({"action": "challenge", "user": "cdrapi", "version": "1.0"}))
+            .await;
+        let challenge = c["response"]["challenge"].as_str().unwrap().to_string();
+        self.call(
+            json!({"action": "login", "user": "cdrapi", "token": sim::token(&challenge, password)}),
+        )
+        .await
+    }
+
+    async fn login(&mut self) {
+        let r = self.login_with("cdrapi-secret").await;
+        assert_eq!(r["status"], 0, "{r}");
+        self.cookie = Some(r["response"]["cookie"].as_str().unwrap().to_string());
+    }
+
+    async fn cdr(&self, mut params: Value) -> Value {
+        params["action"] = json!("cdrapi");
+        params["cookie"] = json!(self.cookie.clone().unwrap());
+        params
+            .as_object_mut()
+            .unwrap()
+            .entry("format")
+            .or_insert(json!("json"));
+        self.call(params).await
+    }
+
+    /// Every visible entry, paging by 1000.
+    async fn all_entries(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let page = self
+                .cdr(json!({"numRecords": "1000", "offset": out.len().to_string()}))
+                .await;
+            let rows = page["cdr_root"].as_array().unwrap().clone();
+            let n = rows.len();
+            out.extend(rows);
+            if n < 1000 {
+                return out;
+            }
+        }
+    }
+}
+
+/// The JSON body of a response (reqwest is built without its `json` feature).
+async fn body<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> T {
+    let text = r.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn flat(start: &str, duration: u32, src: &str) -> Value {
+    json!({"cdr": format!("{start}-{src}"), "AcctId": "1", "src": src, "dst": "2000", "start": start,
+           "answer": "", "end": "", "duration": duration.to_string(), "billsec": "0",
+           "disposition": "NO ANSWER", "userfield": "Internal", "channel_ext": src,
+           "dstchannel_ext": "2000", "dstchannel": "", "lastapp": "Dial"})
+}
+
+fn starts(page: &Value) -> Vec<String> {
+    page["cdr_root"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e.get("main_cdr").unwrap_or(e)["start"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn login_checks_the_md5_token_and_the_cookie() {
+    let mut ucm = Ucm::start(quiet()).await;
+    assert!(ucm.sim.url().starts_with("https://127.0.0.1:"));
+    assert_eq!(
+        std::fs::read_to_string(ucm.sim.ca_path()).unwrap(),
+        ucm.sim.ca_pem()
+    );
+
+    let wrong = ucm.login_with("not-the-password").await;
+    assert_eq!(wrong, json!({"response": {"remain_num": 4}, "status": -37}));
+
+    // A challenge answers one login only.
+    let c = ucm
+        .call(json!({"action": "challenge", "user": "cdrapi"}))
+        .await;
+    let token = sim::token(
+        c["response"]["challenge"].as_str().unwrap(),
+        "cdrapi-secret",
+    );
+    let ok = ucm
+        .call(json!({"action": "login", "user": "cdrapi", "token": token}))
+        .await;
+    assert_eq!(ok["status"], 0);
+    assert!(ok["response"]["cookie"]
+        .as_str()
+        .unwrap()
+        .starts_with("sid"));
+    let replay = ucm
+        .call(json!({"action": "login", "user": "cdrapi", "token": token}))
+        .await;
+    assert_eq!(replay["status"], -37);
+
+    ucm.login().await;
+    let cookie = ucm.cookie.clone().unwrap();
+    let status = ucm
+        .call(json!({"action": "getSystemStatus", "cookie": cookie}))
+        .await;
+    assert_eq!(status["status"], 0);
+    assert_eq!(status["response"]["up-time"], "00:00:00");
+    assert_eq!(
+        ucm.call(json!({"action": "getSystemStatus"})).await,
+        json!({"response": {}, "status": -5})
+    );
+    assert_eq!(
+        ucm.call(json!({"action": "getSystemStatus", "cookie": "sid1-1"}))
+            .await["status"],
+        -6
+    );
+    let unknown = ucm
+        .call(json!({"action": "rebootSystem", "cookie": cookie}))
+        .await;
+    assert_eq!(
+        unknown,
+        json!({"response": {"error_msg": "Invalid parameters!"}, "status": -1})
+    );
+    // The wrong-endpoint mistake of ucm-api.md §2.1.
+    let r = ucm
+        .http
+        .post(format!("{}/api/challenge", ucm.sim.url()))
+        .body(r#"{"request":{"action":"challenge","user":"cdrapi"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body::<Value>(r).await["status"], -1);
+
+    assert_eq!(
+        ucm.call(json!({"action": "logout", "cookie": cookie}))
+            .await["status"],
+        0
+    );
+    assert_eq!(
+        ucm.call(json!({"action": "getSystemStatus", "cookie": cookie}))
+            .await["status"],
+        -6
+    );
+
+    let stats = ucm.sim.stats();
+    assert_eq!(
+        (stats.logins_ok, stats.logins_failed, stats.sessions_created),
+        (2, 2, 2)
+    );
+    assert_eq!(stats.requests["challenge"], 3);
+    assert_eq!(stats.requests["login"], 4);
+    assert!(stats.bytes_sent > 0);
+}
+
+#[tokio::test]
+async fn sliding_cookie_lives_while_used() {
+    let mut ucm = Ucm::start(quiet()).await;
+    ucm.login().await;
+    let ping = json!({"action": "getSystemGeneralStatus", "cookie": ucm.cookie.clone().unwrap()});
+    for _ in 0..3 {
+        ucm.sim.advance(Duration::from_secs(599));
+        assert_eq!(ucm.call(ping.clone()).await["status"], 0);
+    }
+    ucm.sim.advance(Duration::from_secs(600));
+    assert_eq!(ucm.call(ping).await["status"], -6);
+}
+
+#[tokio::test]
+async fn absolute_cookie_dies_at_its_ttl() {
+    let mut ucm = Ucm::start(SimConfig {
+        cookie_mode: CookieMode::Absolute,
+        cookie_ttl: Duration::from_secs(120),
+        ..quiet()
+    })
+    .await;
+    ucm.login().await;
+    let ping = json!({"action": "listVoIPTrunk", "cookie": ucm.cookie.clone().unwrap()});
+    ucm.sim.advance(Duration::from_secs(100));
+    assert_eq!(ucm.call(ping.clone()).await["response"]["total_item"], 4);
+    ucm.sim.advance(Duration::from_secs(20));
+    assert_eq!(ucm.call(ping).await["status"], -6);
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_client_out() {
+    let mut ucm = Ucm::start(SimConfig {
+        lockout_attempts: 3,
+        ..quiet()
+    })
+    .await;
+    let remains: Vec<Value> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(ucm.login_with("guess").await);
+        }
+        v
+    };
+    assert_eq!(
+        remains
+            .iter()
+            .map(|r| (r["status"].clone(), r["response"]["remain_num"].clone()))
+            .collect::<Vec<_>>(),
+        [
+            (json!(-37), json!(2)),
+            (json!(-37), json!(1)),
+            (json!(-37), json!(0))
+        ]
+    );
+    // Even the right password is refused while locked.
+    assert_eq!(
+        ucm.login_with("cdrapi-secret").await,
+        json!({"response": {"remain_time": 300}, "status": -68})
+    );
+    ucm.sim.advance(Duration::from_secs(299));
+    assert_eq!(ucm.login_with("cdrapi-secret").await["status"], -68);
+    ucm.sim.advance(Duration::from_secs(1));
+    ucm.login().await;
+    assert_eq!(ucm.sim.stats().logins_failed, 5);
+}
+
+#[tokio::test]
+async fn paging_filters_and_the_silent_empty_result() {
+    let mut ucm = Ucm::start(SimConfig {
+        max_records: 20,
+        ..quiet()
+    })
+    .await;
+    // 25 calls, injected out of order, one second apart from 10:00:00; one of them grouped.
+    for i in (0..25).rev() {
+        let start = format!("2024-05-01 10:00:{i:02}");
+        if i == 7 {
+            ucm.sim.add_call(json!({"cdr": "g", "main_cdr": {"start": start, "src": "2001", "dst": "6400", "duration": "8", "billsec": "0"},
+                "sub_cdr_1": flat(&start, 4, "2001"), "sub_cdr_2": flat(&start, 4, "2001")}));
+        } else {
+            ucm.sim.add_call(flat(&start, 5, "2001"));
+        }
+    }
+    ucm.login().await;
+
+    let p1 = ucm.cdr(json!({"numRecords": "10", "offset": "0"})).await;
+    let p2 = ucm.cdr(json!({"numRecords": 10, "offset": 10})).await;
+    let p3 = ucm.cdr(json!({"numRecords": "10", "offset": "20"})).await;
+    let all: Vec<String> = [starts(&p1), starts(&p2), starts(&p3)].concat();
+    let expected: Vec<String> = (0..25)
+        .map(|i| format!("2024-05-01 10:00:{i:02}"))
+        .collect();
+    assert_eq!(all, expected);
+    assert!(p1["cdr_root"][7]["main_cdr"].is_object());
+    assert_eq!(p1.as_object().unwrap().len(), 1, "bare cdr_root, no status");
+    assert_eq!(
+        ucm.cdr(json!({"numRecords": "10", "offset": "25"})).await,
+        json!({"cdr_root": []})
+    );
+
+    // numRecords is capped (here at 20); missing means the legacy default, also capped.
+    assert_eq!(
+        starts(&ucm.cdr(json!({"numRecords": "5000"})).await).len(),
+        20
+    );
+    assert_eq!(starts(&ucm.cdr(json!({})).await).len(), 20);
+
+    // startTime/endTime select on call start, inclusive, in every accepted format.
+    for (from, to) in [
+        ("2024-05-01T10:00:05", "2024-05-01T10:00:09"),
+        ("2024-05-01 10:00:05", "2024-05-01 10:00:09.000"),
+        ("2024-05-01T10:00:05+00:00", "2024-05-01T10:00:09Z"),
+        ("1714557605", "1714557609"),
+    ] {
+        let page = ucm.cdr(json!({"startTime": from, "endTime": to})).await;
+        assert_eq!(starts(&page), expected[5..10], "{from} .. {to}");
+    }
+    assert_eq!(
+        starts(&ucm.cdr(json!({"startTime": "2024-05-01T10:00"})).await).len(),
+        20
+    );
+    assert_eq!(
+        starts(
+            &ucm.cdr(json!({"startTime": "2024-05-01T10:00:20", "numRecords": "3", "offset": "1"}))
+                .await
+        ),
+        expected[21..24]
+    );
+
+    // Unreadable filters: an empty list, not an error.
+    for bad in [
+        json!({"startTime": "yesterday"}),
+        json!({"endTime": "2024-05-01T25:00"}),
+        json!({"numRecords": "ten"}),
+        json!({"offset": "-1"}),
+        json!({"caller": "20;01"}),
+        json!({"format": "yaml"}),
+    ] {
+        assert_eq!(ucm.cdr(bad.clone()).await, json!({"cdr_root": []}), "{bad}");
+    }
+    // caller/callee patterns filter on src/dst.
+    assert_eq!(
+        starts(
+            &ucm.cdr(json!({"caller": "2000-2005", "callee": "_0@"}))
+                .await
+        )
+        .len(),
+        20
+    );
+    assert_eq!(
+        ucm.cdr(json!({"caller": "3@"})).await,
+        json!({"cdr_root": []})
+    );
+
+    // Without format the legacy default, CSV, one line per leg.
+    let (status, csv) = ucm
+        .raw(json!({"action": "cdrapi", "cookie": ucm.cookie.clone().unwrap(), "numRecords": "10"}))
+        .await;
+    assert_eq!((status, csv.lines().count()), (200, 11));
+    assert_eq!(
+        ucm.sim.stats().cdr_entries_served,
+        25 + 40 + 20 + 20 + 3 + 20 + 10
+    );
+}
+
+#[tokio::test]
+async fn a_call_is_visible_only_once_it_has_ended() {
+    let mut ucm = Ucm::start(quiet()).await;
+    ucm.login().await;
+    // Started 10 s ago, lasts 60 s: in progress.
+    ucm.sim.add_call(json!({"cdr": "x", "main_cdr": {"start": "2024-05-01 11:59:50", "duration": "60", "billsec": "50"},
+        "sub_cdr_1": {"start": "2024-05-01 11:59:50", "duration": "10", "billsec": "0", "disposition": "NO ANSWER"},
+        "sub_cdr_2": {"start": "2024-05-01 12:00:00", "duration": "50", "billsec": "50", "disposition": "ANSWERED", "dstchannel": "PJSIP/2001-1"}}));
+    assert_eq!(ucm.cdr(json!({})).await, json!({"cdr_root": []}));
+    ucm.sim.advance(Duration::from_secs(49));
+    assert_eq!(ucm.cdr(json!({})).await, json!({"cdr_root": []}));
+    assert_eq!(
+        ucm.sim
+            .truth(t("2024-05-01 00:00:00"), t("2024-05-02 00:00:00"))
+            .total_calls,
+        0
+    );
+    ucm.sim.advance(Duration::from_secs(1));
+    assert_eq!(starts(&ucm.cdr(json!({})).await), ["2024-05-01 11:59:50"]);
+    let truth = ucm
+        .sim
+        .truth(t("2024-05-01 12:00:49"), t("2024-05-01 12:00:50"));
+    assert_eq!((truth.total_calls, truth.records), (1, 2));
+    assert_eq!(
+        ucm.sim
+            .truth(t("2024-05-01 12:00:50"), t("2024-05-01 13:00:00"))
+            .total_calls,
+        0
+    );
+
+    // Generated live traffic follows the same rule.
+    let mut live = Ucm::start(SimConfig {
+        calls_per_hour: 600.0,
+        history: Duration::ZERO,
+        ..quiet()
+    })
+    .await;
+    live.login().await;
+    assert_eq!(live.cdr(json!({})).await, json!({"cdr_root": []}));
+    live.sim.advance(Duration::from_secs(3600));
+    live.login().await;
+    let entries = live.all_entries().await;
+    assert!(entries.len() > 100, "{}", entries.len());
+    let now = live.sim.now();
+    for e in &entries {
+        let legs: Vec<&Value> = match e.get("main_cdr") {
+            Some(_) => e
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with("sub_cdr_"))
+                .map(|(_, v)| v)
+                .collect(),
+            None => vec![e],
+        };
+        for l in legs {
+            assert!(t(l["end"].as_str().unwrap()) <= now, "{l}");
+        }
+    }
+}
+
+async fn sweep(seed: u64, steps: &[u64]) -> Vec<Value> {
+    let mut ucm = Ucm::start(SimConfig {
+        seed,
+        calls_per_hour: 120.0,
+        history: Duration::from_secs(3 * 3600),
+        ..quiet()
+    })
+    .await;
+    for s in steps {
+        ucm.sim.advance(Duration::from_secs(*s));
+    }
+    ucm.login().await;
+    ucm.all_entries().await
+}
+
+#[tokio::test]
+async fn same_seed_same_cdrs_whatever_the_steps() {
+    let a = sweep(42, &[7200]).await;
+    let b = sweep(42, &[10, 3000, 190, 4000]).await;
+    let c = sweep(43, &[7200]).await;
+    assert!(a.len() > 200, "{}", a.len());
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[tokio::test]
+async fn truth_classifies_the_reference_examples() {
+    let ucm = Ucm::start(quiet()).await;
+    let examples: Value = serde_json::from_str(REFERENCE_EXAMPLES).unwrap();
+    for e in examples.as_array().unwrap() {
+        ucm.sim.add_call(e.clone());
+    }
+    let truth = ucm
+        .sim
+        .truth(t("2020-01-01 00:00:00"), t("2024-05-01 12:00:00"));
+    let k3 = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    let k2 = |a: &str, b: &str| (a.to_string(), b.to_string());
+    let expected = Truth {
+        calls: BTreeMap::from([
+            (k3("internal", "", "answered"), 1),
+            (k3("inbound", "groff", "voicemail"), 1),
+            (k3("inbound", "Daisy", "answered"), 1),
+        ]),
+        talk: BTreeMap::from([
+            (k2("internal", ""), (1, 6)),
+            (k2("inbound", "Daisy"), (1, 30)),
+        ]),
+        wait: BTreeMap::from([
+            (k3("internal", "", "answered"), (1, 6)),
+            (k3("inbound", "groff", "voicemail"), (1, 16)),
+            (k3("inbound", "Daisy", "answered"), (1, 0)),
+        ]),
+        extension_calls: BTreeMap::from([
+            (k3("2001", "caller", "answered"), 1),
+            (k3("2000", "callee", "answered"), 1),
+            (k3("2004", "callee", "voicemail"), 1),
+        ]),
+        extension_talk: BTreeMap::from([(k2("2001", "caller"), 6), (k2("2000", "callee"), 6)]),
+        records: 5,
+        newest_start: Some(t("2023-05-12 10:47:46")),
+        total_calls: 3,
+    };
+    assert_eq!(truth, expected);
+}
+
+/// Truth and the served CDRs are two views of the same calls.
+#[tokio::test]
+async fn truth_matches_what_is_served() {
+    let mut ucm = Ucm::start(SimConfig {
+        calls_per_hour: 200.0,
+        history: Duration::from_secs(6 * 3600),
+        ..quiet()
+    })
+    .await;
+    ucm.sim.advance(Duration::from_secs(1800));
+    ucm.login().await;
+    let mut mine = Truth::default();
+    for e in ucm.all_entries().await {
+        if let Some(c) = sim::classify(&e) {
+            mine.add(&c);
+        }
+    }
+    let truth = ucm.sim.truth(t("2000-01-01 00:00:00"), ucm.sim.now());
+    assert!(truth.total_calls > 300);
+    assert_eq!(truth, mine);
+    let first_half = ucm
+        .sim
+        .truth(t("2000-01-01 00:00:00"), t("2024-05-01 09:00:00"));
+    let second_half = ucm.sim.truth(t("2024-05-01 09:00:00"), ucm.sim.now());
+    assert_eq!(
+        first_half.total_calls + second_half.total_calls,
+        truth.total_calls
+    );
+}
+
+#[tokio::test]
+async fn faults_switch_on_and_off() {
+    let mut ucm = Ucm::start(SimConfig {
+        calls_per_hour: 300.0,
+        history: Duration::from_secs(3600),
+        ..quiet()
+    })
+    .await;
+    ucm.login().await;
+    let cookie = ucm.cookie.clone().unwrap();
+    let q = json!({"action": "cdrapi", "cookie": cookie, "format": "json", "numRecords": "10"});
+    let once = |fault| FaultRule {
+        fault,
+        action: Some("cdrapi".into()),
+        times: Some(1),
+    };
+
+    ucm.sim.add_fault(once(Fault::Http500));
+    assert_eq!(ucm.raw(q.clone()).await.0, 500);
+    assert_eq!(ucm.raw(q.clone()).await.0, 200);
+
+    ucm.sim.add_fault(once(Fault::Html403));
+    let (status, body) = ucm.raw(q.clone()).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("403 Forbidden"));
+
+    ucm.sim.add_fault(once(Fault::Garbage));
+    let (status, body) = ucm.raw(q.clone()).await;
+    assert_eq!(status, 200);
+    assert!(serde_json::from_str::<Value>(&body).is_err());
+
+    ucm.sim.add_fault(once(Fault::Truncated));
+    let (_, cut) = ucm.raw(q.clone()).await;
+    let (_, whole) = ucm.raw(q.clone()).await;
+    assert_eq!(cut, whole[..whole.len() / 2]);
+    assert!(serde_json::from_str::<Value>(&cut).is_err());
+
+    ucm.sim.add_fault(FaultRule {
+        fault: Fault::Status(-45),
+        action: None,
+        times: Some(2),
+    });
+    assert_eq!(
+        ucm.call(q.clone()).await,
+        json!({"response": {}, "status": -45})
+    );
+    assert_eq!(
+        ucm.call(json!({"action": "listAccount", "cookie": cookie}))
+            .await["status"],
+        -45
+    );
+    assert_eq!(
+        ucm.call(q.clone()).await["cdr_root"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+
+    ucm.sim
+        .add_fault(once(Fault::Delay(Duration::from_millis(300))));
+    let began = Instant::now();
+    assert_eq!(
+        ucm.call(q.clone()).await["cdr_root"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    assert!(began.elapsed() >= Duration::from_millis(300));
+
+    ucm.sim.add_fault(FaultRule {
+        fault: Fault::InvalidateAfterPages(2),
+        action: None,
+        times: None,
+    });
+    assert!(ucm.call(q.clone()).await["cdr_root"].is_array());
+    assert!(ucm.call(q.clone()).await["cdr_root"].is_array());
+    assert_eq!(ucm.call(q.clone()).await["status"], -6);
+
+    ucm.sim.add_fault(FaultRule {
+        fault: Fault::LoginFails,
+        action: None,
+        times: None,
+    });
+    assert_eq!(ucm.login_with("cdrapi-secret").await["status"], -37);
+    ucm.sim.clear_faults();
+    ucm.login().await;
+    ucm.sim.invalidate_sessions();
+    assert_eq!(ucm.cdr(json!({})).await["status"], -6);
+
+    let stats = ucm.sim.stats();
+    assert_eq!(stats.requests["cdrapi"], 13);
+    assert_eq!(stats.logins_failed, 1);
+}
+
+#[tokio::test]
+async fn plain_http_admin_endpoint_and_status_actions() {
+    let cfg = SimConfig {
+        tls: false,
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        calls_per_hour: 400.0,
+        ..quiet()
+    };
+    let mut ucm = Ucm::start(cfg).await;
+    assert!(ucm.sim.url().starts_with("http://127.0.0.1:"));
+    let admin = ucm.sim.admin_url().unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{admin}{path}")).send();
+    assert_eq!(
+        body::<Value>(get("/now").await.unwrap()).await,
+        "2024-05-01T12:00:00"
+    );
+    let moved: Value = body(
+        http.post(format!("{admin}/advance?seconds=90"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(moved, "2024-05-01T12:01:30");
+    assert_eq!(ucm.sim.now(), t("2024-05-01 12:01:30"));
+
+    ucm.login().await;
+    let cookie = ucm.cookie.clone().unwrap();
+    let rule = json!({"fault": {"Status": -57}, "action": "listAccount", "times": 1});
+    assert!(http
+        .post(format!("{admin}/faults"))
+        .body(rule.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert_eq!(
+        ucm.call(json!({"action": "listAccount", "cookie": cookie}))
+            .await["status"],
+        -57
+    );
+    let accounts = ucm
+        .call(json!({"action": "listAccount", "cookie": cookie, "item_num": "100", "page": "1"}))
+        .await;
+    assert_eq!(accounts["response"]["total_item"], 20);
+    assert_eq!(
+        accounts["response"]["account"].as_array().unwrap().len(),
+        20
+    );
+    assert!(accounts["response"]["account"][0]["newmsg"].is_number());
+    let bridged = ucm
+        .call(json!({"action": "listBridgedChannels", "cookie": cookie}))
+        .await;
+    assert!(bridged["response"]["channel"].is_array());
+    let general = ucm
+        .call(json!({"action": "getSystemGeneralStatus", "cookie": cookie}))
+        .await;
+    assert_eq!(general["response"]["prog-version"], "1.0.17.11");
+
+    let stats: sim::Stats = body(get("/stats").await.unwrap()).await;
+    assert_eq!(stats.requests["listAccount"], 2);
+    let truth: Truth = body(
+        get("/truth?after=2024-04-30T12:00:00&until=2024-05-01T12:01:30")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        truth,
+        ucm.sim
+            .truth(t("2024-04-30 12:00:00"), t("2024-05-01 12:01:30"))
+    );
+    assert!(truth.total_calls > 1000);
+    assert!(http
+        .post(format!("{admin}/invalidate"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert_eq!(
+        ucm.call(json!({"action": "getSystemStatus", "cookie": cookie}))
+            .await["status"],
+        -6
+    );
+    assert_eq!(get("/nope").await.unwrap().status(), 404);
+    ucm.sim.shutdown().await;
+}
