@@ -29,30 +29,51 @@ pub async fn run(settings: &Settings) -> (Vec<String>, bool) {
 async fn check_target(t: &crate::config::Target) -> Result<String, UcmError> {
     let metrics = Arc::new(TargetMetrics::new(1));
     let session = Session::new(t, metrics).map_err(|e| UcmError::Protocol(format!("{e:#}")))?;
-    let model = match session.call("getSystemGeneralStatus", Map::new(), decode_envelope).await {
+    let model = match session
+        .call("getSystemGeneralStatus", Map::new(), decode_envelope)
+        .await
+    {
         Ok(v) => {
-            let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").split_whitespace().collect::<Vec<_>>().join(" ");
+            let s = |k: &str| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             format!("{} firmware {}", s("product-model"), s("prog-version"))
         }
-        Err(UcmError::Permission { .. }) => "model unknown (no permission for getSystemGeneralStatus)".into(),
+        Err(UcmError::Permission { .. }) => {
+            "model unknown (no permission for getSystemGeneralStatus)".into()
+        }
         Err(e) => return Err(e),
     };
-    let since = chrono::Utc::now().with_timezone(&t.timezone).naive_local() - chrono::Duration::hours(24);
+    let since =
+        chrono::Utc::now().with_timezone(&t.timezone).naive_local() - chrono::Duration::hours(24);
     let mut params = Map::new();
     params.insert("format".into(), "json".into());
     params.insert("numRecords".into(), "100".into());
     params.insert("offset".into(), "0".into());
-    params.insert("startTime".into(), since.format("%Y-%m-%dT%H:%M:%S").to_string().into());
+    params.insert(
+        "startTime".into(),
+        since.format("%Y-%m-%dT%H:%M:%S").to_string().into(),
+    );
     let (entries, newest) = session
         .call("cdrapi", params, |body| {
             let entries = decode_page(body)?;
-            Ok((entries.len(), entries.iter().filter_map(|e| e.start()).max()))
+            Ok((
+                entries.len(),
+                entries.iter().filter_map(|e| e.start()).max(),
+            ))
         })
         .await?;
     session.logout().await;
     Ok(format!(
         "logged in as {} on {model}; first CDR page of the last 24 h holds {entries} entries{}",
         t.username,
-        newest.map(|n| format!(", newest call started {n} (UCM local time)")).unwrap_or_default()
+        newest
+            .map(|n| format!(", newest call started {n} (UCM local time)"))
+            .unwrap_or_default()
     ))
 }

@@ -30,11 +30,21 @@ pub struct Cli {
     pub config_file: Option<PathBuf>,
 
     /// Address to listen on for the web interface and telemetry.
-    #[arg(long = "web.listen-address", value_name = "HOST:PORT", default_value = ":9736", global = true)]
+    #[arg(
+        long = "web.listen-address",
+        value_name = "HOST:PORT",
+        default_value = ":9736",
+        global = true
+    )]
     pub listen_address: String,
 
     /// Path under which to expose metrics.
-    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", global = true)]
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics",
+        global = true
+    )]
     pub telemetry_path: String,
 
     /// Only log messages with the given severity or above.
@@ -50,11 +60,21 @@ pub struct Cli {
     pub ucm_url: Option<String>,
 
     /// Name of the single UCM (its state file and /probe name).
-    #[arg(long = "ucm.name", value_name = "NAME", default_value = "ucm", global = true)]
+    #[arg(
+        long = "ucm.name",
+        value_name = "NAME",
+        default_value = "ucm",
+        global = true
+    )]
     pub ucm_name: String,
 
     /// API user of the single UCM (HTTPS API Settings (New)).
-    #[arg(long = "ucm.username", value_name = "USER", default_value = "cdrapi", global = true)]
+    #[arg(
+        long = "ucm.username",
+        value_name = "USER",
+        default_value = "cdrapi",
+        global = true
+    )]
     pub ucm_username: String,
 
     /// File holding the API user's password (or set UCM_PASSWORD). Never pass it on the command line.
@@ -127,8 +147,10 @@ impl Cli {
             insecure_skip_verify: self.ucm_insecure_skip_verify,
             ca_file: self.ucm_ca_file.clone(),
         });
-        let overrides =
-            FlagOverrides { poll_interval: self.poll_interval, state_dir: self.state_dir.clone() };
+        let overrides = FlagOverrides {
+            poll_interval: self.poll_interval,
+            state_dir: self.state_dir.clone(),
+        };
         let settings = config::resolve(
             file.as_ref().map(|(f, p)| (f, p.as_path())),
             flag_target.as_ref(),
@@ -138,7 +160,9 @@ impl Cli {
         if settings.targets.is_empty() {
             anyhow::bail!(
                 "no UCM configured: add targets to {} or pass --ucm.url",
-                self.config_file.as_ref().map_or("the config file".into(), |p| p.display().to_string())
+                self.config_file
+                    .as_ref()
+                    .map_or("the config file".into(), |p| p.display().to_string())
             );
         }
         Ok(settings)
@@ -154,7 +178,8 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     };
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,ucm_exporter={level},ucm_sim={level}"));
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("warn,ucm_exporter={level},ucm_sim={level}"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -185,7 +210,9 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Check)));
         assert_eq!(cli.poll_interval, Some(Duration::from_secs(30)));
         assert!(!cli.nothing_configured());
-        let s = cli.settings(&|k| (k == "UCM_PASSWORD").then(|| "pw".into())).unwrap();
+        let s = cli
+            .settings(&|k| (k == "UCM_PASSWORD").then(|| "pw".into()))
+            .unwrap();
         assert_eq!(s.targets[0].poll_interval, Duration::from_secs(30));
         assert!(Cli::try_parse_from(["ucm-exporter", "--ucm.password", "x"]).is_err());
     }

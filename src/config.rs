@@ -162,7 +162,10 @@ pub struct FlagOverrides {
 /// Parses and validates a YAML config file. `source` names the file in every error.
 pub fn parse_file(text: &str, source: &Path) -> Result<FileConfig> {
     if text.trim().is_empty() {
-        bail!("{}: the file is empty; it needs at least a `targets:` list", source.display());
+        bail!(
+            "{}: the file is empty; it needs at least a `targets:` list",
+            source.display()
+        );
     }
     serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", source.display(), e))
 }
@@ -214,11 +217,36 @@ pub fn resolve(
         session_renew_after: fc.session_renew_after.unwrap_or(DEFAULT_SESSION_RENEW),
         request_timeout: fc.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
     };
-    check_duration(&src, "poll_interval", defaults.poll_interval, Duration::from_secs(1))?;
-    check_duration(&src, "sweep_interval", defaults.sweep_interval, Duration::from_secs(1))?;
-    check_duration(&src, "max_call_duration", defaults.max_call_duration, Duration::from_secs(60))?;
-    check_duration(&src, "session_renew_after", defaults.session_renew_after, Duration::from_secs(10))?;
-    check_duration(&src, "request_timeout", defaults.request_timeout, Duration::from_millis(100))?;
+    check_duration(
+        &src,
+        "poll_interval",
+        defaults.poll_interval,
+        Duration::from_secs(1),
+    )?;
+    check_duration(
+        &src,
+        "sweep_interval",
+        defaults.sweep_interval,
+        Duration::from_secs(1),
+    )?;
+    check_duration(
+        &src,
+        "max_call_duration",
+        defaults.max_call_duration,
+        Duration::from_secs(60),
+    )?;
+    check_duration(
+        &src,
+        "session_renew_after",
+        defaults.session_renew_after,
+        Duration::from_secs(10),
+    )?;
+    check_duration(
+        &src,
+        "request_timeout",
+        defaults.request_timeout,
+        Duration::from_millis(100),
+    )?;
 
     let mut targets = Vec::new();
     for (i, t) in fc.targets.iter().enumerate() {
@@ -233,10 +261,18 @@ pub fn resolve(
     let mut names = std::collections::HashSet::new();
     for t in &targets {
         if !names.insert(t.name.clone()) {
-            bail!("{src}: target name {:?} is used twice; names must be unique", t.name);
+            bail!(
+                "{src}: target name {:?} is used twice; names must be unique",
+                t.name
+            );
         }
     }
-    Ok(Settings { state_dir, extension_pattern, extension_max, targets })
+    Ok(Settings {
+        state_dir,
+        extension_pattern,
+        extension_max,
+        targets,
+    })
 }
 
 struct TargetDefaults {
@@ -269,7 +305,9 @@ fn check_duration(src: &str, key: &str, d: Duration, min: Duration) -> Result<()
 
 fn check_name(name: &str) -> Result<()> {
     if name.is_empty()
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         bail!("name {name:?} must be non-empty and use only letters, digits, '_' and '-' (it names the state file and /probe?target=)");
     }
@@ -349,7 +387,11 @@ fn resolve_file_target(
     if t.username.is_empty() {
         bail!("username is empty; use the API user of *HTTPS API Settings (New)*");
     }
-    let sources = [t.password_file.is_some(), t.password_env.is_some(), t.password.is_some()];
+    let sources = [
+        t.password_file.is_some(),
+        t.password_env.is_some(),
+        t.password.is_some(),
+    ];
     let password = match sources.iter().filter(|s| **s).count() {
         0 => bail!("no password: set password_file (recommended) or password_env"),
         1 => {
@@ -376,7 +418,12 @@ fn resolve_file_target(
         }
     }
     let poll_interval = t.poll_interval.unwrap_or(d.poll_interval);
-    check_duration(&t.name, "poll_interval", poll_interval, Duration::from_secs(1))?;
+    check_duration(
+        &t.name,
+        "poll_interval",
+        poll_interval,
+        Duration::from_secs(1),
+    )?;
     Ok(Target {
         name: t.name.clone(),
         url,
@@ -395,7 +442,11 @@ fn resolve_file_target(
 }
 
 fn resolve_flag_target(ft: &FlagTarget, d: &TargetDefaults) -> Result<Target> {
-    let name = if ft.name.is_empty() { "ucm".to_string() } else { ft.name.clone() };
+    let name = if ft.name.is_empty() {
+        "ucm".to_string()
+    } else {
+        ft.name.clone()
+    };
     check_name(&name).context("--ucm.name")?;
     let url = check_url(&ft.url).context("--ucm.url")?;
     if ft.username.is_empty() {
@@ -501,7 +552,10 @@ mod tests {
         };
         let err = resolve(None, Some(&ft), &FlagOverrides::default(), &no_env).unwrap_err();
         assert!(err.to_string().contains("UCM_PASSWORD"), "{err}");
-        let ft = FlagTarget { password_env_value: Some("pw".into()), ..ft };
+        let ft = FlagTarget {
+            password_env_value: Some("pw".into()),
+            ..ft
+        };
         let s = resolve(None, Some(&ft), &FlagOverrides::default(), &no_env).unwrap();
         assert_eq!(s.targets[0].name, "ucm");
     }

@@ -17,7 +17,10 @@ const DEMO_POLL_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn run(cli: &Cli) -> Result<()> {
     // The simulated office day starts at 10:00 today (UTC), so the demo is busy whatever the
     // hour: traffic follows the time of day.
-    let morning = chrono::Utc::now().date_naive().and_hms_opt(10, 0, 0).expect("valid time");
+    let morning = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .expect("valid time");
     let sim = sim::start(SimConfig {
         calls_per_hour: DEMO_CALLS_PER_HOUR,
         start_time: Some(morning),
@@ -57,11 +60,21 @@ pub async fn run(cli: &Cli) -> Result<()> {
     let port = running.addr().port();
     println!("ucm-exporter demo: a simulated UCM with {DEMO_CALLS_PER_HOUR} calls/hour and the exporter polling it every {}s",
         settings.targets[0].poll_interval.as_secs());
-    println!("  metrics:        http://localhost:{port}{}", cli.telemetry_path);
+    println!(
+        "  metrics:        http://localhost:{port}{}",
+        cli.telemetry_path
+    );
     println!("  probe:          http://localhost:{port}/probe?target=demo");
     println!("  landing page:   http://localhost:{port}/");
-    println!("  simulated UCM:  {}/api (CA certificate: {})", sim.url(), sim.ca_path().display());
-    println!("Try: curl -s localhost:{port}{} | grep ucm_calls_total", cli.telemetry_path);
+    println!(
+        "  simulated UCM:  {}/api (CA certificate: {})",
+        sim.url(),
+        sim.ca_path().display()
+    );
+    println!(
+        "Try: curl -s localhost:{port}{} | grep ucm_calls_total",
+        cli.telemetry_path
+    );
     println!("Stop with Ctrl-C.");
     let token = running.shutdown_token();
     tokio::spawn(async move {

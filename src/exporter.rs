@@ -50,11 +50,17 @@ impl Running {
 /// rather than as lost state after the first poll.
 fn prepare_state_dir(dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| {
-        format!("cannot create state dir {} (set --state.dir or state_dir to a writable directory)", dir.display())
+        format!(
+            "cannot create state dir {} (set --state.dir or state_dir to a writable directory)",
+            dir.display()
+        )
     })?;
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"ok").with_context(|| {
-        format!("state dir {} is not writable (set --state.dir or state_dir to a writable directory)", dir.display())
+        format!(
+            "state dir {} is not writable (set --state.dir or state_dir to a writable directory)",
+            dir.display()
+        )
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
@@ -73,9 +79,20 @@ pub async fn start(settings: &Settings, listen: &str, telemetry_path: &str) -> R
         let ready = Arc::new(Ready::default());
         let span = tracing::info_span!("poll", ucm = %target.name);
         let poller = span
-            .in_scope(|| Poller::new(target.clone(), metrics.clone(), extensions.clone(), &settings.state_dir))
+            .in_scope(|| {
+                Poller::new(
+                    target.clone(),
+                    metrics.clone(),
+                    extensions.clone(),
+                    &settings.state_dir,
+                )
+            })
             .with_context(|| format!("target {}", target.name))?;
-        views.push(TargetView { name: target.name.clone(), metrics, ready: ready.clone() });
+        views.push(TargetView {
+            name: target.name.clone(),
+            metrics,
+            ready: ready.clone(),
+        });
         pollers.push((poller, ready, span));
     }
     let listener = TcpListener::bind(parse_listen(listen)?)
@@ -89,7 +106,9 @@ pub async fn start(settings: &Settings, listen: &str, telemetry_path: &str) -> R
     });
     let mut tasks = Vec::new();
     for (poller, ready, span) in pollers {
-        tasks.push(tokio::spawn(poller.run(shutdown.clone(), ready).instrument(span)));
+        tasks.push(tokio::spawn(
+            poller.run(shutdown.clone(), ready).instrument(span),
+        ));
     }
     let server_app = app.clone();
     let server_shutdown = shutdown.clone();
@@ -99,12 +118,21 @@ pub async fn start(settings: &Settings, listen: &str, telemetry_path: &str) -> R
         }
     }));
     tracing::info!(address = %addr, targets = settings.targets.len(), "listening");
-    Ok(Running { addr, shutdown, tasks, app })
+    Ok(Running {
+        addr,
+        shutdown,
+        tasks,
+        app,
+    })
 }
 
 /// Accepts Prometheus-style addresses: `:9736` means every interface.
 pub fn parse_listen(listen: &str) -> Result<SocketAddr> {
-    let full = if listen.starts_with(':') { format!("0.0.0.0{listen}") } else { listen.to_string() };
+    let full = if listen.starts_with(':') {
+        format!("0.0.0.0{listen}")
+    } else {
+        listen.to_string()
+    };
     if let Ok(a) = full.parse() {
         return Ok(a);
     }

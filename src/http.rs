@@ -47,9 +47,18 @@ impl App {
         self.targets.iter().find(|t| t.name == name)
     }
 
-    pub fn handle(&self, method: &Method, path: &str, query: Option<&str>, gzip: bool) -> Response<Full<Bytes>> {
+    pub fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        gzip: bool,
+    ) -> Response<Full<Bytes>> {
         if method != Method::GET && method != Method::HEAD {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are served\n",
+            );
         }
         if path == self.telemetry_path {
             let mut regs = vec![&self.exporter];
@@ -65,24 +74,37 @@ impl App {
                     .flat_map(|q| q.split('&'))
                     .find_map(|kv| kv.strip_prefix("target="));
                 match name {
-                    None | Some("") => text(StatusCode::BAD_REQUEST, "missing parameter: target (a configured target name)\n"),
+                    None | Some("") => text(
+                        StatusCode::BAD_REQUEST,
+                        "missing parameter: target (a configured target name)\n",
+                    ),
                     Some(n) => match self.target(n) {
                         Some(t) => metrics_response(encode(&[&t.metrics.registry]), gzip),
-                        None => text(StatusCode::BAD_REQUEST, &format!("unknown target {:?}: not in the configuration\n", n)),
+                        None => text(
+                            StatusCode::BAD_REQUEST,
+                            &format!("unknown target {:?}: not in the configuration\n", n),
+                        ),
                     },
                 }
             }
             "/" => html(self.landing_page()),
             "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
             "/-/ready" => {
-                let waiting: Vec<&str> =
-                    self.targets.iter().filter(|t| !t.ready.get()).map(|t| t.name.as_str()).collect();
+                let waiting: Vec<&str> = self
+                    .targets
+                    .iter()
+                    .filter(|t| !t.ready.get())
+                    .map(|t| t.name.as_str())
+                    .collect();
                 if waiting.is_empty() {
                     text(StatusCode::OK, "Ready\n")
                 } else {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        &format!("Not ready: waiting for the first poll of {}\n", waiting.join(", ")),
+                        &format!(
+                            "Not ready: waiting for the first poll of {}\n",
+                            waiting.join(", ")
+                        ),
                     )
                 }
             }
@@ -94,7 +116,9 @@ impl App {
         let mut probes = String::new();
         for t in &self.targets {
             let n = html_escape(&t.name);
-            probes.push_str(&format!("<li><a href=\"/probe?target={n}\">/probe?target={n}</a></li>\n"));
+            probes.push_str(&format!(
+                "<li><a href=\"/probe?target={n}\">/probe?target={n}</a></li>\n"
+            ));
         }
         format!(
             "<!DOCTYPE html>\n<html><head><title>UCM Exporter</title></head><body>\n\
@@ -109,25 +133,37 @@ impl App {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn html(body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 
 fn metrics_response(body: Vec<u8>, gzip: bool) -> Response<Full<Bytes>> {
     let (body, encoded) = if gzip {
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
         enc.write_all(&body).expect("writing to a Vec cannot fail");
         (enc.finish().expect("writing to a Vec cannot fail"), true)
     } else {
@@ -145,21 +181,29 @@ fn metrics_response(body: Vec<u8>, gzip: bool) -> Response<Full<Bytes>> {
 
 /// True when the client accepts gzip (and did not give it q=0).
 fn accepts_gzip(req: &Request<Incoming>) -> bool {
-    req.headers().get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|v| {
-        v.split(',').any(|part| {
-            let mut it = part.split(';');
-            let coding = it.next().unwrap_or("").trim();
-            let q0 = it.any(|p| {
-                let p = p.trim();
-                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q0
+    req.headers()
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',').any(|part| {
+                let mut it = part.split(';');
+                let coding = it.next().unwrap_or("").trim();
+                let q0 = it.any(|p| {
+                    let p = p.trim();
+                    p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+                });
+                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q0
+            })
         })
-    })
 }
 
 /// Serves until `shutdown`, then stops accepting and lets open requests finish.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, _peer) = tokio::select! {
@@ -193,7 +237,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some HTTP connections did not close within 5 s");
     }
     Ok(())

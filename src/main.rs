@@ -28,11 +28,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for l in lines {
                 println!("{l}");
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         None => {
             let settings = cli.settings(&env)?;
-            let running = exporter::start(&settings, &cli.listen_address, &cli.telemetry_path).await?;
+            let running =
+                exporter::start(&settings, &cli.listen_address, &cli.telemetry_path).await?;
             let token = running.shutdown_token();
             tokio::spawn(async move {
                 exporter::shutdown_signal().await;

@@ -48,7 +48,8 @@ impl CallTally {
             .entry((call.direction, call.trunk.to_string(), call.disposition))
             .or_default() += 1;
         if call.disposition == Disposition::Answered {
-            self.talk.push((call.direction, call.trunk.to_string(), call.talk_seconds));
+            self.talk
+                .push((call.direction, call.trunk.to_string(), call.talk_seconds));
         }
         self.wait.push((
             call.direction,
@@ -69,7 +70,10 @@ impl CallTally {
                 .or_default() += 1;
         }
         for (ext, role, secs) in &call.extension_talk {
-            *self.extension_talk.entry((ext.to_string(), *role)).or_default() += secs;
+            *self
+                .extension_talk
+                .entry((ext.to_string(), *role))
+                .or_default() += secs;
         }
         if let Some(ts) = start_unix {
             self.newest_start = Some(self.newest_start.map_or(ts, |n| n.max(ts)));
@@ -131,8 +135,11 @@ fn histogram_vec(
     labels: &[&str],
     buckets: &[f64],
 ) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
-        .expect("valid metric");
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
     reg.register(Box::new(h.clone())).expect("unique metric");
     h
 }
@@ -143,7 +150,9 @@ impl TargetMetrics {
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m.expect("valid metric");
-                registry.register(Box::new(m.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("unique metric");
                 m
             }};
         }
@@ -238,7 +247,10 @@ impl TargetMetrics {
             wait,
             extension_calls,
             extension_talk,
-            extensions: Mutex::new(ExtensionLabels { known: HashSet::new(), max: extension_max }),
+            extensions: Mutex::new(ExtensionLabels {
+                known: HashSet::new(),
+                max: extension_max,
+            }),
             trunks: Mutex::new(HashSet::new()),
         };
         m.add_trunk("");
@@ -247,7 +259,12 @@ impl TargetMetrics {
 
     /// Creates the zero-valued call series of a trunk so `increase()` sees its first call.
     pub fn add_trunk(&self, trunk: &str) {
-        if !self.trunks.lock().expect("not poisoned").insert(trunk.to_string()) {
+        if !self
+            .trunks
+            .lock()
+            .expect("not poisoned")
+            .insert(trunk.to_string())
+        {
             return;
         }
         for dir in Direction::ALL {
@@ -257,15 +274,22 @@ impl TargetMetrics {
             }
             self.talk.with_label_values(&[dir.as_str(), trunk]);
             for disp in Disposition::ALL {
-                self.calls.with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
-                self.wait.with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
+                self.calls
+                    .with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
+                self.wait
+                    .with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
             }
         }
     }
 
     pub fn trunks(&self) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.trunks.lock().expect("not poisoned").iter().cloned().collect();
+        let mut v: Vec<String> = self
+            .trunks
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect();
         v.sort();
         v
     }
@@ -274,10 +298,14 @@ impl TargetMetrics {
         self.cdr_records.inc_by(tally.records);
         for ((dir, trunk, disp), n) in &tally.calls {
             self.add_trunk(trunk);
-            self.calls.with_label_values(&[dir.as_str(), trunk, disp.as_str()]).inc_by(*n);
+            self.calls
+                .with_label_values(&[dir.as_str(), trunk, disp.as_str()])
+                .inc_by(*n);
         }
         for (dir, trunk, secs) in &tally.talk {
-            self.talk.with_label_values(&[dir.as_str(), trunk]).observe(*secs as f64);
+            self.talk
+                .with_label_values(&[dir.as_str(), trunk])
+                .observe(*secs as f64);
         }
         for (dir, trunk, disp, secs) in &tally.wait {
             self.wait
@@ -293,7 +321,9 @@ impl TargetMetrics {
         }
         for ((ext, role), secs) in &tally.extension_talk {
             let label = exts.label(ext);
-            self.extension_talk.with_label_values(&[label, role.as_str()]).inc_by(*secs);
+            self.extension_talk
+                .with_label_values(&[label, role.as_str()])
+                .inc_by(*secs);
         }
         if let Some(ts) = tally.newest_start {
             if ts as f64 > self.last_record.get() {
@@ -320,7 +350,9 @@ pub fn exporter_registry() -> Registry {
     registry.register(Box::new(info)).expect("unique metric");
     #[cfg(target_os = "linux")]
     registry
-        .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
         .expect("unique metric");
     registry
 }
@@ -333,7 +365,9 @@ pub fn encode(registries: &[&Registry]) -> Vec<u8> {
     }
     families.sort_by(|a, b| a.name().cmp(b.name()));
     let mut out = Vec::with_capacity(16 * 1024);
-    TextEncoder::new().encode(&families, &mut out).expect("encoding into a Vec cannot fail");
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("encoding into a Vec cannot fail");
     out
 }
 
@@ -343,7 +377,10 @@ mod tests {
 
     #[test]
     fn extension_cap_maps_the_rest_to_other() {
-        let mut l = ExtensionLabels { known: HashSet::new(), max: 2 };
+        let mut l = ExtensionLabels {
+            known: HashSet::new(),
+            max: 2,
+        };
         assert_eq!(l.label("100"), "100");
         assert_eq!(l.label("101"), "101");
         assert_eq!(l.label("102"), "other");

@@ -25,7 +25,7 @@ use crate::config::Target;
 use crate::error::UcmError;
 use crate::metrics::{CallTally, TargetMetrics};
 use crate::session::{decode_envelope, looks_like_forbidden_page, Refusal, Session};
-use crate::state::{self, local_secs, LocalSecs, Loaded, PollState};
+use crate::state::{self, local_secs, Loaded, LocalSecs, PollState};
 
 /// Entries per cdrapi page: the UCM's documented maximum.
 pub const PAGE_SIZE: usize = 1000;
@@ -86,7 +86,9 @@ impl Ready {
 }
 
 fn cdr_time(t: LocalSecs) -> String {
-    state::from_local_secs(t).format("%Y-%m-%dT%H:%M:%S").to_string()
+    state::from_local_secs(t)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
 }
 
 impl Poller {
@@ -166,11 +168,15 @@ impl Poller {
     pub async fn poll_and_record(&mut self) -> Result<PollReport, UcmError> {
         let started = std::time::Instant::now();
         let result = self.poll_once().await;
-        self.metrics.poll_duration.set(started.elapsed().as_secs_f64());
+        self.metrics
+            .poll_duration
+            .set(started.elapsed().as_secs_f64());
         match &result {
             Ok(r) => {
                 self.metrics.up.set(1);
-                self.metrics.last_success.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+                self.metrics
+                    .last_success
+                    .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
                 tracing::debug!(
                     pages = r.pages,
                     entries = r.entries,
@@ -182,7 +188,10 @@ impl Poller {
             }
             Err(e) => {
                 self.metrics.up.set(0);
-                self.metrics.poll_errors.with_label_values(&[e.reason()]).inc();
+                self.metrics
+                    .poll_errors
+                    .with_label_values(&[e.reason()])
+                    .inc();
                 tracing::warn!(reason = e.reason(), "poll failed: {e}");
             }
         }
@@ -192,7 +201,9 @@ impl Poller {
     fn save_state(&self) {
         if let Some(s) = &self.state {
             if let Err(e) = state::save(&self.state_path, s) {
-                tracing::error!("cannot save poll state: {e:#}; after a crash some calls may be counted twice");
+                tracing::error!(
+                    "cannot save poll state: {e:#}; after a crash some calls may be counted twice"
+                );
             }
         }
     }
@@ -202,19 +213,31 @@ impl Poller {
         let max_call = self.target.max_call_duration.as_secs() as i64;
         let baseline = self.state.is_none();
         let sweep = baseline
-            || self.last_sweep.is_none_or(|t| t.elapsed() >= self.target.sweep_interval);
+            || self
+                .last_sweep
+                .is_none_or(|t| t.elapsed() >= self.target.sweep_interval);
         let from = match &self.state {
             None => {
-                let now = chrono::Utc::now().with_timezone(&self.target.timezone).naive_local();
+                let now = chrono::Utc::now()
+                    .with_timezone(&self.target.timezone)
+                    .naive_local();
                 local_secs(now) - max_call - BASELINE_SLACK
             }
             Some(s) => {
-                let reach = if sweep { max_call } else { self.target.overlap.as_secs() as i64 };
+                let reach = if sweep {
+                    max_call
+                } else {
+                    self.target.overlap.as_secs() as i64
+                };
                 (s.watermark.unwrap_or(s.baseline_start) - reach).max(s.baseline_start)
             }
         };
         let horizon = self.state.as_ref().map_or(from, |s| s.horizon(max_call));
-        let mut report = PollReport { sweep, baseline, ..Default::default() };
+        let mut report = PollReport {
+            sweep,
+            baseline,
+            ..Default::default()
+        };
         let mut pending = Pending::default();
         let mut offset = 0usize;
         loop {
@@ -234,14 +257,17 @@ impl Poller {
                 .await?;
             report.pages += 1;
             report.entries += n;
-            if n < PAGE_SIZE || n > PAGE_SIZE {
+            if n != PAGE_SIZE {
                 // Short page: the end. A longer page than asked for: a firmware that ignores
                 // numRecords and sent everything.
                 break;
             }
             offset += n;
             if report.pages >= MAX_PAGES_PER_POLL {
-                tracing::warn!(pages = report.pages, "stopping a poll that pages without end; does this UCM ignore offset?");
+                tracing::warn!(
+                    pages = report.pages,
+                    "stopping a poll that pages without end; does this UCM ignore offset?"
+                );
                 break;
             }
             if report.pages % COMMIT_EVERY_PAGES == 0 {
@@ -260,9 +286,17 @@ impl Poller {
     }
 
     /// Marks the pending keys seen, saves the state, then applies the counts.
-    fn commit(&mut self, pending: &mut Pending, report: &mut PollReport, baseline: bool, from: LocalSecs) {
+    fn commit(
+        &mut self,
+        pending: &mut Pending,
+        report: &mut PollReport,
+        baseline: bool,
+        from: LocalSecs,
+    ) {
         let p = std::mem::take(pending);
-        let state = self.state.get_or_insert_with(|| PollState::new(&self.target.url, from));
+        let state = self
+            .state
+            .get_or_insert_with(|| PollState::new(&self.target.url, from));
         if baseline {
             state.baseline_start = state.baseline_start.min(from);
         }
@@ -298,7 +332,11 @@ impl Poller {
         params.insert("options".into(), "trunk_name".into());
         params.insert("item_num".into(), "1000".into());
         params.insert("page".into(), "1".into());
-        match self.session.call("listVoIPTrunk", params, decode_envelope).await {
+        match self
+            .session
+            .call("listVoIPTrunk", params, decode_envelope)
+            .await
+        {
             Ok(resp) => {
                 let names: Vec<String> = resp
                     .get("voip_trunk")
@@ -323,7 +361,9 @@ impl Poller {
                 }
                 tracing::debug!(trunks = names.len(), "listed VoIP trunks");
             }
-            Err(e) => tracing::debug!("cannot list trunks ({e}); trunk series appear with their first call"),
+            Err(e) => tracing::debug!(
+                "cannot list trunks ({e}); trunk series appear with their first call"
+            ),
         }
     }
 
@@ -346,9 +386,10 @@ fn unix_time(tz: chrono_tz::Tz, t: NaiveDateTime) -> i64 {
 pub fn decode_page(body: &[u8]) -> Result<Vec<cdr::Entry<'_>>, Refusal> {
     match cdr::parse_cdr_response(body) {
         Ok(CdrResponse::Records(e)) => Ok(e),
-        Ok(CdrResponse::Status { status, error_msg }) => {
-            Err(Refusal::Status { status, message: error_msg })
-        }
+        Ok(CdrResponse::Status { status, error_msg }) => Err(Refusal::Status {
+            status,
+            message: error_msg,
+        }),
         Err(DecodeError::Html { .. }) if looks_like_forbidden_page(body) => Err(Refusal::Html),
         Err(e) => Err(Refusal::Garbage(e.to_string())),
     }
@@ -367,7 +408,9 @@ fn ingest(
     let entries = decode_page(body)?;
     let n = entries.len();
     for entry in &entries {
-        let Some(call) = cdr::classify(entry, extensions) else { continue };
+        let Some(call) = cdr::classify(entry, extensions) else {
+            continue;
+        };
         let start = local_secs(call.start);
         // Outside every window the poller tracks: a UCM that ignored the filter, or history
         // already forgotten. Counting it could count it twice.
@@ -376,10 +419,15 @@ fn ingest(
         }
         let seen_call = state.is_some_and(|s| s.calls.contains_key(&call.key))
             || pending.call_set.contains(&call.key);
-        let is_new_leg =
-            |k: &u64, p: &Pending| !(state.is_some_and(|s| s.legs.contains_key(k)) || p.leg_set.contains(k));
-        let new_legs: Vec<u64> =
-            call.leg_keys.iter().copied().filter(|k| is_new_leg(k, pending)).collect();
+        let is_new_leg = |k: &u64, p: &Pending| {
+            !(state.is_some_and(|s| s.legs.contains_key(k)) || p.leg_set.contains(k))
+        };
+        let new_legs: Vec<u64> = call
+            .leg_keys
+            .iter()
+            .copied()
+            .filter(|k| is_new_leg(k, pending))
+            .collect();
         if !seen_call {
             pending.call_set.insert(call.key);
             pending.calls.push((call.key, start));
@@ -396,7 +444,9 @@ fn ingest(
         // A call counts when its entry is new and it brings at least one leg not seen before:
         // an entry whose id changed but whose legs were all counted is the same call.
         if !seen_call && !new_legs.is_empty() {
-            pending.tally.add_call(&call, Some(unix_time(tz, call.start)));
+            pending
+                .tally
+                .add_call(&call, Some(unix_time(tz, call.start)));
         }
     }
     Ok(n)

@@ -27,7 +27,10 @@ const AUTH_BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug)]
 pub enum Refusal {
     /// A JSON envelope with a non-zero `status`.
-    Status { status: i64, message: Option<String> },
+    Status {
+        status: i64,
+        message: Option<String>,
+    },
     /// An HTML page where JSON was expected (the UCM's 403 page for a non-permitted IP).
     Html,
     /// Not JSON, or JSON of an unexpected shape.
@@ -164,7 +167,8 @@ pub fn decode_envelope(body: &[u8]) -> Result<Value, Refusal> {
 }
 
 fn lenient_i64(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 /// The UCM's answer to a client IP that is not permitted: an HTML page saying 403 Forbidden.
@@ -204,7 +208,11 @@ impl Session {
         }
         let mut retried = false;
         loop {
-            let cookie = inner.cookie.as_ref().map(|c| c.value.clone()).unwrap_or_default();
+            let cookie = inner
+                .cookie
+                .as_ref()
+                .map(|c| c.value.clone())
+                .unwrap_or_default();
             let mut request = params.clone();
             request.insert("action".into(), Value::String(action.into()));
             request.insert("cookie".into(), Value::String(cookie));
@@ -230,7 +238,9 @@ impl Session {
     /// Logs out, so the UCM frees the session at once instead of at its timeout.
     pub async fn logout(&self) {
         let mut inner = self.inner.lock().await;
-        let Some(cookie) = inner.cookie.take() else { return };
+        let Some(cookie) = inner.cookie.take() else {
+            return;
+        };
         let req = json!({"action": "logout", "cookie": cookie.value});
         match self.send("logout", &req).await.map(|b| decode_envelope(&b)) {
             Ok(Ok(_)) => tracing::info!("logged out of the UCM"),
@@ -250,7 +260,10 @@ impl Session {
         if let Some(until) = inner.rate_limited_until {
             let now = Instant::now();
             if now < until {
-                return Err(UcmError::RateLimited { status: 0, wait: until - now });
+                return Err(UcmError::RateLimited {
+                    status: 0,
+                    wait: until - now,
+                });
             }
         }
         Ok(())
@@ -269,7 +282,9 @@ impl Session {
                     ));
                 }
                 match status {
-                    -47 => UcmError::Permission { action: action.to_string() },
+                    -47 => UcmError::Permission {
+                        action: action.to_string(),
+                    },
                     -45 | -46 | -57 => {
                         let wait = Duration::from_secs(if status == -57 { 60 } else { 15 });
                         inner.rate_limited_until = Some(Instant::now() + wait);
@@ -302,7 +317,10 @@ impl Session {
         self.metrics.logins.inc();
         match self.login_once().await {
             Ok(cookie) => {
-                inner.cookie = Some(Cookie { value: cookie, obtained: Instant::now() });
+                inner.cookie = Some(Cookie {
+                    value: cookie,
+                    obtained: Instant::now(),
+                });
                 inner.auth_blocked_until = None;
                 inner.auth_backoff = None;
                 inner.hint_logged = false;
@@ -331,10 +349,16 @@ impl Session {
                             backoff.as_secs()
                         );
                     } else {
-                        tracing::warn!(status, "UCM login rejected again; next attempt in {}s", backoff.as_secs());
+                        tracing::warn!(
+                            status,
+                            "UCM login rejected again; next attempt in {}s",
+                            backoff.as_secs()
+                        );
                     }
                     if status == -47 {
-                        return Err(UcmError::Permission { action: "login".into() });
+                        return Err(UcmError::Permission {
+                            action: "login".into(),
+                        });
                     }
                 }
                 Err(err)
@@ -345,24 +369,41 @@ impl Session {
     /// One challenge + login exchange. On failure also returns the UCM's status and, when the
     /// UCM says how long it locks the client out, that duration.
     async fn login_once(&self) -> Result<String, (UcmError, Option<i64>, Option<Duration>)> {
-        let challenge_req =
-            json!({"action": "challenge", "user": self.username, "version": "1.0"});
-        let body = self.send("challenge", &challenge_req).await.map_err(|e| (e, None, None))?;
+        let challenge_req = json!({"action": "challenge", "user": self.username, "version": "1.0"});
+        let body = self
+            .send("challenge", &challenge_req)
+            .await
+            .map_err(|e| (e, None, None))?;
         let response = decode_envelope(&body).map_err(|r| self.login_refusal(r, "challenge"))?;
         let challenge = response
             .get("challenge")
-            .and_then(|c| c.as_str().map(str::to_string).or_else(|| c.as_i64().map(|n| n.to_string())))
+            .and_then(|c| {
+                c.as_str()
+                    .map(str::to_string)
+                    .or_else(|| c.as_i64().map(|n| n.to_string()))
+            })
             .ok_or_else(|| {
-                (UcmError::Protocol("challenge answer has no challenge".into()), None, None)
+                (
+                    UcmError::Protocol("challenge answer has no challenge".into()),
+                    None,
+                    None,
+                )
             })?;
         let mut hasher = Md5::new();
         hasher.update(challenge.as_bytes());
         hasher.update(self.password.expose().as_bytes());
         let token = format!("{:x}", hasher.finalize());
         let login_req = json!({"action": "login", "user": self.username, "token": token});
-        let body = self.send("login", &login_req).await.map_err(|e| (e, None, None))?;
+        let body = self
+            .send("login", &login_req)
+            .await
+            .map_err(|e| (e, None, None))?;
         let response = match serde_json::from_slice::<Value>(&body) {
-            Ok(v) if v.get("status").and_then(lenient_i64).is_some_and(|s| s != 0) => {
+            Ok(v)
+                if v.get("status")
+                    .and_then(lenient_i64)
+                    .is_some_and(|s| s != 0) =>
+            {
                 let status = v.get("status").and_then(lenient_i64).unwrap_or_default();
                 let lockout = v
                     .pointer("/response/remain_time")
@@ -370,7 +411,10 @@ impl Session {
                     .filter(|s| *s > 0)
                     .map(|s| Duration::from_secs(s as u64));
                 let (err, status, _) = self.login_refusal(
-                    Refusal::Status { status, message: None },
+                    Refusal::Status {
+                        status,
+                        message: None,
+                    },
                     "login",
                 );
                 return Err((err, status, lockout));
@@ -382,22 +426,29 @@ impl Session {
             .and_then(Value::as_str)
             .filter(|c| !c.is_empty())
             .map(str::to_string)
-            .ok_or_else(|| (UcmError::Protocol("login answer has no cookie".into()), None, None))
+            .ok_or_else(|| {
+                (
+                    UcmError::Protocol("login answer has no cookie".into()),
+                    None,
+                    None,
+                )
+            })
     }
 
-    fn login_refusal(
-        &self,
-        r: Refusal,
-        step: &str,
-    ) -> (UcmError, Option<i64>, Option<Duration>) {
+    fn login_refusal(&self, r: Refusal, step: &str) -> (UcmError, Option<i64>, Option<Duration>) {
         match r {
             Refusal::Html => (UcmError::Forbidden, None, None),
             Refusal::Garbage(why) => (UcmError::Decode(format!("{step}: {why}")), None, None),
             Refusal::Status { status, .. } => {
                 let err = if is_auth_status(status) {
-                    UcmError::Auth(format!("{step} rejected: status {status} ({})", status_meaning(status)))
+                    UcmError::Auth(format!(
+                        "{step} rejected: status {status} ({})",
+                        status_meaning(status)
+                    ))
                 } else if status == -47 {
-                    UcmError::Permission { action: step.into() }
+                    UcmError::Permission {
+                        action: step.into(),
+                    }
                 } else {
                     UcmError::Protocol(format!(
                         "{step} answered status {status} ({})",
@@ -460,9 +511,11 @@ mod tests {
                 .unwrap()["challenge"],
             "0000001496038514"
         );
-        match decode_envelope(br#"{"response":{"error_msg":"Invalid parameters!"},"status":-1}"#)
-        {
-            Err(Refusal::Status { status: -1, message: Some(m) }) => {
+        match decode_envelope(br#"{"response":{"error_msg":"Invalid parameters!"},"status":-1}"#) {
+            Err(Refusal::Status {
+                status: -1,
+                message: Some(m),
+            }) => {
                 assert_eq!(m, "Invalid parameters!")
             }
             other => panic!("{other:?}"),
@@ -471,7 +524,10 @@ mod tests {
             decode_envelope(b"<!DOCTYPE html><html><head><title>403 Forbidden</title>"),
             Err(Refusal::Html)
         ));
-        assert!(matches!(decode_envelope(b"{\"resp"), Err(Refusal::Garbage(_))));
+        assert!(matches!(
+            decode_envelope(b"{\"resp"),
+            Err(Refusal::Garbage(_))
+        ));
         assert!(matches!(decode_envelope(b"{}"), Err(Refusal::Garbage(_))));
     }
 

@@ -61,7 +61,9 @@ impl PollState {
 
     /// The oldest call start the poller still tracks; older records are outside every window.
     pub fn horizon(&self, max_call: i64) -> LocalSecs {
-        self.watermark.map_or(self.baseline_start, |w| w - max_call).max(self.baseline_start)
+        self.watermark
+            .map_or(self.baseline_start, |w| w - max_call)
+            .max(self.baseline_start)
     }
 
     /// Forgets keys older than the horizon.
@@ -92,9 +94,11 @@ pub fn load(path: &Path, url: &str) -> Loaded {
         Err(e) => return Loaded::Unusable(format!("cannot read {}: {e}", path.display())),
     };
     match serde_json::from_slice::<PollState>(&bytes) {
-        Ok(s) if s.version != VERSION => {
-            Loaded::Unusable(format!("{} has unknown version {}", path.display(), s.version))
-        }
+        Ok(s) if s.version != VERSION => Loaded::Unusable(format!(
+            "{} has unknown version {}",
+            path.display(),
+            s.version
+        )),
         Ok(s) if s.url != url => Loaded::Unusable(format!(
             "{} belongs to {}, not {url}",
             path.display(),
@@ -112,10 +116,12 @@ pub fn save(path: &Path, state: &PollState) -> Result<()> {
         .with_context(|| format!("cannot create state dir {}", dir.display()))?;
     let tmp = path.with_extension("json.tmp");
     let data = serde_json::to_vec(state).expect("state encodes");
-    let mut f = std::fs::File::create(&tmp)
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(&data)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(&data).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot sync {}", tmp.display()))?;
     drop(f);
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;

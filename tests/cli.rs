@@ -39,7 +39,10 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -
 }
 
 fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -53,7 +56,11 @@ fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
     }
 }
 
-fn write_config(dir: &std::path::Path, sim: &ucm_exporter::sim::SimHandle, password: &str) -> std::path::PathBuf {
+fn write_config(
+    dir: &std::path::Path,
+    sim: &ucm_exporter::sim::SimHandle,
+    password: &str,
+) -> std::path::PathBuf {
     let pw = dir.join("office.password");
     std::fs::write(&pw, format!("{password}\n")).unwrap();
     let cfg = dir.join("ucm-exporter.yml");
@@ -75,16 +82,25 @@ fn write_config(dir: &std::path::Path, sim: &ucm_exporter::sim::SimHandle, passw
 #[tokio::test]
 async fn demo_shows_calls_growing_and_stops_on_sigterm() {
     ucm_exporter::session::install_crypto_provider();
-    let mut child = Command::new(BIN)
-        .args(["demo", "--web.listen-address", "127.0.0.1:0", "--poll.interval", "1s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = lines_of(child.stdout.take().unwrap());
+    let mut child = spawn(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--poll.interval",
+                "1s",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let out = lines_of(child.0.stdout.take().unwrap());
     let line = wait_for_line(&out, "metrics:", Duration::from_secs(60));
     let url = line.split_whitespace().last().unwrap().to_string();
-    assert!(url.starts_with("http://localhost:") && url.ends_with("/metrics"), "{line}");
+    assert!(
+        url.starts_with("http://localhost:") && url.ends_with("/metrics"),
+        "{line}"
+    );
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline {
@@ -102,7 +118,10 @@ async fn demo_shows_calls_growing_and_stops_on_sigterm() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(seen.len() >= 3 && seen.windows(2).all(|w| w[1] > w[0]), "ucm_calls_total should grow: {seen:?}");
+    assert!(
+        seen.len() >= 3 && seen.windows(2).all(|w| w[1] > w[0]),
+        "ucm_calls_total should grow: {seen:?}"
+    );
     assert!(sigterm_and_wait(child).success());
 }
 
@@ -112,13 +131,20 @@ async fn exporter_logs_never_show_secrets_and_exit_cleanly() {
     let sim = start_sim(busy_sim_config(41)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &sim, "cdrapi-secret");
-    let mut child = Command::new(BIN)
-        .args(["--config.file", cfg.to_str().unwrap(), "--web.listen-address", "127.0.0.1:0", "--log.level", "debug"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = lines_of(child.stderr.take().unwrap());
+    let mut child = spawn(
+        Command::new(BIN)
+            .args([
+                "--config.file",
+                cfg.to_str().unwrap(),
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.level",
+                "debug",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let err = lines_of(child.0.stderr.take().unwrap());
     let mut log = vec![wait_for_line(&err, "poll done", Duration::from_secs(30))];
     // Lose the session, so the log also covers a renewal.
     sim.invalidate_sessions();
@@ -132,7 +158,10 @@ async fn exporter_logs_never_show_secrets_and_exit_cleanly() {
     assert!(log.contains("office"), "log lines name the target: {log}");
     assert!(!log.contains("cdrapi-secret"), "password in the log");
     let token_or_cookie = regex::Regex::new(r"[0-9a-f]{32}|sid[0-9]+").unwrap();
-    assert!(!token_or_cookie.is_match(&log), "token or cookie in the log: {log}");
+    assert!(
+        !token_or_cookie.is_match(&log),
+        "token or cookie in the log: {log}"
+    );
     sim.shutdown().await;
 }
 
@@ -141,17 +170,33 @@ async fn check_says_ok_or_what_to_fix() {
     let sim = start_sim(busy_sim_config(42)).await;
     let dir = tempfile::tempdir().unwrap();
     let good = write_config(dir.path(), &sim, "cdrapi-secret");
-    let out = Command::new(BIN).args(["check", "--config.file", good.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config.file", good.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("office: OK") && stdout.contains("entries"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("office: OK") && stdout.contains("entries"),
+        "{stdout}"
+    );
 
     let bad_dir = tempfile::tempdir().unwrap();
     let bad = write_config(bad_dir.path(), &sim, "wrong");
-    let out = Command::new(BIN).args(["check", "--config.file", bad.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config.file", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(stdout.contains("office: FAILED (auth)") && stdout.contains("password"), "{stdout}");
+    assert!(
+        stdout.contains("office: FAILED (auth)") && stdout.contains("password"),
+        "{stdout}"
+    );
     sim.shutdown().await;
 }
 
@@ -160,10 +205,16 @@ fn config_typos_are_named_with_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.yml");
     std::fs::write(&cfg, "targets:\n  - name: office\n    url: https://ucm:8089\n    username: cdrapi\n    pasword_file: /x\n").unwrap();
-    let out = Command::new(BIN).args(["--config.file", cfg.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["--config.file", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.yml") && stderr.contains("pasword_file"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yml") && stderr.contains("pasword_file"),
+        "{stderr}"
+    );
 
     let out = Command::new(BIN)
         .args(["--ucm.url", "https://127.0.0.1:8089"])
@@ -178,18 +229,29 @@ fn config_typos_are_named_with_file_and_key() {
 fn a_wrong_password_in_the_log_is_explained_once() {
     // Run against a simulator in its own runtime: the binary sees a rejected login.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt.block_on(start_sim(SimConfig { password: "other".into(), ..busy_sim_config(43) }));
+    let sim = rt.block_on(start_sim(SimConfig {
+        password: "other".into(),
+        ..busy_sim_config(43)
+    }));
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &sim, "cdrapi-secret");
-    let mut child = Command::new(BIN)
-        .args(["--config.file", cfg.to_str().unwrap(), "--web.listen-address", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = lines_of(child.stderr.take().unwrap());
+    let mut child = spawn(
+        Command::new(BIN)
+            .args([
+                "--config.file",
+                cfg.to_str().unwrap(),
+                "--web.listen-address",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let err = lines_of(child.0.stderr.take().unwrap());
     let line = wait_for_line(&err, "login rejected", Duration::from_secs(30));
-    assert!(line.contains("HTTPS API Settings (New)") && line.contains("blacklisted"), "{line}");
+    assert!(
+        line.contains("HTTPS API Settings (New)") && line.contains("blacklisted"),
+        "{line}"
+    );
     std::thread::sleep(Duration::from_millis(2500)); // two more polls, no new attempt
     assert!(sigterm_and_wait(child).success());
     assert_eq!(sim.stats().logins_failed, 1);

@@ -11,7 +11,11 @@ use ucm_exporter::sim::{Fault, FaultRule, SimConfig};
 const MIN: Duration = Duration::from_secs(60);
 
 fn cdrapi(fault: Fault) -> FaultRule {
-    FaultRule { fault, action: Some("cdrapi".into()), times: None }
+    FaultRule {
+        fault,
+        action: Some("cdrapi".into()),
+        times: None,
+    }
 }
 
 #[tokio::test]
@@ -37,21 +41,36 @@ async fn each_fault_gives_up_0_with_its_reason_and_full_recovery() {
     for (fault, reason) in cases {
         sim.advance(MIN * 7);
         sim.add_fault(cdrapi(fault.clone()));
-        let err = poller.poll_and_record().await.expect_err("the faulty poll fails");
+        let err = poller
+            .poll_and_record()
+            .await
+            .expect_err("the faulty poll fails");
         assert_eq!(err.reason(), reason, "{fault:?}: {err}");
         let scrape = Scrape::of(&metrics);
         assert_eq!(scrape.value("ucm_up", &[]), 0.0, "{fault:?}");
         assert!(scrape.value("ucm_poll_errors_total", &[("reason", reason)]) >= 1.0);
         sim.clear_faults();
-        poller.poll_and_record().await.expect("recovers once the UCM behaves");
+        poller
+            .poll_and_record()
+            .await
+            .expect("recovers once the UCM behaves");
         let scrape = Scrape::of(&metrics);
         assert_eq!(scrape.value("ucm_up", &[]), 1.0);
         assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
     }
     let scrape = Scrape::of(&metrics);
-    assert_eq!(scrape.value("ucm_poll_errors_total", &[("reason", "decode")]), 2.0);
-    assert_eq!(scrape.value("ucm_poll_errors_total", &[("reason", "http")]), 1.0);
-    assert_eq!(scrape.value("ucm_poll_errors_total", &[("reason", "timeout")]), 1.0);
+    assert_eq!(
+        scrape.value("ucm_poll_errors_total", &[("reason", "decode")]),
+        2.0
+    );
+    assert_eq!(
+        scrape.value("ucm_poll_errors_total", &[("reason", "http")]),
+        1.0
+    );
+    assert_eq!(
+        scrape.value("ucm_poll_errors_total", &[("reason", "timeout")]),
+        1.0
+    );
     sim.shutdown().await;
 }
 
@@ -78,13 +97,20 @@ async fn an_untrusted_certificate_is_a_tls_error() {
     // The documented last resort works.
     target.insecure_skip_verify = true;
     let (mut poller, _) = common::poller(target, dir.path());
-    poller.poll_and_record().await.expect("insecure_skip_verify accepts the certificate");
+    poller
+        .poll_and_record()
+        .await
+        .expect("insecure_skip_verify accepts the certificate");
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_wrong_password_backs_off_and_never_hammers_the_login() {
-    let sim = start_sim(SimConfig { password: "another".into(), ..busy_sim_config(24) }).await;
+    let sim = start_sim(SimConfig {
+        password: "another".into(),
+        ..busy_sim_config(24)
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
     for _ in 0..5 {
@@ -93,7 +119,10 @@ async fn a_wrong_password_backs_off_and_never_hammers_the_login() {
     }
     let scrape = Scrape::of(&metrics);
     assert_eq!(scrape.value("ucm_up", &[]), 0.0);
-    assert_eq!(scrape.value("ucm_poll_errors_total", &[("reason", "auth")]), 5.0);
+    assert_eq!(
+        scrape.value("ucm_poll_errors_total", &[("reason", "auth")]),
+        5.0
+    );
     // One attempt, then at least a minute of waiting: far from the UCM's lockout of 5.
     assert_eq!(scrape.value("ucm_logins_total", &[]), 1.0);
     assert_eq!(scrape.value("ucm_login_failures_total", &[]), 1.0);
@@ -108,14 +137,21 @@ async fn rate_limit_statuses_pause_all_requests() {
     let dir = tempfile::tempdir().unwrap();
     let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
     poller.poll_and_record().await.unwrap();
-    sim.add_fault(FaultRule { fault: Fault::Status(-46), action: Some("cdrapi".into()), times: Some(1) });
+    sim.add_fault(FaultRule {
+        fault: Fault::Status(-46),
+        action: Some("cdrapi".into()),
+        times: Some(1),
+    });
     sim.advance(MIN);
     let err = poller.poll_and_record().await.unwrap_err();
     assert_eq!(err.reason(), "rate_limited");
     let sent = sim.stats().requests["cdrapi"];
     // Within the 15 s the UCM asked for, polls fail without sending anything.
     for _ in 0..3 {
-        assert_eq!(poller.poll_and_record().await.unwrap_err().reason(), "rate_limited");
+        assert_eq!(
+            poller.poll_and_record().await.unwrap_err().reason(),
+            "rate_limited"
+        );
     }
     assert_eq!(sim.stats().requests["cdrapi"], sent);
     assert_eq!(

@@ -41,9 +41,13 @@ async fn two_targets_via_probe_keep_separate_counts() {
     tb.sweep_interval = Duration::ZERO;
     ta.poll_interval = Duration::from_millis(300);
     tb.poll_interval = Duration::from_millis(300);
-    let running = exporter::start(&settings(vec![ta, tb], dir.path()), "127.0.0.1:0", "/metrics")
-        .await
-        .unwrap();
+    let running = exporter::start(
+        &settings(vec![ta, tb], dir.path()),
+        "127.0.0.1:0",
+        "/metrics",
+    )
+    .await
+    .unwrap();
     let base = format!("http://{}", running.addr());
     wait_ready(&base).await;
     // Both baselines are taken once ready; count from here.
@@ -57,8 +61,20 @@ async fn two_targets_via_probe_keep_separate_counts() {
     let mut matched = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let sa = Scrape::parse(&get(&format!("{base}/probe?target=alpha")).await.text().await.unwrap());
-        let sb = Scrape::parse(&get(&format!("{base}/probe?target=beta")).await.text().await.unwrap());
+        let sa = Scrape::parse(
+            &get(&format!("{base}/probe?target=alpha"))
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
+        let sb = Scrape::parse(
+            &get(&format!("{base}/probe?target=beta"))
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
         if sa.sum("ucm_calls_total") as u64 == ta_truth.total_calls
             && sb.sum("ucm_calls_total") as u64 == tb_truth.total_calls
         {
@@ -76,7 +92,11 @@ async fn two_targets_via_probe_keep_separate_counts() {
     assert!(own.contains("process_resident_memory_bytes"));
     assert!(!own.contains("ucm_calls_total"));
 
-    for (query, why) in [("", "missing parameter"), ("?target=gamma", "unknown target"), ("?target=", "missing parameter")] {
+    for (query, why) in [
+        ("", "missing parameter"),
+        ("?target=gamma", "unknown target"),
+        ("?target=", "missing parameter"),
+    ] {
         let r = get(&format!("{base}/probe{query}")).await;
         assert_eq!(r.status(), 400);
         let body = r.text().await.unwrap();
@@ -95,11 +115,19 @@ async fn two_targets_via_probe_keep_separate_counts() {
 async fn metrics_endpoint_format_gzip_landing_and_readiness() {
     let sim = start_sim(busy_sim_config(33)).await;
     // The first poll hangs for a moment, so readiness can be seen going from 503 to 200.
-    sim.add_fault(FaultRule { fault: Fault::Delay(Duration::from_millis(800)), action: Some("challenge".into()), times: Some(1) });
+    sim.add_fault(FaultRule {
+        fault: Fault::Delay(Duration::from_millis(800)),
+        action: Some("challenge".into()),
+        times: Some(1),
+    });
     let dir = tempfile::tempdir().unwrap();
-    let running = exporter::start(&settings(vec![target_for(&sim, "office")], dir.path()), "127.0.0.1:0", "/metrics")
-        .await
-        .unwrap();
+    let running = exporter::start(
+        &settings(vec![target_for(&sim, "office")], dir.path()),
+        "127.0.0.1:0",
+        "/metrics",
+    )
+    .await
+    .unwrap();
     let base = format!("http://{}", running.addr());
     let r = get(&format!("{base}/-/ready")).await;
     assert_eq!(r.status(), 503);
@@ -109,12 +137,22 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
 
     let r = get(&format!("{base}/metrics")).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let plain = r.text().await.unwrap();
     let scrape = Scrape::parse(&plain);
     assert_eq!(scrape.value("ucm_up", &[]), 1.0);
     assert_eq!(
-        scrape.value("ucm_calls_total", &[("direction", "inbound"), ("trunk", ""), ("disposition", "no_answer")]),
+        scrape.value(
+            "ucm_calls_total",
+            &[
+                ("direction", "inbound"),
+                ("trunk", ""),
+                ("disposition", "no_answer")
+            ]
+        ),
         0.0,
         "missed-call series exist at 0 from the start"
     );
@@ -128,15 +166,24 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
         .unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&r.bytes().await.unwrap()[..]).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(&r.bytes().await.unwrap()[..])
+        .read_to_string(&mut text)
+        .unwrap();
     assert!(text.contains("ucm_up 1"));
 
     let landing = get(&base).await;
-    assert!(landing.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(landing.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = landing.text().await.unwrap();
     assert!(html.contains("href=\"/metrics\"") && html.contains("/probe?target=office"));
     assert_eq!(get(&format!("{base}/nope")).await.status(), 404);
-    let post = reqwest::Client::new().post(format!("{base}/metrics")).send().await.unwrap();
+    let post = reqwest::Client::new()
+        .post(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status(), 405);
 
     // promtool (Debian package `prometheus`) must accept the exposition without a word.
@@ -152,7 +199,11 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
             child.wait_with_output().unwrap()
         })
         .expect("promtool is needed by this test: install Debian's `prometheus` package (the README's test command does)");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "promtool failed: {said}");
     assert_eq!(said, "", "promtool check metrics should print nothing");
 

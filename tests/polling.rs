@@ -20,9 +20,16 @@ async fn every_call_is_counted_exactly_once_across_many_overlapping_polls() {
 
     let baseline = poller.poll_and_record().await.expect("baseline poll");
     assert!(baseline.baseline);
-    assert!(baseline.pages > 1, "six busy hours of history need paging: {baseline:?}");
+    assert!(
+        baseline.pages > 1,
+        "six busy hours of history need paging: {baseline:?}"
+    );
     let t0 = sim.now();
-    assert_eq!(Scrape::of(&metrics).sum("ucm_calls_total"), 0.0, "history is not counted");
+    assert_eq!(
+        Scrape::of(&metrics).sum("ucm_calls_total"),
+        0.0,
+        "history is not counted"
+    );
 
     // Steps of a few minutes (short overlapping windows), a long gap that needs several pages,
     // and sweeps now and then for the long calls.
@@ -46,12 +53,19 @@ async fn every_call_is_counted_exactly_once_across_many_overlapping_polls() {
     assert!(swept >= 4, "sweeps happened {swept} times");
 
     let truth = sim.truth(t0, sim.now());
-    assert!(truth.total_calls > 1500, "enough traffic to mean something: {}", truth.total_calls);
+    assert!(
+        truth.total_calls > 1500,
+        "enough traffic to mean something: {}",
+        truth.total_calls
+    );
     let scrape = Scrape::of(&metrics);
     assert_matches_truth(&scrape, &truth);
     assert_eq!(scrape.value("ucm_up", &[]), 1.0);
     let newest = truth.newest_start.unwrap().and_utc().timestamp() as f64;
-    assert_eq!(scrape.value("ucm_cdr_last_record_timestamp_seconds", &[]), newest);
+    assert_eq!(
+        scrape.value("ucm_cdr_last_record_timestamp_seconds", &[]),
+        newest
+    );
 
     // Polling again with nothing new counts nothing.
     poller.poll_and_record().await.unwrap();
@@ -74,7 +88,10 @@ async fn a_fast_poll_reads_only_the_overlap_and_costs_one_request() {
     assert_eq!(after.requests["cdrapi"] - before.requests["cdrapi"], 1);
     // 10 minutes of overlap at ~2000 calls/hour, not hours of history.
     let served = after.cdr_entries_served - before.cdr_entries_served;
-    assert!(served < 1000, "served {served} entries for a one-minute step");
+    assert!(
+        served < 1000,
+        "served {served} entries for a one-minute step"
+    );
     assert_eq!(
         Scrape::of(&metrics).sum("ucm_calls_total") as u64,
         sim.truth(t0, sim.now()).total_calls
@@ -98,13 +115,23 @@ async fn cookie_expiry_in_the_middle_of_paging_loses_nothing() {
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
     sim.advance(MIN * 50);
-    sim.add_fault(FaultRule { fault: Fault::InvalidateAfterPages(1), action: None, times: Some(1) });
+    sim.add_fault(FaultRule {
+        fault: Fault::InvalidateAfterPages(1),
+        action: None,
+        times: Some(1),
+    });
     let logins_before = Scrape::of(&metrics).value("ucm_logins_total", &[]);
-    let r = poller.poll_and_record().await.expect("the poll recovers by logging in again");
+    let r = poller
+        .poll_and_record()
+        .await
+        .expect("the poll recovers by logging in again");
     assert!(r.pages >= 2, "{r:?}");
     let scrape = Scrape::of(&metrics);
     assert_eq!(scrape.value("ucm_logins_total", &[]), logins_before + 1.0);
-    assert_eq!(scrape.value("ucm_poll_errors_total", &[("reason", "auth")]), 0.0);
+    assert_eq!(
+        scrape.value("ucm_poll_errors_total", &[("reason", "auth")]),
+        0.0
+    );
     assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }
@@ -136,7 +163,10 @@ async fn logins_stay_near_one_per_cookie_lifetime() {
     assert!(polls >= 30, "{polls} polls");
     // One login at start, then one per 2 s of renewal (a slow poll may meet the 3 s expiry
     // once more): about 4, never one per poll.
-    assert!((3.0..=5.0).contains(&logins), "{logins} logins for {polls} polls");
+    assert!(
+        (3.0..=5.0).contains(&logins),
+        "{logins} logins for {polls} polls"
+    );
     assert_eq!(scrape.value("ucm_login_failures_total", &[]), 0.0);
     sim.shutdown().await;
 }
@@ -176,13 +206,20 @@ async fn restart_counts_the_calls_of_the_downtime_once() {
 async fn a_corrupt_state_file_means_a_new_baseline_not_a_crash() {
     let sim = start_sim(busy_sim_config(12)).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("office.json"), b"{\"version\":1,\"calls\":[[1,").unwrap();
+    std::fs::write(
+        dir.path().join("office.json"),
+        b"{\"version\":1,\"calls\":[[1,",
+    )
+    .unwrap();
     let mut target = target_for(&sim, "office");
     target.sweep_interval = Duration::ZERO;
     let (mut poller, metrics) = poller(target, dir.path());
     let r = poller.poll_and_record().await.unwrap();
     assert!(r.baseline);
-    assert!(dir.path().join("office.json.bad").exists(), "the bad file is kept aside");
+    assert!(
+        dir.path().join("office.json.bad").exists(),
+        "the bad file is kept aside"
+    );
     let t0 = sim.now();
     sim.advance(MIN * 20);
     poller.poll_and_record().await.unwrap();

@@ -1,6 +1,6 @@
 //! A simulated Grandstream UCM: its HTTPS API, a small business's call traffic and the faults a
 //! real device shows, so the exporter can be tested end to end and demonstrated without
-//! hardware. See `/work/shared/ucm-api.md` for the device behaviour it follows and
+//! hardware. It follows the UCM API reference notes (ucm-api.md) for device behaviour and
 //! `contract.md` for what [`Truth`] computes.
 //!
 //! Decisions where the reference leaves a choice: a request without `cookie` gets `-5` (need

@@ -91,6 +91,11 @@ pub fn is_extension(s: &str) -> bool {
     (2..=7).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Firmware differs in case and stray blanks; the contract's values are words, not bytes.
+fn is(leg: &Value, key: &str, word: &str) -> bool {
+    field(leg, key).trim().eq_ignore_ascii_case(word)
+}
+
 /// Legs in contract order: flat = itself; grouped = sub_cdr_N by numeric N; ForkCDR dropped.
 pub fn legs(entry: &Value) -> Vec<&Value> {
     let Some(obj) = entry.as_object() else {
@@ -106,16 +111,19 @@ pub fn legs(entry: &Value) -> Vec<&Value> {
     legs.sort_by_key(|(n, _)| *n);
     legs.into_iter()
         .map(|(_, v)| v)
-        .filter(|l| !field(l, "lastapp").eq_ignore_ascii_case("ForkCDR"))
+        .filter(|l| !field(l, "lastapp").trim().eq_ignore_ascii_case("ForkCDR"))
         .collect()
 }
 
 fn is_voicemail(leg: &Value) -> bool {
-    field(leg, "lastapp").eq_ignore_ascii_case("VoiceMail") || field(leg, "action_type") == "VM"
+    field(leg, "lastapp")
+        .trim()
+        .eq_ignore_ascii_case("VoiceMail")
+        || field(leg, "action_type").trim().eq_ignore_ascii_case("VM")
 }
 
 fn answered(leg: &Value) -> bool {
-    field(leg, "disposition") == "ANSWERED"
+    is(leg, "disposition", "ANSWERED")
 }
 
 fn person_answered(leg: &Value) -> bool {
@@ -130,9 +138,9 @@ fn leg_outcome(leg: &Value) -> &'static str {
         "answered"
     } else if answered(leg) && is_voicemail(leg) {
         "voicemail"
-    } else if answered(leg) || field(leg, "disposition") == "NO ANSWER" {
+    } else if answered(leg) || is(leg, "disposition", "NO ANSWER") {
         "no_answer"
-    } else if field(leg, "disposition") == "BUSY" {
+    } else if is(leg, "disposition", "BUSY") {
         "busy"
     } else {
         "failed"
@@ -185,10 +193,10 @@ pub fn classify(entry: &Value) -> Option<CallClass> {
         "voicemail"
     } else if legs
         .iter()
-        .any(|l| field(l, "disposition") == "NO ANSWER" || answered(l))
+        .any(|l| is(l, "disposition", "NO ANSWER") || answered(l))
     {
         "no_answer"
-    } else if legs.iter().any(|l| field(l, "disposition") == "BUSY") {
+    } else if legs.iter().any(|l| is(l, "disposition", "BUSY")) {
         "busy"
     } else {
         "failed"

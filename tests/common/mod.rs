@@ -17,7 +17,10 @@ use ucm_exporter::sim::{self, SimConfig, SimHandle, Truth};
 /// Today at 10:00 (UTC), a busy office hour near the real date, so the exporter's first-start
 /// baseline (which reaches about a day back from the host clock) covers the simulator's history.
 pub fn office_morning() -> NaiveDateTime {
-    chrono::Utc::now().date_naive().and_hms_opt(10, 0, 0).unwrap()
+    chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
 }
 
 /// A frozen-clock simulator with dense traffic, so windows need paging.
@@ -120,7 +123,11 @@ impl Scrape {
                     (series[..i].to_string(), labels)
                 }
             };
-            out.push(Sample { name, labels, value });
+            out.push(Sample {
+                name,
+                labels,
+                value,
+            });
         }
         Scrape(out)
     }
@@ -135,27 +142,37 @@ impl Scrape {
             .find(|s| {
                 s.name == name
                     && s.labels.len() == labels.len()
-                    && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
             })
             .map(|s| s.value)
     }
 
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels).unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
     }
 
     /// Non-zero samples of `name`, keyed by the given labels in order.
     pub fn by(&self, name: &str, keys: &[&str]) -> BTreeMap<Vec<String>, f64> {
         let mut m = BTreeMap::new();
         for s in self.0.iter().filter(|s| s.name == name && s.value != 0.0) {
-            let k = keys.iter().map(|k| s.labels.get(*k).cloned().unwrap_or_default()).collect();
+            let k = keys
+                .iter()
+                .map(|k| s.labels.get(*k).cloned().unwrap_or_default())
+                .collect();
             *m.entry(k).or_insert(0.0) += s.value;
         }
         m
     }
 
     pub fn sum(&self, name: &str) -> f64 {
-        self.0.iter().filter(|s| s.name == name).map(|s| s.value).sum()
+        self.0
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .sum()
     }
 }
 
@@ -166,7 +183,10 @@ fn keyed3(m: &BTreeMap<(String, String, String), u64>) -> BTreeMap<Vec<String>, 
         .collect()
 }
 
-fn keyed2<V: Copy>(m: &BTreeMap<(String, String), V>, f: impl Fn(V) -> u64) -> BTreeMap<Vec<String>, f64> {
+fn keyed2<V: Copy>(
+    m: &BTreeMap<(String, String), V>,
+    f: impl Fn(V) -> u64,
+) -> BTreeMap<Vec<String>, f64> {
     m.iter()
         .filter(|(_, v)| f(**v) != 0)
         .map(|((a, b), v)| (vec![a.clone(), b.clone()], f(*v) as f64))
@@ -191,22 +211,37 @@ pub fn assert_matches_truth(scrape: &Scrape, truth: &Truth) {
         keyed2(&truth.talk, |(_, s)| s),
         "talk-time sums differ"
     );
-    let wait_counts: BTreeMap<_, _> =
-        truth.wait.iter().map(|(k, (n, _))| (k.clone(), *n)).collect();
-    let wait_sums: BTreeMap<_, _> =
-        truth.wait.iter().map(|(k, (_, s))| (k.clone(), *s)).collect();
+    let wait_counts: BTreeMap<_, _> = truth
+        .wait
+        .iter()
+        .map(|(k, (n, _))| (k.clone(), *n))
+        .collect();
+    let wait_sums: BTreeMap<_, _> = truth
+        .wait
+        .iter()
+        .map(|(k, (_, s))| (k.clone(), *s))
+        .collect();
     assert_eq!(
-        scrape.by("ucm_call_wait_seconds_count", &["direction", "trunk", "disposition"]),
+        scrape.by(
+            "ucm_call_wait_seconds_count",
+            &["direction", "trunk", "disposition"]
+        ),
         keyed3(&wait_counts),
         "wait-time histogram counts differ"
     );
     assert_eq!(
-        scrape.by("ucm_call_wait_seconds_sum", &["direction", "trunk", "disposition"]),
+        scrape.by(
+            "ucm_call_wait_seconds_sum",
+            &["direction", "trunk", "disposition"]
+        ),
         keyed3(&wait_sums),
         "wait-time sums differ"
     );
     assert_eq!(
-        scrape.by("ucm_extension_calls_total", &["extension", "role", "disposition"]),
+        scrape.by(
+            "ucm_extension_calls_total",
+            &["extension", "role", "disposition"]
+        ),
         keyed3(&truth.extension_calls),
         "per-extension call counts differ"
     );
@@ -225,5 +260,9 @@ pub fn assert_matches_truth(scrape: &Scrape, truth: &Truth) {
 /// GETs a URL of the exporter with a plain client.
 pub async fn get(url: &str) -> reqwest::Response {
     ucm_exporter::session::install_crypto_provider();
-    reqwest::Client::new().get(url).send().await.expect("exporter answers")
+    reqwest::Client::new()
+        .get(url)
+        .send()
+        .await
+        .expect("exporter answers")
 }
