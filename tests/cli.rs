@@ -38,20 +38,34 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration) -
     panic!("no line containing {needle:?} within {timeout:?}");
 }
 
-fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
+/// A child process that is killed if the test fails before it is stopped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Running {
+    Running(cmd.spawn().expect("the binary starts"))
+}
+
+fn sigterm_and_wait(mut child: Running) -> std::process::ExitStatus {
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             return status;
         }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the exporter did not exit within 5 s of SIGTERM");
-        }
+        assert!(
+            Instant::now() < deadline,
+            "the exporter did not exit within 5 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
