@@ -270,7 +270,9 @@ impl Poller {
                 );
                 break;
             }
-            if report.pages % COMMIT_EVERY_PAGES == 0 {
+            // A baseline commits only whole: a state saved halfway would make the rest of the
+            // history look new after a failure.
+            if !baseline && report.pages % COMMIT_EVERY_PAGES == 0 {
                 self.commit(&mut pending, &mut report, baseline, from);
             }
         }

@@ -229,3 +229,36 @@ async fn a_corrupt_state_file_means_a_new_baseline_not_a_crash() {
     assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_baseline_that_fails_halfway_is_taken_again_and_counts_no_history() {
+    let sim = start_sim(busy_sim_config(13)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
+    // Log in with a poll that fails, so the next login is the one after the session loss.
+    sim.add_fault(FaultRule {
+        fault: Fault::Http500,
+        action: Some("cdrapi".into()),
+        times: Some(1),
+    });
+    assert_eq!(poller.poll_and_record().await.unwrap_err().reason(), "http");
+    // The baseline loses its session after 11 pages and cannot log in again.
+    sim.add_fault(FaultRule {
+        fault: Fault::InvalidateAfterPages(11),
+        action: None,
+        times: None,
+    });
+    sim.add_fault(FaultRule {
+        fault: Fault::Status(-9),
+        action: Some("challenge".into()),
+        times: Some(1),
+    });
+    let err = poller.poll_and_record().await.unwrap_err();
+    assert_eq!(err.reason(), "protocol", "{err}");
+    assert!(poller.state().is_none(), "half a baseline is not saved");
+    sim.clear_faults();
+    let r = poller.poll_and_record().await.unwrap();
+    assert!(r.baseline && r.pages > 11, "{r:?}");
+    assert_eq!(Scrape::of(&metrics).sum("ucm_calls_total"), 0.0);
+    sim.shutdown().await;
+}
