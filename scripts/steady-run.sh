@@ -9,7 +9,9 @@ duration=${1:-600}
 cargo build --release --locked --bins -q
 bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
-trap 'kill $sim_pid $exp_pid 2>/dev/null; rm -rf "$work"' EXIT
+sim_pid=; exp_pid=
+# Stop the exporter first (it saves its state and logs out), then the simulator, then clean up.
+trap 'kill $exp_pid 2>/dev/null; wait $exp_pid 2>/dev/null; kill $sim_pid 2>/dev/null; wait $sim_pid 2>/dev/null; rm -rf "$work"' EXIT
 
 "$bin/ucm-sim" --listen 127.0.0.1:18089 --admin-listen 127.0.0.1:18090 --cert-dir "$work" \
   --calls-per-hour 600 --start-time "$(date -u +%Y-%m-%d)T10:00:00" --log-level warn &
