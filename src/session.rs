@@ -59,7 +59,7 @@ struct Inner {
     auth_blocked_until: Option<Instant>,
     auth_backoff: Option<Duration>,
     /// No request at all before this instant after a rate-limit status.
-    rate_limited_until: Option<Instant>,
+    rate_limited_until: Option<(Instant, i64)>,
     hint_logged: bool,
 }
 
@@ -257,11 +257,11 @@ impl Session {
     }
 
     fn check_rate_limit(&self, inner: &Inner) -> Result<(), UcmError> {
-        if let Some(until) = inner.rate_limited_until {
+        if let Some((until, status)) = inner.rate_limited_until {
             let now = Instant::now();
             if now < until {
                 return Err(UcmError::RateLimited {
-                    status: 0,
+                    status,
                     wait: until - now,
                 });
             }
@@ -287,7 +287,7 @@ impl Session {
                     },
                     -45 | -46 | -57 => {
                         let wait = Duration::from_secs(if status == -57 { 60 } else { 15 });
-                        inner.rate_limited_until = Some(Instant::now() + wait);
+                        inner.rate_limited_until = Some((Instant::now() + wait, status));
                         UcmError::RateLimited { status, wait }
                     }
                     s if is_auth_status(s) => {
