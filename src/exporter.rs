@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::http::{self, App, TargetView};
 use crate::metrics::{exporter_registry, TargetMetrics};
 use crate::poller::{Poller, Ready};
+use crate::web_config::WebSecurity;
 
 /// A running exporter: its address and the one token that stops everything.
 pub struct Running {
@@ -66,8 +67,20 @@ fn prepare_state_dir(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Starts one poller per target and the HTTP server on `listen`.
+/// Starts one poller per target and the HTTP server on `listen`, without TLS or authentication.
 pub async fn start(settings: &Settings, listen: &str, telemetry_path: &str) -> Result<Running> {
+    start_with_web_config(settings, listen, telemetry_path, None).await
+}
+
+/// As [`start`], with the HTTP side secured by a `--web.config.file` (TLS, basic auth); an
+/// invalid file is an error before anything starts.
+pub async fn start_with_web_config(
+    settings: &Settings,
+    listen: &str,
+    telemetry_path: &str,
+    web_config: Option<&std::path::Path>,
+) -> Result<Running> {
+    let web = web_config.map(WebSecurity::load).transpose()?;
     prepare_state_dir(&settings.state_dir)?;
     let extensions = ExtensionPattern::new(&settings.extension_pattern)
         .context("extensions.pattern is not a valid regular expression")?;
@@ -113,7 +126,7 @@ pub async fn start(settings: &Settings, listen: &str, telemetry_path: &str) -> R
     let server_app = app.clone();
     let server_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = http::serve(listener, server_app, server_shutdown).await {
+        if let Err(e) = http::serve(listener, server_app, web, server_shutdown).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     }));

@@ -12,22 +12,37 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::Watcher;
 use prometheus::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{encode, TargetMetrics};
 use crate::poller::Ready;
+use crate::web_config::WebSecurity;
 
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// A client that has not sent its request headers by then is dropped, so idle or slow
-/// connections cannot pile up.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not finished its TLS handshake, or sent its request headers, by then is
+/// dropped (also while idle between requests), so idle or slow connections cannot pile up.
+/// Prometheus sends its request at once and simply reconnects for the next scrape.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request headers larger than this are refused: the exporter only serves small GETs.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// More header lines than any scraper or browser sends.
+const MAX_HEADERS: usize = 64;
+/// Connections served at once. Far above what scrapers need, and well inside the usual 1024
+/// file descriptor limit, which the pollers share.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Even a busy connection is closed after this long: a client that stops reading its response
+/// cannot hold a connection slot for ever.
+const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 
 /// What the HTTP side shows of one target.
 pub struct TargetView {
@@ -198,14 +213,107 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
         })
 }
 
+/// True when the request carries a body. The exporter serves only GET and HEAD, so a body is
+/// refused unread rather than buffered: nothing a client sends can make the exporter hold it.
+fn has_body(req: &Request<Incoming>) -> bool {
+    use hyper::body::Body;
+    !req.body().is_end_stream()
+}
+
+/// Answers one request: rate limit, basic auth, then the endpoints. Basic auth covers every path,
+/// the landing page and health endpoints included, as in the exporter-toolkit.
+async fn respond(
+    app: Arc<App>,
+    web: Option<Arc<WebSecurity>>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let config = web.as_ref().map(|w| w.current());
+    let mut resp = match (&web, &config) {
+        (Some(w), _) if !w.admit() => text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
+        (Some(w), Some(c)) if !w.authorize(c, req.headers().get(AUTHORIZATION)).await => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            r
+        }
+        _ if has_body(&req) => {
+            let mut r = text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request bodies are not accepted\n",
+            );
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+        _ => {
+            let gzip = accepts_gzip(&req);
+            app.handle(req.method(), req.uri().path(), req.uri().query(), gzip)
+        }
+    };
+    if let Some(c) = &config {
+        for (k, v) in &c.headers {
+            resp.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    resp
+}
+
+/// Serves HTTP/1.1 on one accepted connection (plain TCP or TLS).
+async fn serve_connection<I>(io: I, app: Arc<App>, web: Option<Arc<WebSecurity>>, watcher: Watcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (app, web) = (app.clone(), web.clone());
+        async move { Ok::<_, Infallible>(respond(app, web, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .serve_connection(TokioIo::new(io), service);
+    match tokio::time::timeout(MAX_CONNECTION_LIFETIME, watcher.watch(conn)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+        Err(_) => tracing::debug!("connection closed: open longer than its maximum lifetime"),
+    }
+}
+
 /// Serves until `shutdown`, then stops accepting and lets open requests finish.
+///
+/// Slow or idle clients cannot starve scrapes: at most [`MAX_CONNECTIONS`] are open at once,
+/// each must finish its TLS handshake and send its request headers within
+/// [`HEADER_READ_TIMEOUT`] (also between requests on a kept-alive connection), and none lives
+/// longer than [`MAX_CONNECTION_LIFETIME`], which bounds a client that stops reading its
+/// response. At the limit the exporter stops accepting instead of dropping connections, so a
+/// scrape waits in the kernel's queue, in arrival order, for the next free slot.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    web: Option<Arc<WebSecurity>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut warned_full = false;
     loop {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if !warned_full {
+                    tracing::warn!(
+                        limit = MAX_CONNECTIONS,
+                        "connection limit reached; new connections wait until one closes"
+                    );
+                    warned_full = true;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+                }
+            }
+        };
         let (stream, _peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
@@ -218,21 +326,23 @@ pub async fn serve(
                 }
             },
         };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let gzip = accepts_gzip(&req);
-            let resp = app.handle(req.method(), req.uri().path(), req.uri().query(), gzip);
-            async move { Ok::<_, Infallible>(resp) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        if slots.available_permits() > MAX_CONNECTIONS / 2 {
+            warned_full = false;
+        }
+        let tls = web.as_ref().and_then(|w| w.current().tls.clone());
+        let (app, web, watcher) = (app.clone(), web.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let _permit = permit;
+            match tls {
+                None => serve_connection(stream, app, web, watcher).await,
+                Some(cfg) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(stream);
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, accept).await {
+                        Ok(Ok(tls)) => serve_connection(tls, app, web, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
         });
     }

@@ -16,3 +16,4 @@ pub mod poller;
 pub mod session;
 pub mod sim;
 pub mod state;
+pub mod web_config;

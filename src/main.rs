@@ -19,6 +19,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let env = |k: &str| std::env::var(k).ok();
+    let demo = matches!(cli.command, Some(Command::Demo))
+        || (cli.command.is_none() && cli.nothing_configured());
+    if demo && cli.web_config_file.is_some() {
+        // The demo serves plain HTTP: better to refuse than to seem protected and not be.
+        anyhow::bail!("--web.config.file is not supported by the demo; configure a UCM (--config.file or --ucm.url) to use it");
+    }
     match cli.command {
         Some(Command::Demo) => demo::run(&cli).await.map(|_| ExitCode::SUCCESS),
         None if cli.nothing_configured() => demo::run(&cli).await.map(|_| ExitCode::SUCCESS),
@@ -36,8 +42,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => {
             let settings = cli.settings(&env)?;
-            let running =
-                exporter::start(&settings, &cli.listen_address, &cli.telemetry_path).await?;
+            let running = exporter::start_with_web_config(
+                &settings,
+                &cli.listen_address,
+                &cli.telemetry_path,
+                cli.web_config_file.as_deref(),
+            )
+            .await?;
             let token = running.shutdown_token();
             tokio::spawn(async move {
                 exporter::shutdown_signal().await;

@@ -4,7 +4,7 @@
 //! scrape could influence. Poll results arrive as a [`CallTally`] and are applied in one step,
 //! after the poll state that implies them has been written (see `poller`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use prometheus::{
@@ -24,6 +24,10 @@ pub const OTHER_EXTENSION: &str = "other";
 
 /// Increments that one poll (or one chunk of a long catch-up) implies, held back until the poll
 /// state is persisted. Extensions are kept as reported; the cap is applied when the tally is.
+///
+/// [`CallTally::add_call`] runs once per new call, so it keeps counts under interned label values
+/// (a trunk or extension string is copied once per tally, not once per call) in private maps.
+/// The public maps are for increments built by hand; [`TargetMetrics::apply`] applies both.
 #[derive(Debug, Default)]
 pub struct CallTally {
     pub records: u64,
@@ -34,50 +38,96 @@ pub struct CallTally {
     pub extension_talk: BTreeMap<(String, Role), u64>,
     /// Unix time of the newest call start in the tally.
     pub newest_start: Option<i64>,
+    names: Interner,
+    call_counts: HashMap<(Direction, Name, Disposition), u64>,
+    talk_seconds: Vec<(Direction, Name, u64)>,
+    wait_seconds: Vec<(Direction, Name, Disposition, u64)>,
+    extension_call_counts: HashMap<(Name, Role, Disposition), u64>,
+    extension_talk_seconds: HashMap<(Name, Role), u64>,
+}
+
+/// An interned label value of one tally.
+type Name = u32;
+
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Box<str>, Name>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> Name {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = Name::try_from(self.names.len()).expect("fewer than 2^32 label values");
+        self.names.push(s.into());
+        self.ids.insert(s.into(), id);
+        id
+    }
+
+    fn name(&self, id: Name) -> &str {
+        &self.names[id as usize]
+    }
 }
 
 impl CallTally {
     pub fn is_empty(&self) -> bool {
-        self.records == 0 && self.calls.is_empty()
+        self.records == 0 && self.calls.is_empty() && self.call_counts.is_empty()
+    }
+
+    /// Calls in the tally, whichever way they were added.
+    pub fn call_count(&self) -> u64 {
+        self.calls.values().sum::<u64>() + self.call_counts.values().sum::<u64>()
     }
 
     /// Adds one classified call.
     pub fn add_call(&mut self, call: &crate::cdr::Call<'_>, start_unix: Option<i64>) {
+        let trunk = self.names.id(call.trunk);
         *self
-            .calls
-            .entry((call.direction, call.trunk.to_string(), call.disposition))
+            .call_counts
+            .entry((call.direction, trunk, call.disposition))
             .or_default() += 1;
         if call.disposition == Disposition::Answered {
-            self.talk
-                .push((call.direction, call.trunk.to_string(), call.talk_seconds));
+            self.talk_seconds
+                .push((call.direction, trunk, call.talk_seconds));
         }
-        self.wait.push((
-            call.direction,
-            call.trunk.to_string(),
-            call.disposition,
-            call.wait_seconds,
-        ));
+        self.wait_seconds
+            .push((call.direction, trunk, call.disposition, call.wait_seconds));
         if let Some(caller) = call.caller {
+            let ext = self.names.id(caller);
             *self
-                .extension_calls
-                .entry((caller.to_string(), Role::Caller, call.disposition))
+                .extension_call_counts
+                .entry((ext, Role::Caller, call.disposition))
                 .or_default() += 1;
         }
         for (ext, outcome) in &call.callees {
+            let ext = self.names.id(ext);
             *self
-                .extension_calls
-                .entry((ext.to_string(), Role::Callee, *outcome))
+                .extension_call_counts
+                .entry((ext, Role::Callee, *outcome))
                 .or_default() += 1;
         }
         for (ext, role, secs) in &call.extension_talk {
-            *self
-                .extension_talk
-                .entry((ext.to_string(), *role))
-                .or_default() += secs;
+            let ext = self.names.id(ext);
+            *self.extension_talk_seconds.entry((ext, *role)).or_default() += secs;
         }
         if let Some(ts) = start_unix {
             self.newest_start = Some(self.newest_start.map_or(ts, |n| n.max(ts)));
         }
+    }
+
+    /// Every call count as (direction, trunk, disposition, n), hand-made and added alike.
+    fn all_calls(&self) -> impl Iterator<Item = (Direction, &str, Disposition, u64)> {
+        let hand = self
+            .calls
+            .iter()
+            .map(|((d, t, p), n)| (*d, t.as_str(), *p, *n));
+        let added = self
+            .call_counts
+            .iter()
+            .map(|((d, t, p), n)| (*d, self.names.name(*t), *p, *n));
+        hand.chain(added)
     }
 }
 
@@ -296,34 +346,73 @@ impl TargetMetrics {
 
     pub fn apply(&self, tally: &CallTally) {
         self.cdr_records.inc_by(tally.records);
-        for ((dir, trunk, disp), n) in &tally.calls {
+        for (dir, trunk, disp, n) in tally.all_calls() {
             self.add_trunk(trunk);
             self.calls
                 .with_label_values(&[dir.as_str(), trunk, disp.as_str()])
-                .inc_by(*n);
+                .inc_by(n);
         }
-        for (dir, trunk, secs) in &tally.talk {
+        let talk = tally.talk.iter().map(|(d, t, s)| (*d, t.as_str(), *s));
+        let talk_added = tally
+            .talk_seconds
+            .iter()
+            .map(|(d, t, s)| (*d, tally.names.name(*t), *s));
+        for (dir, trunk, secs) in talk.chain(talk_added) {
             self.talk
                 .with_label_values(&[dir.as_str(), trunk])
-                .observe(*secs as f64);
+                .observe(secs as f64);
         }
-        for (dir, trunk, disp, secs) in &tally.wait {
+        let wait = tally
+            .wait
+            .iter()
+            .map(|(d, t, p, s)| (*d, t.as_str(), *p, *s));
+        let wait_added = tally
+            .wait_seconds
+            .iter()
+            .map(|(d, t, p, s)| (*d, tally.names.name(*t), *p, *s));
+        for (dir, trunk, disp, secs) in wait.chain(wait_added) {
             self.wait
                 .with_label_values(&[dir.as_str(), trunk, disp.as_str()])
-                .observe(*secs as f64);
+                .observe(secs as f64);
         }
         let mut exts = self.extensions.lock().expect("not poisoned");
-        for ((ext, role, disp), n) in &tally.extension_calls {
+        // Sorted, so that which extensions fall past `extensions.max` into "other" does not
+        // depend on hash order.
+        let mut ext_calls: Vec<(&str, Role, Disposition, u64)> = tally
+            .extension_calls
+            .iter()
+            .map(|((e, r, d), n)| (e.as_str(), *r, *d, *n))
+            .chain(
+                tally
+                    .extension_call_counts
+                    .iter()
+                    .map(|((e, r, d), n)| (tally.names.name(*e), *r, *d, *n)),
+            )
+            .collect();
+        ext_calls.sort_unstable();
+        for (ext, role, disp, n) in ext_calls {
             let label = exts.label(ext);
             self.extension_calls
                 .with_label_values(&[label, role.as_str(), disp.as_str()])
-                .inc_by(*n);
+                .inc_by(n);
         }
-        for ((ext, role), secs) in &tally.extension_talk {
+        let mut ext_talk: Vec<(&str, Role, u64)> = tally
+            .extension_talk
+            .iter()
+            .map(|((e, r), s)| (e.as_str(), *r, *s))
+            .chain(
+                tally
+                    .extension_talk_seconds
+                    .iter()
+                    .map(|((e, r), s)| (tally.names.name(*e), *r, *s)),
+            )
+            .collect();
+        ext_talk.sort_unstable();
+        for (ext, role, secs) in ext_talk {
             let label = exts.label(ext);
             self.extension_talk
                 .with_label_values(&[label, role.as_str()])
-                .inc_by(*secs);
+                .inc_by(secs);
         }
         if let Some(ts) = tally.newest_start {
             if ts as f64 > self.last_record.get() {

@@ -13,6 +13,9 @@ use super::parse::{Entry, Leg};
 #[derive(Debug, Clone)]
 pub struct ExtensionPattern {
     re: Regex,
+    /// The pattern is [`Self::DEFAULT`], checked by hand: it runs several times per leg, and the
+    /// regex engine's per-search setup costs more than the check itself.
+    default: bool,
 }
 
 impl ExtensionPattern {
@@ -20,12 +23,19 @@ impl ExtensionPattern {
     pub const DEFAULT: &'static str = "^[0-9]{2,7}$";
 
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
-        Regex::new(pattern).map(|re| Self { re })
+        Regex::new(pattern).map(|re| Self {
+            re,
+            default: pattern == Self::DEFAULT,
+        })
     }
 
     /// Trunk channels (`trunk_N`) are excluded whatever the pattern, so that a permissive pattern cannot turn
     /// trunks into extensions.
     pub fn is_local(&self, ext: &str) -> bool {
+        if self.default {
+            // `^[0-9]{2,7}$`: Rust's `$` matches only at the very end, so no trailing newline.
+            return (2..=7).contains(&ext.len()) && ext.bytes().all(|c| c.is_ascii_digit());
+        }
         let trunk = ext
             .get(..6)
             .is_some_and(|p| p.eq_ignore_ascii_case("trunk_"));

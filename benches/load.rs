@@ -1,0 +1,707 @@
+//! The exporter as a process and as a server: catch-up after an outage, steady state of ten
+//! targets, what the polls cost the UCM, and scrapes under load. Prints markdown table rows
+//! (lines starting `| `) that `scripts/bench.sh` collects.
+//!
+//! Needs the release binaries next to the bench (`cargo build --release --bins`, which
+//! `scripts/bench.sh` does). Everything talks to 127.0.0.1 only; every loop is bounded.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use serde_json::Value;
+use ucm_exporter::cdr::{Disposition, Role};
+use ucm_exporter::config::{self, Secret, Settings, Target};
+use ucm_exporter::metrics::{encode, CallTally};
+use ucm_exporter::poller::Poller;
+use ucm_exporter::sim::{self, Fault, FaultRule, SimConfig};
+
+fn holds(ok: bool) -> &'static str {
+    if ok {
+        "yes"
+    } else {
+        "**no**"
+    }
+}
+
+/// The release binaries: the bench runs from `<target>/release/deps/`.
+fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow::anyhow!("bench binary without a target dir"))?;
+    let path = dir.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} missing: run `cargo build --release --bins` first (scripts/bench.sh does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A child process that is stopped (SIGTERM, then waited for) when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// A field of /proc/PID/status in kB.
+fn status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User plus system CPU seconds of a process.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0);
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / ticks
+}
+
+struct SimProc {
+    /// Held so the simulator is stopped with the bench phase that started it.
+    _proc: Proc,
+    api: String,
+    admin: String,
+    ca: PathBuf,
+}
+
+async fn start_sim(dir: &Path, extra: &[&str]) -> anyhow::Result<SimProc> {
+    let (api_port, admin_port) = (free_port()?, free_port()?);
+    let child = Command::new(bin("ucm-sim")?)
+        .args(["--listen", &format!("127.0.0.1:{api_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .arg("--cert-dir")
+        .arg(dir)
+        .args(["--log-level", "warn"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()?;
+    let sim = SimProc {
+        _proc: Proc(child),
+        api: format!("https://127.0.0.1:{api_port}"),
+        admin: format!("http://127.0.0.1:{admin_port}"),
+        ca: dir.join("ca.pem"),
+    };
+    for _ in 0..600 {
+        if reqwest::get(format!("{}/now", sim.admin)).await.is_ok() {
+            return Ok(sim);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("ucm-sim did not start")
+}
+
+async fn admin(url: &str) -> anyhow::Result<Value> {
+    Ok(serde_json::from_slice(
+        &reqwest::get(url).await?.bytes().await?,
+    )?)
+}
+
+async fn admin_post(url: &str) -> anyhow::Result<Value> {
+    Ok(serde_json::from_slice(
+        &reqwest::Client::new()
+            .post(url)
+            .send()
+            .await?
+            .bytes()
+            .await?,
+    )?)
+}
+
+fn sim_now(v: &Value) -> anyhow::Result<NaiveDateTime> {
+    Ok(NaiveDateTime::parse_from_str(
+        v.as_str().unwrap_or_default(),
+        "%Y-%m-%dT%H:%M:%S",
+    )?)
+}
+
+fn fmt_time(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+struct ExporterProc {
+    proc: Proc,
+    url: String,
+}
+
+fn write_config(dir: &Path, sim: &SimProc, targets: usize, extra: &str) -> anyhow::Result<PathBuf> {
+    std::fs::write(dir.join("password"), "cdrapi-secret\n")?;
+    let mut cfg = format!(
+        "state_dir: {}\n{extra}targets:\n",
+        dir.join("state").display()
+    );
+    for i in 0..targets {
+        cfg += &format!(
+            "  - name: t{i}\n    url: {}\n    username: cdrapi\n    password_file: {}\n    timezone: UTC\n    tls:\n      ca_file: {}\n",
+            sim.api,
+            dir.join("password").display(),
+            sim.ca.display()
+        );
+    }
+    let path = dir.join("config.yml");
+    std::fs::write(&path, cfg)?;
+    Ok(path)
+}
+
+async fn start_exporter(config: &Path) -> anyhow::Result<ExporterProc> {
+    let port = free_port()?;
+    let child = Command::new(bin("ucm-exporter")?)
+        .arg("--config.file")
+        .arg(config)
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .args(["--log.level", "warn"])
+        .stdout(Stdio::null())
+        .spawn()?;
+    Ok(ExporterProc {
+        proc: Proc(child),
+        url: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+async fn wait_ready(url: &str, limit: Duration) -> anyhow::Result<()> {
+    let began = Instant::now();
+    while began.elapsed() < limit {
+        if let Ok(r) = reqwest::get(format!("{url}/-/ready")).await {
+            if r.status() == 200 {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("exporter not ready within {limit:?}")
+}
+
+/// Sum of every sample of `name` over all targets of a text exposition.
+fn sum_metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+async fn scrape_sum(url: &str, name: &str) -> f64 {
+    match reqwest::get(format!("{url}/metrics")).await {
+        Ok(r) => sum_metric(&r.text().await.unwrap_or_default(), name),
+        Err(_) => -1.0,
+    }
+}
+
+/// As [`scrape_sum`] over `/probe` of targets `t0..tN`: with several targets `/metrics` holds
+/// only the exporter's own metrics.
+async fn probe_sum(url: &str, targets: usize, name: &str) -> f64 {
+    let mut sum = 0.0;
+    for i in 0..targets {
+        if let Ok(r) = reqwest::get(format!("{url}/probe?target=t{i}")).await {
+            sum += sum_metric(&r.text().await.unwrap_or_default(), name);
+        }
+    }
+    sum
+}
+
+/// 24 h outage of a busy UCM, then restart: time until every call is counted, peak RSS; the
+/// simulator's own serving rate and a Python poller on the same window, in the same run.
+async fn catch_up(rows: &mut Vec<String>) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sim = start_sim(
+        dir.path(),
+        &[
+            "--clock-speed",
+            "0",
+            "--history",
+            "1h",
+            "--calls-per-hour",
+            "4167",
+        ],
+    )
+    .await?;
+    let config = write_config(dir.path(), &sim, 1, "poll_interval: 2s\n")?;
+    let mut exp = start_exporter(&config).await?;
+    wait_ready(&exp.url, Duration::from_secs(60)).await?;
+    exp.proc.stop();
+    let stopped = sim_now(&admin(&format!("{}/now", sim.admin)).await?)?;
+    let state: Value = serde_json::from_slice(&std::fs::read(dir.path().join("state/t0.json"))?)?;
+    let watermark = state["watermark"].as_i64().unwrap_or(0);
+    admin_post(&format!("{}/advance?seconds=86400", sim.admin)).await?;
+    let now = sim_now(&admin(&format!("{}/now", sim.admin)).await?)?;
+    let truth = admin(&format!(
+        "{}/truth?after={}&until={}",
+        sim.admin,
+        fmt_time(stopped),
+        fmt_time(now)
+    ))
+    .await?;
+    let want = truth["total_calls"].as_f64().unwrap_or(0.0);
+    let before = admin(&format!("{}/stats", sim.admin)).await?;
+
+    let began = Instant::now();
+    let mut exp = start_exporter(&config).await?;
+    let pid = exp.proc.pid();
+    let mut got = 0.0;
+    let mut took = None;
+    while began.elapsed() < Duration::from_secs(180) {
+        got = scrape_sum(&exp.url, "ucm_calls_total").await;
+        if got >= want {
+            took = Some(began.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hwm = status_kb(pid, "VmHWM");
+    let cpu = cpu_secs(pid);
+    exp.proc.stop();
+    let after = admin(&format!("{}/stats", sim.admin)).await?;
+    let entries = after["cdr_entries_served"].as_f64().unwrap_or(0.0)
+        - before["cdr_entries_served"].as_f64().unwrap_or(0.0);
+    let Some(took) = took else {
+        anyhow::bail!("catch-up incomplete after 180 s: {got} of {want} calls");
+    };
+
+    // The simulator alone: the same window paged with a client that does not parse.
+    let start_text = fmt_time(ucm_exporter::state::from_local_secs(watermark - 4 * 3600));
+    let serve = raw_fetch(&sim, &start_text).await?;
+
+    // Python on the same window.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/ucm_poller.py");
+    let py = Command::new("python3")
+        .arg(script)
+        .arg("catchup")
+        .arg(&sim.api)
+        .arg(&sim.ca)
+        .arg(start_text.replace('T', " "))
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok());
+    let py_text = py.as_ref().map_or_else(
+        || "Python: not run".to_string(),
+        |v| {
+            let secs = v["secs"].as_f64().unwrap_or(f64::NAN);
+            format!(
+                "Python poller: {secs:.1} s, peak RSS {:.0} MiB (exporter {:.1}x faster)",
+                v["maxrss_kb"].as_f64().unwrap_or(0.0) / 1024.0,
+                secs / took.as_secs_f64()
+            )
+        },
+    );
+    rows.push(format!(
+        "| Catch-up | 24 h outage, {want:.0} calls waiting ({entries:.0} entries re-read incl. the 4 h sweep window), separate `ucm-sim` and `ucm-exporter` processes | {:.1} s from restart to all counted ({:.0} entries/s, {cpu:.1} s CPU); simulator alone serves the same pages in {:.1} s ({:.0} entries/s): exporter/serving = {:.2}x; peak RSS {:.1} MiB; {py_text} | RSS <= 64 MiB; bounded by serving | {} |",
+        took.as_secs_f64(),
+        entries / took.as_secs_f64(),
+        serve.0,
+        serve.1 / serve.0,
+        took.as_secs_f64() / serve.0,
+        hwm as f64 / 1024.0,
+        holds(hwm <= 64 * 1024),
+    ));
+    Ok(())
+}
+
+/// Logs in and pages from `start` without parsing: (seconds, entries).
+async fn raw_fetch(sim: &SimProc, start: &str) -> anyhow::Result<(f64, f64)> {
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(&sim.ca)?)?])
+        .build()?;
+    let api = format!("{}/api", sim.api);
+    let call = |req: Value| {
+        let http = http.clone();
+        let api = api.clone();
+        async move {
+            anyhow::Ok(
+                http.post(api)
+                    .body(serde_json::json!({ "request": req }).to_string())
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?,
+            )
+        }
+    };
+    let began = Instant::now();
+    let ch: Value = serde_json::from_slice(
+        &call(serde_json::json!({"action":"challenge","user":"cdrapi"})).await?,
+    )?;
+    let token = sim::token(
+        ch["response"]["challenge"].as_str().unwrap_or_default(),
+        "cdrapi-secret",
+    );
+    let login: Value = serde_json::from_slice(
+        &call(serde_json::json!({"action":"login","user":"cdrapi","token":token})).await?,
+    )?;
+    let cookie = login["response"]["cookie"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (mut offset, mut pages) = (0usize, 0usize);
+    while pages < 2000 {
+        let body = call(
+            serde_json::json!({"action":"cdrapi","cookie":cookie,"format":"json",
+            "numRecords":"1000","offset":offset.to_string(),"startTime":start.replace('T', " ")}),
+        )
+        .await?;
+        // Every top-level entry opens with its `cdr` key; legs never do.
+        let n = memchr_count(&body, b"{\"cdr\":");
+        offset += n;
+        pages += 1;
+        if n < 1000 {
+            break;
+        }
+    }
+    Ok((began.elapsed().as_secs_f64(), offset as f64))
+}
+
+fn memchr_count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+/// Ten targets on one shared simulator, 2,000 calls/hour each, 30 s polls, run 10x
+/// time-compressed: the sim clock runs at 10x and every interval of the exporter is divided by
+/// ten (poll 3 s, sweep 60 s, session renewal 54 s; the sim's cookie lifetime is on its clock).
+async fn steady(rows: &mut Vec<String>, window: Duration) -> anyhow::Result<()> {
+    const SPEED: f64 = 10.0;
+    let dir = tempfile::tempdir()?;
+    let start = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(9, 0, 0)
+        .unwrap_or_default();
+    let sim = start_sim(
+        dir.path(),
+        &[
+            "--clock-speed",
+            "10",
+            "--history",
+            "5h",
+            "--calls-per-hour",
+            "2000",
+            "--start-time",
+            &fmt_time(start),
+        ],
+    )
+    .await?;
+    let config = write_config(
+        dir.path(),
+        &sim,
+        10,
+        "poll_interval: 3s\nsweep_interval: 60s\nsession_renew_after: 54s\n",
+    )?;
+    let exp = start_exporter(&config).await?;
+    wait_ready(&exp.url, Duration::from_secs(120)).await?;
+    // Past the first-start baselines.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pid = exp.proc.pid();
+    let (cpu0, s0, calls0) = (
+        cpu_secs(pid),
+        admin(&format!("{}/stats", sim.admin)).await?,
+        probe_sum(&exp.url, 10, "ucm_calls_total").await,
+    );
+    let began = Instant::now();
+    let mut rss_max = 0;
+    while began.elapsed() < window {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_max = rss_max.max(status_kb(pid, "VmRSS"));
+    }
+    let real = began.elapsed().as_secs_f64();
+    let (cpu1, s1, calls1) = (
+        cpu_secs(pid),
+        admin(&format!("{}/stats", sim.admin)).await?,
+        probe_sum(&exp.url, 10, "ucm_calls_total").await,
+    );
+    let sim_hours = real * SPEED / 3600.0;
+    let cpu_per_hour = (cpu1 - cpu0) / sim_hours;
+    let d = |k: &str| s1[k].as_f64().unwrap_or(0.0) - s0[k].as_f64().unwrap_or(0.0);
+    let dreq = |a: &str| {
+        s1["requests"][a].as_f64().unwrap_or(0.0) - s0["requests"][a].as_f64().unwrap_or(0.0)
+    };
+    let polls = 10.0 * real / 3.0;
+    let core_share = cpu_per_hour / 3600.0 * 100.0;
+    rows.push(format!(
+        "| Steady state | 10 targets on one shared simulator, 2,000 calls/h each, 30 s poll; run {real:.0} s at 10x time compression (= {:.0} min), {:.0} calls counted | RSS {:.1} MiB (peak {:.1} MiB); CPU {cpu_per_hour:.1} s per hour = {core_share:.2}% of one core | < 30 MiB, < 1% core | {} |",
+        real * SPEED / 60.0,
+        calls1 - calls0,
+        rss_max as f64 / 1024.0,
+        status_kb(pid, "VmHWM") as f64 / 1024.0,
+        holds(rss_max <= 30 * 1024 && core_share < 1.0),
+    ));
+    rows.push(format!(
+        "| Load on the UCM | the steady run above, per target | {:.2} cdrapi requests and {:.0} kB per poll on average incl. sweeps; {:.1} logins per hour | 1 request per poll < 1,000 new; <= ~7 logins/h | {} |",
+        dreq("cdrapi") / polls,
+        d("bytes_sent") / polls / 1000.0,
+        d("logins_ok") / 10.0 / sim_hours,
+        holds(d("logins_ok") / 10.0 / sim_hours <= 7.5),
+    ));
+    drop(exp);
+    Ok(())
+}
+
+fn bench_target(url: &str, ca: PathBuf, name: &str) -> Target {
+    Target {
+        name: name.into(),
+        url: url.into(),
+        username: "cdrapi".into(),
+        password: Secret::new(SimConfig::default().password),
+        timezone: chrono_tz::UTC,
+        poll_interval: Duration::from_secs(30),
+        max_call_duration: config::DEFAULT_MAX_CALL_DURATION,
+        sweep_interval: Duration::from_secs(24 * 3600),
+        overlap: config::DEFAULT_OVERLAP,
+        session_renew_after: config::DEFAULT_SESSION_RENEW,
+        request_timeout: Duration::from_secs(30),
+        ca_file: Some(ca),
+        insecure_skip_verify: false,
+    }
+}
+
+/// Requests per normal poll and per sweep, exactly: an in-process simulator with a frozen clock
+/// moved 30 s between polls.
+async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
+    let start = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap_or_default();
+    let ucm = sim::start(SimConfig {
+        start_time: Some(start),
+        clock_speed: 0.0,
+        history: Duration::from_secs(6 * 3600),
+        calls_per_hour: 2000.0,
+        ..SimConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let ext = ucm_exporter::cdr::ExtensionPattern::new(config::DEFAULT_EXTENSION_PATTERN)?;
+    let metrics = Arc::new(ucm_exporter::metrics::TargetMetrics::new(5000));
+    let target = bench_target(&ucm.url(), ucm.ca_path(), "perpoll");
+    let mut p = Poller::new(target.clone(), metrics.clone(), ext.clone(), dir.path())?;
+    p.poll_once().await?;
+    let (mut pages, mut entries, mut calls, mut max_pages) = (0, 0, 0, 0);
+    const POLLS: usize = 40;
+    let s0 = ucm.stats();
+    for _ in 0..POLLS {
+        ucm.advance(Duration::from_secs(30));
+        let r = p.poll_once().await?;
+        pages += r.pages;
+        max_pages = max_pages.max(r.pages);
+        entries += r.entries;
+        calls += r.new_calls;
+    }
+    let s1 = ucm.stats();
+    p.close().await;
+    // A restarted poller sweeps first: the cost of one sweep over max_call_duration (4 h).
+    let mut p = Poller::new(target, metrics, ext, dir.path())?;
+    let s2 = ucm.stats();
+    let sweep = p.poll_once().await?;
+    let s3 = ucm.stats();
+    p.close().await;
+    rows.push(format!(
+        "| Load on the UCM | 2,000 calls/h, {POLLS} polls 30 s apart (frozen sim clock), then one sweep | normal poll: {:.2} requests (max {max_pages}), {:.0} entries, {:.0} kB, {:.1} new calls; sweep (every 10 min, re-reads 4 h): {} requests, {} entries, {:.0} kB = {:.1} extra requests per poll at a 30 s poll | 1 request per poll < 1,000 new | {} |",
+        pages as f64 / POLLS as f64,
+        entries as f64 / POLLS as f64,
+        (s1.bytes_sent - s0.bytes_sent) as f64 / POLLS as f64 / 1000.0,
+        calls as f64 / POLLS as f64,
+        sweep.pages,
+        sweep.entries,
+        (s3.bytes_sent - s2.bytes_sent) as f64 / 1000.0,
+        (sweep.pages as f64 - 1.0) / 20.0,
+        holds(max_pages == 1),
+    ));
+    ucm.shutdown().await;
+    Ok(())
+}
+
+/// p50 and p99 of `SCRAPERS` clients scraping `/metrics` at once, `EACH` times each, from a
+/// runtime of their own so the load generator does not queue behind the exporter's tasks.
+fn scrape_latency(url: &str, scrapers: usize) -> anyhow::Result<(f64, f64, usize)> {
+    const EACH: usize = 15;
+    let url = format!("{url}/metrics");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (mut lat, bytes) = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..scrapers {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut v = Vec::new();
+                let mut bytes = 0;
+                for _ in 0..EACH {
+                    let t = Instant::now();
+                    if let Ok(r) = http.get(&url).send().await {
+                        bytes = r.bytes().await.map_or(0, |b| b.len());
+                    }
+                    v.push(t.elapsed().as_secs_f64());
+                }
+                (v, bytes)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut bytes = 0;
+        for t in tasks {
+            if let Ok((v, b)) = t.await {
+                all.extend(v);
+                bytes = b;
+            }
+        }
+        (all, bytes)
+    });
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] * 1000.0;
+    Ok((q(0.5), q(0.99), bytes))
+}
+
+/// `/metrics` of a target with 2,000 extensions while its poller runs, then with the simulator
+/// delaying every cdrapi answer by 5 s.
+async fn scrape(rows: &mut Vec<String>) -> anyhow::Result<()> {
+    let ucm = sim::start(SimConfig {
+        calls_per_hour: 2000.0,
+        history: Duration::from_secs(3600),
+        ..SimConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let mut target = bench_target(&ucm.url(), ucm.ca_path(), "office");
+    target.poll_interval = Duration::from_secs(1);
+    let settings = Settings {
+        state_dir: dir.path().to_path_buf(),
+        extension_pattern: config::DEFAULT_EXTENSION_PATTERN.into(),
+        extension_max: config::DEFAULT_EXTENSION_MAX,
+        targets: vec![target],
+    };
+    let running = ucm_exporter::exporter::start(&settings, "127.0.0.1:0", "/metrics").await?;
+    let url = format!("http://{}", running.addr());
+    wait_ready(&url, Duration::from_secs(60)).await?;
+    let metrics = running.app.targets[0].metrics.clone();
+    let mut tally = CallTally::default();
+    for i in 0..2000 {
+        let ext = format!("{}", 1000 + i);
+        for d in Disposition::ALL {
+            for r in Role::ALL {
+                tally.extension_calls.insert((ext.clone(), r, d), 1);
+            }
+        }
+        for r in Role::ALL {
+            tally.extension_talk.insert((ext.clone(), r), 60);
+        }
+    }
+    metrics.apply(&tally);
+    let registries = [&running.app.exporter, &metrics.registry];
+    let text = encode(&registries);
+    let series = text
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty() && l[0] != b'#')
+        .count();
+    let began = Instant::now();
+    const ENCODES: u32 = 20;
+    for _ in 0..ENCODES {
+        std::hint::black_box(encode(&registries));
+    }
+    let per_encode = began.elapsed().as_secs_f64() * 1000.0 / f64::from(ENCODES);
+    let u = url.clone();
+    let (p50, p99, bytes) = tokio::task::spawn_blocking(move || scrape_latency(&u, 20)).await??;
+    let u = url.clone();
+    let (s50, _, _) = tokio::task::spawn_blocking(move || scrape_latency(&u, 1)).await??;
+
+    ucm.add_fault(FaultRule {
+        fault: Fault::Delay(Duration::from_secs(5)),
+        action: Some("cdrapi".into()),
+        times: None,
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let u = url.clone();
+    let (d50, d99, _) = tokio::task::spawn_blocking(move || scrape_latency(&u, 20)).await??;
+    let u = url.clone();
+    let (ds50, _, _) = tokio::task::spawn_blocking(move || scrape_latency(&u, 1)).await??;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let poll_secs = metrics.poll_duration.get();
+    ucm.clear_faults();
+    rows.push(format!(
+        "| Scrape | `/metrics` with 2,000 extensions ({series} series, {:.1} MB), 20 concurrent scrapers x 15 on 127.0.0.1, poller running every 1 s | encode {per_encode:.1} ms; one scraper p50 {s50:.0} ms; 20 scrapers p50 {p50:.0} ms, p99 {p99:.0} ms; with every cdrapi answer delayed 5 s (last poll took {poll_secs:.1} s): one scraper p50 {ds50:.0} ms, 20 scrapers p50 {d50:.0} ms, p99 {d99:.0} ms | p99 < 50 ms; slow UCM never delays | {} |",
+        bytes as f64 / 1e6,
+        holds(p99 < 50.0 && d99 < 50.0),
+    ));
+    running.shutdown().await;
+    ucm.shutdown().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let window = Duration::from_secs(
+        std::env::var("BENCH_STEADY_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(120),
+    );
+    let mut rows = Vec::new();
+    if want("catchup") {
+        catch_up(&mut rows).await?;
+    }
+    if want("steady") {
+        steady(&mut rows, window).await?;
+    }
+    if want("perpoll") {
+        per_poll(&mut rows).await?;
+    }
+    if want("scrape") {
+        scrape(&mut rows).await?;
+    }
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
