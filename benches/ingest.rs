@@ -11,6 +11,8 @@
 //! `cargo bench --bench ingest`; `scripts/bench.sh` runs it and prints the table rows it ends
 //! with (markdown rows, lines starting `| `).
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,17 +26,6 @@ use ucm_exporter::state::PollState;
 
 const PAGE: usize = 1000;
 
-async fn post(http: &reqwest::Client, url: &str, request: Value) -> anyhow::Result<Vec<u8>> {
-    Ok(http
-        .post(url)
-        .body(json!({ "request": request }).to_string())
-        .send()
-        .await?
-        .bytes()
-        .await?
-        .to_vec())
-}
-
 /// Fetches every page of the simulator's history over HTTPS, as the exporter would.
 async fn fetch_pages() -> anyhow::Result<Vec<Vec<u8>>> {
     let ucm = sim::start(SimConfig {
@@ -47,46 +38,16 @@ async fn fetch_pages() -> anyhow::Result<Vec<Vec<u8>>> {
         ..SimConfig::default()
     })
     .await?;
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ucm.ca_pem().as_bytes())?])
-        .build()?;
-    let url = format!("{}/api", ucm.url());
-    let challenge: Value = serde_json::from_slice(
-        &post(
-            &http,
-            &url,
-            json!({"action": "challenge", "user": "cdrapi"}),
-        )
-        .await?,
-    )?;
-    let token = sim::token(
-        challenge["response"]["challenge"]
-            .as_str()
-            .unwrap_or_default(),
-        "cdrapi-secret",
-    );
-    let login: Value = serde_json::from_slice(
-        &post(
-            &http,
-            &url,
-            json!({"action": "login", "user": "cdrapi", "token": token}),
-        )
-        .await?,
-    )?;
-    let cookie = login["response"]["cookie"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let client = common::SimClient::login(&ucm).await?;
     let mut pages = Vec::new();
     let mut offset = 0;
     loop {
-        let body = post(
-            &http,
-            &url,
-            json!({"action": "cdrapi", "cookie": cookie, "format": "json",
+        let body = client
+            .post(
+                json!({"action": "cdrapi", "cookie": client.cookie, "format": "json",
                    "numRecords": PAGE.to_string(), "offset": offset.to_string()}),
-        )
-        .await?;
+            )
+            .await?;
         let n = split_entries(&body).len();
         offset += n;
         pages.push(body);

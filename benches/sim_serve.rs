@@ -1,22 +1,14 @@
 //! How fast the simulator serves CDRs: ~100k history calls paged through over loopback HTTPS
 //! with numRecords=1000, several sweeps. Run with `cargo bench --bench sim_serve`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use ucm_exporter::sim::{self, SimConfig};
 
 const SWEEPS: usize = 3;
-
-async fn post(http: &reqwest::Client, url: &str, request: Value) -> anyhow::Result<String> {
-    Ok(http
-        .post(url)
-        .body(json!({ "request": request }).to_string())
-        .send()
-        .await?
-        .text()
-        .await?)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,49 +23,21 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     println!("generated 24 h of history in {:.2?}", began.elapsed());
 
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ucm.ca_pem().as_bytes())?])
-        .build()?;
-    let url = format!("{}/api", ucm.url());
-    let challenge: Value = serde_json::from_str(
-        &post(
-            &http,
-            &url,
-            json!({"action": "challenge", "user": "cdrapi"}),
-        )
-        .await?,
-    )?;
-    let token = sim::token(
-        challenge["response"]["challenge"]
-            .as_str()
-            .unwrap_or_default(),
-        "cdrapi-secret",
-    );
-    let login: Value = serde_json::from_str(
-        &post(
-            &http,
-            &url,
-            json!({"action": "login", "user": "cdrapi", "token": token}),
-        )
-        .await?,
-    )?;
-    let cookie = login["response"]["cookie"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let client = common::SimClient::login(&ucm).await?;
 
     let (mut entries, mut bytes, mut pages) = (0usize, 0usize, 0usize);
     let began = Instant::now();
     for _ in 0..SWEEPS {
         let mut offset = 0;
         loop {
-            let body = post(
-                &http,
-                &url,
-                json!({"action": "cdrapi", "cookie": cookie, "format": "json",
-                "numRecords": "1000", "offset": offset.to_string()}),
-            )
-            .await?;
+            let body = String::from_utf8(
+                client
+                    .post(
+                        json!({"action": "cdrapi", "cookie": client.cookie, "format": "json",
+                    "numRecords": "1000", "offset": offset.to_string()}),
+                    )
+                    .await?,
+            )?;
             // Every top-level entry, flat or grouped, opens with its `cdr` key; legs never do.
             // Counting that instead of parsing keeps the client's cost out of the figure.
             anyhow::ensure!(
