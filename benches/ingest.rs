@@ -124,7 +124,7 @@ fn ingest_once(page: &[u8], state: Option<&PollState>, ext: &ExtensionPattern) -
     let mut pending = Pending::default();
     let n = poller::ingest(page, state, &mut pending, ext, chrono_tz::UTC, i64::MIN)
         .expect("a page of records");
-    n + pending.tally().calls.len()
+    n + pending.tally().call_count() as usize
 }
 
 /// A state that has seen every call and leg of `page`: an overlap re-read.

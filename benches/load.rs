@@ -625,11 +625,11 @@ async fn scrape(rows: &mut Vec<String>) -> anyhow::Result<()> {
         let ext = format!("{}", 1000 + i);
         for d in Disposition::ALL {
             for r in Role::ALL {
-                tally.extension_calls.insert((ext.clone(), r, d), 1);
+                tally.add_extension_calls(&ext, r, d, 1);
             }
         }
         for r in Role::ALL {
-            tally.extension_talk.insert((ext.clone(), r), 60);
+            tally.add_extension_talk(&ext, r, 60);
         }
     }
     metrics.apply(&tally);

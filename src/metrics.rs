@@ -4,7 +4,7 @@
 //! scrape could influence. Poll results arrive as a [`CallTally`] and are applied in one step,
 //! after the poll state that implies them has been written (see `poller`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use prometheus::{
@@ -31,11 +31,6 @@ pub const OTHER_EXTENSION: &str = "other";
 #[derive(Debug, Default)]
 pub struct CallTally {
     pub records: u64,
-    pub calls: BTreeMap<(Direction, String, Disposition), u64>,
-    pub talk: Vec<(Direction, String, u64)>,
-    pub wait: Vec<(Direction, String, Disposition, u64)>,
-    pub extension_calls: BTreeMap<(String, Role, Disposition), u64>,
-    pub extension_talk: BTreeMap<(String, Role), u64>,
     /// Unix time of the newest call start in the tally.
     pub newest_start: Option<i64>,
     names: Interner,
@@ -73,12 +68,26 @@ impl Interner {
 
 impl CallTally {
     pub fn is_empty(&self) -> bool {
-        self.records == 0 && self.calls.is_empty() && self.call_counts.is_empty()
+        self.records == 0 && self.call_counts.is_empty()
     }
 
-    /// Calls in the tally, whichever way they were added.
     pub fn call_count(&self) -> u64 {
-        self.calls.values().sum::<u64>() + self.call_counts.values().sum::<u64>()
+        self.call_counts.values().sum()
+    }
+
+    /// Counts calls of one extension without a classified call; for tests and benchmarks that
+    /// need extension series.
+    pub fn add_extension_calls(&mut self, ext: &str, role: Role, disp: Disposition, n: u64) {
+        let ext = self.names.id(ext);
+        *self
+            .extension_call_counts
+            .entry((ext, role, disp))
+            .or_default() += n;
+    }
+
+    pub fn add_extension_talk(&mut self, ext: &str, role: Role, secs: u64) {
+        let ext = self.names.id(ext);
+        *self.extension_talk_seconds.entry((ext, role)).or_default() += secs;
     }
 
     /// Adds one classified call.
@@ -115,19 +124,6 @@ impl CallTally {
         if let Some(ts) = start_unix {
             self.newest_start = Some(self.newest_start.map_or(ts, |n| n.max(ts)));
         }
-    }
-
-    /// Every call count as (direction, trunk, disposition, n), hand-made and added alike.
-    fn all_calls(&self) -> impl Iterator<Item = (Direction, &str, Disposition, u64)> {
-        let hand = self
-            .calls
-            .iter()
-            .map(|((d, t, p), n)| (*d, t.as_str(), *p, *n));
-        let added = self
-            .call_counts
-            .iter()
-            .map(|((d, t, p), n)| (*d, self.names.name(*t), *p, *n));
-        hand.chain(added)
     }
 }
 
@@ -346,48 +342,30 @@ impl TargetMetrics {
 
     pub fn apply(&self, tally: &CallTally) {
         self.cdr_records.inc_by(tally.records);
-        for (dir, trunk, disp, n) in tally.all_calls() {
+        for ((dir, trunk, disp), n) in &tally.call_counts {
+            let trunk = tally.names.name(*trunk);
             self.add_trunk(trunk);
             self.calls
                 .with_label_values(&[dir.as_str(), trunk, disp.as_str()])
-                .inc_by(n);
+                .inc_by(*n);
         }
-        let talk = tally.talk.iter().map(|(d, t, s)| (*d, t.as_str(), *s));
-        let talk_added = tally
-            .talk_seconds
-            .iter()
-            .map(|(d, t, s)| (*d, tally.names.name(*t), *s));
-        for (dir, trunk, secs) in talk.chain(talk_added) {
+        for (dir, trunk, secs) in &tally.talk_seconds {
             self.talk
-                .with_label_values(&[dir.as_str(), trunk])
-                .observe(secs as f64);
+                .with_label_values(&[dir.as_str(), tally.names.name(*trunk)])
+                .observe(*secs as f64);
         }
-        let wait = tally
-            .wait
-            .iter()
-            .map(|(d, t, p, s)| (*d, t.as_str(), *p, *s));
-        let wait_added = tally
-            .wait_seconds
-            .iter()
-            .map(|(d, t, p, s)| (*d, tally.names.name(*t), *p, *s));
-        for (dir, trunk, disp, secs) in wait.chain(wait_added) {
+        for (dir, trunk, disp, secs) in &tally.wait_seconds {
             self.wait
-                .with_label_values(&[dir.as_str(), trunk, disp.as_str()])
-                .observe(secs as f64);
+                .with_label_values(&[dir.as_str(), tally.names.name(*trunk), disp.as_str()])
+                .observe(*secs as f64);
         }
         let mut exts = self.extensions.lock().expect("not poisoned");
         // Sorted, so that which extensions fall past `extensions.max` into "other" does not
         // depend on hash order.
         let mut ext_calls: Vec<(&str, Role, Disposition, u64)> = tally
-            .extension_calls
+            .extension_call_counts
             .iter()
-            .map(|((e, r, d), n)| (e.as_str(), *r, *d, *n))
-            .chain(
-                tally
-                    .extension_call_counts
-                    .iter()
-                    .map(|((e, r, d), n)| (tally.names.name(*e), *r, *d, *n)),
-            )
+            .map(|((e, r, d), n)| (tally.names.name(*e), *r, *d, *n))
             .collect();
         ext_calls.sort_unstable();
         for (ext, role, disp, n) in ext_calls {
@@ -397,15 +375,9 @@ impl TargetMetrics {
                 .inc_by(n);
         }
         let mut ext_talk: Vec<(&str, Role, u64)> = tally
-            .extension_talk
+            .extension_talk_seconds
             .iter()
-            .map(|((e, r), s)| (e.as_str(), *r, *s))
-            .chain(
-                tally
-                    .extension_talk_seconds
-                    .iter()
-                    .map(|((e, r), s)| (tally.names.name(*e), *r, *s)),
-            )
+            .map(|((e, r), s)| (tally.names.name(*e), *r, *s))
             .collect();
         ext_talk.sort_unstable();
         for (ext, role, secs) in ext_talk {

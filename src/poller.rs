@@ -433,21 +433,14 @@ pub fn ingest(
             pending.call_set.insert(call.key);
             pending.calls.push((call.key, start));
         }
-        // Every leg is checked against what was known before this entry, then all are marked
-        // seen: no per-entry list of new legs is needed.
-        let before = pending.legs.len();
+        let mut new_legs = 0u64;
         for &k in &call.leg_keys {
-            let known =
-                state.is_some_and(|s| s.legs.contains_key(&k)) || pending.leg_set.contains(&k);
-            if !known {
+            if !state.is_some_and(|s| s.legs.contains_key(&k)) && pending.leg_set.insert(k) {
                 pending.legs.push((k, start));
+                new_legs += 1;
             }
         }
-        let new_legs = pending.legs.len() - before;
-        for &(k, _) in &pending.legs[before..] {
-            pending.leg_set.insert(k);
-        }
-        pending.tally.records += new_legs as u64;
+        pending.tally.records += new_legs;
         pending.watermark = Some(pending.watermark.map_or(start, |w| w.max(start)));
         if !call.trunk.is_empty() && !pending.trunks.contains(call.trunk) {
             pending.trunks.insert(call.trunk.to_string());

@@ -203,12 +203,8 @@ fn exporter_metric_names() -> BTreeSet<String> {
     let m = TargetMetrics::new(10);
     m.add_trunk("Daisy");
     let mut tally = CallTally::default();
-    tally
-        .extension_calls
-        .insert(("101".into(), Role::Callee, Disposition::Answered), 1);
-    tally
-        .extension_talk
-        .insert(("101".into(), Role::Callee), 30);
+    tally.add_extension_calls("101", Role::Callee, Disposition::Answered, 1);
+    tally.add_extension_talk("101", Role::Callee, 30);
     m.apply(&tally);
     let text = String::from_utf8(encode(&[&m.registry, &exporter_registry()])).unwrap();
     let mut names = BTreeSet::new();
