@@ -297,6 +297,9 @@ async fn catch_up(rows: &mut Vec<String>) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The poll's own wall time, without process start and the scrape loop's granularity.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let poll_secs = scrape_sum(&exp.url, "ucm_poll_duration_seconds").await;
     let hwm = status_kb(pid, "VmHWM");
     let cpu = cpu_secs(pid);
     exp.proc.stop();
@@ -334,14 +337,16 @@ async fn catch_up(rows: &mut Vec<String>) -> anyhow::Result<()> {
         },
     );
     rows.push(format!(
-        "| Catch-up | 24 h outage, {want:.0} calls waiting ({entries:.0} entries re-read incl. the 4 h sweep window), separate `ucm-sim` and `ucm-exporter` processes | {:.1} s from restart to all counted ({:.0} entries/s, {cpu:.1} s CPU); simulator alone serves the same pages in {:.1} s ({:.0} entries/s): exporter/serving = {:.2}x; peak RSS {:.1} MiB; {py_text} | RSS <= 64 MiB; bounded by serving | {} |",
+        "| Catch-up | 24 h outage, {want:.0} calls waiting ({entries:.0} entries re-read incl. the 4 h sweep window), separate `ucm-sim` and `ucm-exporter` processes | {:.1} s from restart to all counted, of which the catch-up poll {poll_secs:.2} s ({:.0} entries/s, {cpu:.1} s CPU); simulator alone serves the same pages in {:.2} s ({:.0} entries/s): poll/serving = {:.2}x; peak RSS {:.1} MiB; {py_text} | RSS <= 64 MiB; bounded by serving | {} |",
         took.as_secs_f64(),
-        entries / took.as_secs_f64(),
+        entries / poll_secs,
         serve.0,
         serve.1 / serve.0,
-        took.as_secs_f64() / serve.0,
+        poll_secs / serve.0,
         hwm as f64 / 1024.0,
-        holds(hwm <= 64 * 1024),
+        // Serving shares these 2 cores with the exporter here, so parity is out of reach: within
+        // half again of the simulator's bare serving time counts as bounded by serving.
+        holds(hwm <= 64 * 1024 && poll_secs <= 1.5 * serve.0),
     ));
     Ok(())
 }
@@ -521,14 +526,17 @@ async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let target = bench_target(&ucm.url(), ucm.ca_path(), "perpoll");
     let mut p = Poller::new(target.clone(), metrics.clone(), ext.clone(), dir.path())?;
     p.poll_once().await?;
-    let (mut pages, mut entries, mut calls, mut max_pages) = (0, 0, 0, 0);
+    let cdrapi = |s: &sim::Stats| s.requests.get("cdrapi").copied().unwrap_or(0);
+    let (mut requests, mut entries, mut calls, mut max_requests) = (0, 0, 0, 0);
     const POLLS: usize = 40;
     let s0 = ucm.stats();
     for _ in 0..POLLS {
         ucm.advance(Duration::from_secs(30));
+        let before = cdrapi(&ucm.stats());
         let r = p.poll_once().await?;
-        pages += r.pages;
-        max_pages = max_pages.max(r.pages);
+        let sent = cdrapi(&ucm.stats()) - before;
+        requests += sent;
+        max_requests = max_requests.max(sent);
         entries += r.entries;
         calls += r.new_calls;
     }
@@ -539,18 +547,19 @@ async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let s2 = ucm.stats();
     let sweep = p.poll_once().await?;
     let s3 = ucm.stats();
+    let sweep_requests = cdrapi(&s3) - cdrapi(&s2);
     p.close().await;
     rows.push(format!(
-        "| Load on the UCM | 2,000 calls/h, {POLLS} polls 30 s apart (frozen sim clock), then one sweep | normal poll: {:.2} requests (max {max_pages}), {:.0} entries, {:.0} kB, {:.1} new calls; sweep (every 10 min, re-reads 4 h): {} requests, {} entries, {:.0} kB = {:.1} extra requests per poll at a 30 s poll | 1 request per poll < 1,000 new | {} |",
-        pages as f64 / POLLS as f64,
+        "| Load on the UCM | 2,000 calls/h, {POLLS} polls 30 s apart (frozen sim clock), then one sweep | normal poll: {:.2} requests (max {max_requests}), {:.0} entries, {:.0} kB, {:.1} new calls; sweep (every 10 min, re-reads 4 h): {sweep_requests} requests for {} pages (the one past the end is asked for ahead), {} entries, {:.0} kB = {:.1} extra requests per poll at a 30 s poll | 1 request per poll < 1,000 new | {} |",
+        requests as f64 / POLLS as f64,
         entries as f64 / POLLS as f64,
         (s1.bytes_sent - s0.bytes_sent) as f64 / POLLS as f64 / 1000.0,
         calls as f64 / POLLS as f64,
         sweep.pages,
         sweep.entries,
         (s3.bytes_sent - s2.bytes_sent) as f64 / 1000.0,
-        (sweep.pages as f64 - 1.0) / 20.0,
-        holds(max_pages == 1),
+        (sweep_requests as f64 - 1.0) / 20.0,
+        holds(max_requests == 1),
     ));
     ucm.shutdown().await;
     Ok(())

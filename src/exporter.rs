@@ -118,9 +118,11 @@ pub async fn start_with_web_config(
         telemetry_path: telemetry_path.to_string(),
     });
     let mut tasks = Vec::new();
-    for (poller, ready, span) in pollers {
+    let n = pollers.len() as u32;
+    for (i, (poller, ready, span)) in (0u32..).zip(pollers) {
+        let phase = poller.poll_interval() * i / n;
         tasks.push(tokio::spawn(
-            poller.run(shutdown.clone(), ready).instrument(span),
+            poller.run(shutdown.clone(), ready, phase).instrument(span),
         ));
     }
     let server_app = app.clone();

@@ -4,7 +4,9 @@
 //! scrape could influence. Poll results arrive as a [`CallTally`] and are applied in one step,
 //! after the poll state that implies them has been written (see `poller`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use foldhash::HashMap;
 use std::sync::Mutex;
 
 use prometheus::{
@@ -25,9 +27,8 @@ pub const OTHER_EXTENSION: &str = "other";
 /// Increments that one poll (or one chunk of a long catch-up) implies, held back until the poll
 /// state is persisted. Extensions are kept as reported; the cap is applied when the tally is.
 ///
-/// [`CallTally::add_call`] runs once per new call, so it keeps counts under interned label values
-/// (a trunk or extension string is copied once per tally, not once per call) in private maps.
-/// The public maps are for increments built by hand; [`TargetMetrics::apply`] applies both.
+/// [`CallTally::add_call`] runs once per new call, so it keeps counts under interned label values:
+/// a trunk or extension string is copied once per tally, not once per call.
 #[derive(Debug, Default)]
 pub struct CallTally {
     pub records: u64,

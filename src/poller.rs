@@ -10,15 +10,18 @@
 //! marks them seen, and only then applies the increments. A crash loses at most that poll's
 //! calls; nothing is counted twice.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{NaiveDateTime, TimeZone};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::cdr::{self, CdrResponse, DecodeError, ExtensionPattern};
 use crate::config::Target;
@@ -64,7 +67,7 @@ pub struct Pending {
 
 pub struct Poller {
     target: Target,
-    session: Session,
+    session: Arc<Session>,
     metrics: Arc<TargetMetrics>,
     extensions: ExtensionPattern,
     state_path: PathBuf,
@@ -92,6 +95,16 @@ fn cdr_time(t: LocalSecs) -> String {
         .to_string()
 }
 
+/// One cdrapi page of records starting at `from` (UCM local time).
+fn page_params(from: LocalSecs, offset: usize) -> Map<String, Value> {
+    let mut params = Map::new();
+    params.insert("format".into(), "json".into());
+    params.insert("numRecords".into(), PAGE_SIZE.to_string().into());
+    params.insert("offset".into(), offset.to_string().into());
+    params.insert("startTime".into(), cdr_time(from).into());
+    params
+}
+
 impl Poller {
     pub fn new(
         target: Target,
@@ -99,7 +112,7 @@ impl Poller {
         extensions: ExtensionPattern,
         state_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        let session = Session::new(&target, metrics.clone())?;
+        let session = Arc::new(Session::new(&target, metrics.clone())?);
         let state_path = state::path_for(state_dir, &target.name);
         let state = match state::load(&state_path, &target.url) {
             Loaded::Found(s) => {
@@ -135,6 +148,10 @@ impl Poller {
         })
     }
 
+    pub fn poll_interval(&self) -> Duration {
+        self.target.poll_interval
+    }
+
     pub fn name(&self) -> &str {
         &self.target.name
     }
@@ -143,15 +160,24 @@ impl Poller {
         self.state.as_ref()
     }
 
-    /// Polls every `poll_interval` until `shutdown`, then saves the state and logs out.
-    pub async fn run(mut self, shutdown: CancellationToken, ready: Arc<Ready>) {
-        let mut ticker = tokio::time::interval(self.target.poll_interval);
+    /// Polls at once, then every `poll_interval` shifted by `phase`, until `shutdown`; then saves
+    /// the state and logs out. Targets started together get different phases so that their
+    /// sweeps, which read hours of records, do not all hold their pages in memory at once.
+    pub async fn run(mut self, shutdown: CancellationToken, ready: Arc<Ready>, phase: Duration) {
+        let interval = self.target.poll_interval;
+        let mut ticker = tokio::time::interval_at(Instant::now() + interval + phase, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut polled = false;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
+            if polled {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+            } else if shutdown.is_cancelled() {
+                break;
             }
+            polled = true;
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     tracing::info!("shutdown: abandoning the poll in flight; its uncommitted records will be read again");
@@ -241,21 +267,39 @@ impl Poller {
         };
         let mut pending = Pending::default();
         let mut offset = 0usize;
+        let mut prefetched: Option<AbortOnDropHandle<Result<Bytes, UcmError>>> = None;
         loop {
-            let mut params = Map::new();
-            params.insert("format".into(), "json".into());
-            params.insert("numRecords".into(), PAGE_SIZE.to_string().into());
-            params.insert("offset".into(), offset.to_string().into());
-            params.insert("startTime".into(), cdr_time(from).into());
+            let body = match prefetched.take() {
+                Some(fetch) => fetch
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
+                None => {
+                    self.session
+                        .fetch("cdrapi", page_params(from, offset))
+                        .await?
+                }
+            };
+            // After a full page the next one is likely full too (a backlog or a sweep): ask for
+            // it now, so the UCM serves it while this one is decoded. A multi-page read thus
+            // asks for one page past its end; a poll of one page still costs one request.
+            if report.pages > 0 {
+                let session = self.session.clone();
+                let params = page_params(from, offset + PAGE_SIZE);
+                prefetched = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                    session.fetch("cdrapi", params).await
+                })));
+            }
             let state = self.state.as_ref();
-            let extensions = &self.extensions;
             let tz = self.target.timezone;
-            let n = self
-                .session
-                .call("cdrapi", params, |body| {
-                    ingest(body, state, &mut pending, extensions, tz, horizon)
-                })
-                .await?;
+            let n = match ingest(&body, state, &mut pending, &self.extensions, tz, horizon) {
+                Ok(n) => n,
+                Err(refusal) => {
+                    // Aborted first: the session lock is held by the request in flight.
+                    drop(prefetched.take());
+                    return Err(self.session.refused("cdrapi", refusal).await);
+                }
+            };
+            drop(body);
             report.pages += 1;
             report.entries += n;
             if n != PAGE_SIZE {
@@ -277,6 +321,7 @@ impl Poller {
                 self.commit(&mut pending, &mut report, baseline, from);
             }
         }
+        drop(prefetched);
         self.commit(&mut pending, &mut report, baseline, from);
         if sweep {
             self.last_sweep = Some(Instant::now());

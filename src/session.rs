@@ -19,6 +19,9 @@ use crate::metrics::TargetMetrics;
 
 /// A larger answer than this is refused rather than buffered: 1000 CDR entries are ~2 MiB.
 const MAX_BODY: usize = 64 << 20;
+/// A status envelope (`{"response":{...},"status":-6}`) is well under this; a page of records larger than
+/// this is not read for a status by [`Session::fetch`].
+const STATUS_ENVELOPE_MAX: usize = 64 << 10;
 const AUTH_BACKOFF_FIRST: Duration = Duration::from_secs(60);
 const AUTH_BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
 
@@ -201,6 +204,15 @@ impl Session {
         params: Map<String, Value>,
         mut decode: impl FnMut(&[u8]) -> Result<T, Refusal>,
     ) -> Result<T, UcmError> {
+        self.call_raw(action, params, |body| decode(body)).await
+    }
+
+    async fn call_raw<T>(
+        &self,
+        action: &str,
+        params: Map<String, Value>,
+        mut decode: impl FnMut(&bytes::Bytes) -> Result<T, Refusal>,
+    ) -> Result<T, UcmError> {
         let mut inner = self.inner.lock().await;
         self.check_rate_limit(&inner)?;
         if self.needs_login(&inner) {
@@ -233,6 +245,45 @@ impl Session {
                 Err(refusal) => return Err(self.refusal_error(&mut inner, action, refusal)),
             }
         }
+    }
+
+    /// Sends one API request within the session like [`Session::call`], but hands back the raw body, so that
+    /// the caller can decode it outside the session lock while the next request is in flight. Only what the
+    /// session itself must act on is checked here: a status envelope (an expired session is retried, a rate
+    /// limit remembered). A UCM answers those with a few bytes, so a large body is passed on unread; whatever
+    /// the caller finds wrong with it goes back through [`Session::refused`].
+    pub async fn fetch(
+        &self,
+        action: &str,
+        params: Map<String, Value>,
+    ) -> Result<bytes::Bytes, UcmError> {
+        self.call_raw(action, params, |body| {
+            if body.len() <= STATUS_ENVELOPE_MAX {
+                if let Ok(v) = serde_json::from_slice::<Value>(body) {
+                    match v.get("status").and_then(lenient_i64) {
+                        Some(status) if status != 0 => {
+                            return Err(Refusal::Status {
+                                status,
+                                message: v
+                                    .pointer("/response/error_msg")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string),
+                            })
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(body.clone())
+        })
+        .await
+    }
+
+    /// The error for a body that [`Session::fetch`] passed on and its caller then refused, with the same
+    /// side effects as a refusal inside [`Session::call`] (a rate limit is remembered, a dead session dropped).
+    pub async fn refused(&self, action: &str, refusal: Refusal) -> UcmError {
+        let mut inner = self.inner.lock().await;
+        self.refusal_error(&mut inner, action, refusal)
     }
 
     /// Logs out, so the UCM frees the session at once instead of at its timeout.
@@ -474,7 +525,12 @@ impl Session {
             .map_err(|e| classify_transport(&e, self.timeout))?;
         let status = resp.status();
         let mut resp = resp;
-        let mut buf = Vec::new();
+        // Sized up front when the UCM says how much is coming: growing a page-sized buffer by
+        // doubling copies it about twice over.
+        let mut buf = Vec::with_capacity(
+            resp.content_length()
+                .map_or(0, |n| usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)),
+        );
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {

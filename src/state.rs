@@ -6,7 +6,8 @@
 //! at all. Memory is bounded by the sweep window: keys older than it are pruned, and the poller
 //! ignores records older than it.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use foldhash::HashMapExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,13 @@ impl PollState {
     pub fn prune(&mut self, horizon: LocalSecs) {
         self.calls.retain(|_, s| *s >= horizon);
         self.legs.retain(|_, s| *s >= horizon);
+        // A baseline or catch-up grows the maps far past what the window holds afterwards; the
+        // slack would stay resident for the life of the process.
+        for map in [&mut self.calls, &mut self.legs] {
+            if map.capacity() > 4 * map.len().max(1024) {
+                map.shrink_to_fit();
+            }
+        }
     }
 }
 

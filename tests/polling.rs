@@ -73,6 +73,45 @@ async fn every_call_is_counted_exactly_once_across_many_overlapping_polls() {
     sim.shutdown().await;
 }
 
+/// A backlog is read with the next page requested while the current one is decoded, on a
+/// runtime where the two really overlap: counts stay exact, a session lost mid-way is recovered,
+/// and the only extra cost is the one request past the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_read_ahead_a_page_at_a_time() {
+    let sim = start_sim(ucm_exporter::sim::SimConfig {
+        cookie_ttl: Duration::from_secs(86400),
+        ..busy_sim_config(21)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = target_for(&sim, "office");
+    target.sweep_interval = Duration::ZERO;
+    let (mut poller, metrics) = poller(target, dir.path());
+    let before = sim.stats();
+    let baseline = poller.poll_and_record().await.unwrap();
+    let after = sim.stats();
+    assert!(baseline.pages >= 3, "{baseline:?}");
+    assert_eq!(
+        after.requests["cdrapi"] - before.requests.get("cdrapi").copied().unwrap_or(0),
+        baseline.pages as u64 + 1,
+        "one request per page plus the one past the end"
+    );
+    let t0 = sim.now();
+    sim.advance(MIN * 150);
+    sim.add_fault(FaultRule {
+        fault: Fault::InvalidateAfterPages(2),
+        action: None,
+        times: Some(1),
+    });
+    let logins_before = Scrape::of(&metrics).value("ucm_logins_total", &[]);
+    let r = poller.poll_and_record().await.unwrap();
+    assert!(r.pages >= 3, "{r:?}");
+    let scrape = Scrape::of(&metrics);
+    assert_eq!(scrape.value("ucm_logins_total", &[]), logins_before + 1.0);
+    assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_fast_poll_reads_only_the_overlap_and_costs_one_request() {
     let sim = start_sim(busy_sim_config(8)).await;
