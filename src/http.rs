@@ -1,11 +1,12 @@
 //! The exporter's HTTP side: `/metrics`, `/probe`, the landing page and the health endpoints.
 //!
-//! A scrape only encodes what the pollers have already gathered, so it never waits on a UCM.
+//! A scrape only encodes what the pollers have already gathered, so it never waits on a UCM; and
+//! of that it encodes only the poll health and process metrics, the call series being encoded
+//! once per change (see `exposition`), so concurrent scrapers do not queue behind each other.
 //! `/probe` takes a configured target name, never an address: nothing a scraper sends can make
 //! the exporter contact another host or send credentials anywhere.
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{encode, TargetMetrics};
+use crate::exposition;
+use crate::metrics::TargetMetrics;
 use crate::poller::Ready;
 use crate::web_config::WebSecurity;
 
@@ -76,11 +78,16 @@ impl App {
             );
         }
         if path == self.telemetry_path {
-            let mut regs = vec![&self.exporter];
-            if let [only] = self.targets.as_slice() {
-                regs.push(&only.metrics.registry);
-            }
-            return metrics_response(encode(&regs), gzip);
+            let body = match self.targets.as_slice() {
+                [only] => {
+                    let mut fresh = exposition::gather(&[&self.exporter]);
+                    fresh.extend(only.metrics.status_families());
+                    fresh.sort_by(|a, b| a.name().cmp(b.name()));
+                    exposition::body(Some(&only.metrics.prepared()), &fresh, gzip)
+                }
+                _ => exposition::body(None, &exposition::gather(&[&self.exporter]), gzip),
+            };
+            return metrics_response(body, gzip);
         }
         match path {
             "/probe" => {
@@ -94,7 +101,14 @@ impl App {
                         "missing parameter: target (a configured target name)\n",
                     ),
                     Some(n) => match self.target(n) {
-                        Some(t) => metrics_response(encode(&[&t.metrics.registry]), gzip),
+                        Some(t) => metrics_response(
+                            exposition::body(
+                                Some(&t.metrics.prepared()),
+                                &t.metrics.status_families(),
+                                gzip,
+                            ),
+                            gzip,
+                        ),
                         None => text(
                             StatusCode::BAD_REQUEST,
                             &format!("unknown target {:?}: not in the configuration\n", n),
@@ -173,22 +187,13 @@ fn html(body: String) -> Response<Full<Bytes>> {
     r
 }
 
+/// `body` is already gzip-compressed when `gzip` (see [`exposition::body`]).
 fn metrics_response(body: Vec<u8>, gzip: bool) -> Response<Full<Bytes>> {
-    let (body, encoded) = if gzip {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(&body).expect("writing to a Vec cannot fail");
-        (enc.finish().expect("writing to a Vec cannot fail"), true)
-    } else {
-        (body, false)
-    };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
     h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-    if encoded {
+    if gzip {
         h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r

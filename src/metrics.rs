@@ -1,21 +1,28 @@
 //! The metrics of one target, and of the exporter itself.
 //!
-//! Each target owns a registry, so `/probe?target=` encodes exactly that target and nothing the
+//! Each target owns its registries, so `/probe?target=` shows exactly that target and nothing the
 //! scrape could influence. Poll results arrive as a [`CallTally`] and are applied in one step,
 //! after the poll state that implies them has been written (see `poller`).
+//!
+//! A target's series live in two registries. The call series (tens of thousands with many
+//! extensions) change only when a tally is applied or a trunk appears, so they are encoded right
+//! then and every scrape until the next change serves that encoding (see `exposition`). The poll
+//! health series change at any time, from the poller and the session, but are few: a scrape
+//! encodes them itself.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
 
 use foldhash::HashMap;
-use std::sync::Mutex;
 
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 use crate::cdr::{Direction, Disposition, Role};
 use crate::error::REASONS;
+use crate::exposition::{self, Prepared};
 
 pub const TALK_BUCKETS: [f64; 10] = [5., 15., 30., 60., 120., 300., 600., 1200., 1800., 3600.];
 pub const WAIT_BUCKETS: [f64; 11] = [1., 2., 5., 10., 15., 20., 30., 45., 60., 120., 300.];
@@ -68,8 +75,15 @@ impl Interner {
 }
 
 impl CallTally {
+    /// True when applying the tally would change no series.
     pub fn is_empty(&self) -> bool {
-        self.records == 0 && self.call_counts.is_empty()
+        self.records == 0
+            && self.newest_start.is_none()
+            && self.call_counts.is_empty()
+            && self.talk_seconds.is_empty()
+            && self.wait_seconds.is_empty()
+            && self.extension_call_counts.is_empty()
+            && self.extension_talk_seconds.is_empty()
     }
 
     pub fn call_count(&self) -> u64 {
@@ -150,7 +164,8 @@ impl ExtensionLabels {
 }
 
 pub struct TargetMetrics {
-    pub registry: Registry,
+    /// Poll health: few series, set from anywhere at any time, encoded by each scrape.
+    status: Registry,
     pub up: IntGauge,
     pub poll_duration: Gauge,
     pub last_success: Gauge,
@@ -158,8 +173,10 @@ pub struct TargetMetrics {
     pub logins: IntCounter,
     pub login_failures: IntCounter,
     pub api_requests: IntCounterVec,
-    pub cdr_records: IntCounter,
-    pub last_record: Gauge,
+    /// Call series: changed only by [`Self::apply`] and [`Self::add_trunk`], which publish them.
+    calls_registry: Registry,
+    cdr_records: IntCounter,
+    last_record: Gauge,
     calls: IntCounterVec,
     talk: HistogramVec,
     wait: HistogramVec,
@@ -167,6 +184,12 @@ pub struct TargetMetrics {
     extension_talk: IntCounterVec,
     extensions: Mutex<ExtensionLabels>,
     trunks: Mutex<HashSet<String>>,
+    /// The call series as last published. Scrapes only clone the `Arc`, so they never wait for
+    /// an encoding: while one runs they serve the state before it.
+    prepared: RwLock<Arc<Prepared>>,
+    /// Held from gathering to storing, so a publication that gathered earlier cannot replace
+    /// one that gathered later.
+    publishing: Mutex<()>,
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -193,81 +216,97 @@ fn histogram_vec(
 
 impl TargetMetrics {
     pub fn new(extension_max: usize) -> Self {
-        let registry = Registry::new();
+        let status = Registry::new();
+        let calls_registry = Registry::new();
         macro_rules! reg {
-            ($m:expr) => {{
+            ($registry:expr, $m:expr) => {{
                 let m = $m.expect("valid metric");
-                registry
+                $registry
                     .register(Box::new(m.clone()))
                     .expect("unique metric");
                 m
             }};
         }
-        let up = reg!(IntGauge::new(
-            "ucm_up",
-            "1 if the last poll of this UCM (login and CDR query) succeeded, else 0."
-        ));
-        let poll_duration = reg!(Gauge::new(
-            "ucm_poll_duration_seconds",
-            "Wall time of the last poll of this UCM."
-        ));
-        let last_success = reg!(Gauge::new(
-            "ucm_last_poll_success_timestamp_seconds",
-            "Unix time of the last successful poll."
-        ));
-        let logins = reg!(IntCounter::new("ucm_logins_total", "Login attempts."));
-        let login_failures = reg!(IntCounter::new(
-            "ucm_login_failures_total",
-            "Login attempts that failed."
-        ));
-        let cdr_records = reg!(IntCounter::new(
+        let up = reg!(
+            status,
+            IntGauge::new(
+                "ucm_up",
+                "1 if the last poll of this UCM (login and CDR query) succeeded, else 0."
+            )
+        );
+        let poll_duration = reg!(
+            status,
+            Gauge::new(
+                "ucm_poll_duration_seconds",
+                "Wall time of the last poll of this UCM."
+            )
+        );
+        let last_success = reg!(
+            status,
+            Gauge::new(
+                "ucm_last_poll_success_timestamp_seconds",
+                "Unix time of the last successful poll."
+            )
+        );
+        let logins = reg!(
+            status,
+            IntCounter::new("ucm_logins_total", "Login attempts.")
+        );
+        let login_failures = reg!(
+            status,
+            IntCounter::new("ucm_login_failures_total", "Login attempts that failed.")
+        );
+        let cdr_records = reg!(calls_registry, IntCounter::new(
             "ucm_cdr_records_total",
             "New CDR legs ingested, after de-duplication (ForkCDR legs and main_cdr summaries excluded)."
         ));
-        let last_record = reg!(Gauge::new(
-            "ucm_cdr_last_record_timestamp_seconds",
-            "Start time (Unix) of the newest call ingested."
-        ));
+        let last_record = reg!(
+            calls_registry,
+            Gauge::new(
+                "ucm_cdr_last_record_timestamp_seconds",
+                "Start time (Unix) of the newest call ingested."
+            )
+        );
         let poll_errors = counter_vec(
-            &registry,
+            &status,
             "ucm_poll_errors_total",
             "Failed polls by reason.",
             &["reason"],
         );
         let api_requests = counter_vec(
-            &registry,
+            &status,
             "ucm_api_requests_total",
             "Requests sent to the UCM, by API action.",
             &["action"],
         );
         let calls = counter_vec(
-            &registry,
+            &calls_registry,
             "ucm_calls_total",
             "Calls (one per cdr_root entry), counted once, by direction, trunk and disposition.",
             &["direction", "trunk", "disposition"],
         );
         let talk = histogram_vec(
-            &registry,
+            &calls_registry,
             "ucm_call_talk_seconds",
             "Talk time of answered calls: billsec summed over the legs a person answered.",
             &["direction", "trunk"],
             &TALK_BUCKETS,
         );
         let wait = histogram_vec(
-            &registry,
+            &calls_registry,
             "ucm_call_wait_seconds",
             "How long the caller waited: until a person answered, or until the call ended.",
             &["direction", "trunk", "disposition"],
             &WAIT_BUCKETS,
         );
         let extension_calls = counter_vec(
-            &registry,
+            &calls_registry,
             "ucm_extension_calls_total",
             "Calls per local extension: placed (role=caller, call outcome) or rung (role=callee, the extension's best outcome).",
             &["extension", "role", "disposition"],
         );
         let extension_talk = counter_vec(
-            &registry,
+            &calls_registry,
             "ucm_extension_talk_seconds_total",
             "Talk seconds of person-answered legs the extension took part in.",
             &["extension", "role"],
@@ -279,7 +318,7 @@ impl TargetMetrics {
             api_requests.with_label_values(&[a]);
         }
         let m = TargetMetrics {
-            registry,
+            status,
             up,
             poll_duration,
             last_success,
@@ -287,6 +326,7 @@ impl TargetMetrics {
             logins,
             login_failures,
             api_requests,
+            calls_registry,
             cdr_records,
             last_record,
             calls,
@@ -299,20 +339,39 @@ impl TargetMetrics {
                 max: extension_max,
             }),
             trunks: Mutex::new(HashSet::new()),
+            prepared: RwLock::new(Arc::new(Prepared::new(&[]))),
+            publishing: Mutex::new(()),
         };
-        m.add_trunk("");
+        m.add_trunks([""]);
         m
     }
 
     /// Creates the zero-valued call series of a trunk so `increase()` sees its first call.
     pub fn add_trunk(&self, trunk: &str) {
+        self.add_trunks([trunk]);
+    }
+
+    /// As [`Self::add_trunk`] for several, publishing once: each publication re-encodes every
+    /// call series.
+    pub fn add_trunks<S: AsRef<str>>(&self, trunks: impl IntoIterator<Item = S>) {
+        let mut added = false;
+        for t in trunks {
+            added |= self.create_trunk_series(t.as_ref());
+        }
+        if added {
+            self.publish();
+        }
+    }
+
+    /// The zero series of a trunk not seen before, unpublished; false if it was known.
+    fn create_trunk_series(&self, trunk: &str) -> bool {
         if !self
             .trunks
             .lock()
             .expect("not poisoned")
             .insert(trunk.to_string())
         {
-            return;
+            return false;
         }
         for dir in Direction::ALL {
             // An internal call never has a trunk; a trunk series for it would be noise.
@@ -327,6 +386,7 @@ impl TargetMetrics {
                     .with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
             }
         }
+        true
     }
 
     pub fn trunks(&self) -> Vec<String> {
@@ -341,11 +401,15 @@ impl TargetMetrics {
         v
     }
 
+    /// Applies a tally and publishes the result; an empty tally (most polls) costs nothing.
     pub fn apply(&self, tally: &CallTally) {
+        if tally.is_empty() {
+            return;
+        }
         self.cdr_records.inc_by(tally.records);
         for ((dir, trunk, disp), n) in &tally.call_counts {
             let trunk = tally.names.name(*trunk);
-            self.add_trunk(trunk);
+            self.create_trunk_series(trunk);
             self.calls
                 .with_label_values(&[dir.as_str(), trunk, disp.as_str()])
                 .inc_by(*n);
@@ -392,6 +456,45 @@ impl TargetMetrics {
                 self.last_record.set(ts as f64);
             }
         }
+        drop(exts);
+        self.publish();
+    }
+
+    /// Encodes the call series as they are now for the scrapes to come. [`Self::apply`] and
+    /// [`Self::add_trunk`] call it; public so that benchmarks can time it.
+    ///
+    /// With many extensions this takes tens of milliseconds. Called from a task of a
+    /// multi-threaded runtime (the poller's), it first hands the worker thread's other tasks
+    /// (scrapes among them) to another thread, so that they do not wait for it.
+    pub fn publish(&self) {
+        let publish = || {
+            let _one_at_a_time = self.publishing.lock().expect("not poisoned");
+            let next = Arc::new(Prepared::new(&self.calls_registry.gather()));
+            let previous =
+                std::mem::replace(&mut *self.prepared.write().expect("not poisoned"), next);
+            // Freed after the lock is released: scrapes need not wait for it.
+            drop(previous);
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(publish),
+            // A current-thread runtime (tests) has no other thread to hand tasks to.
+            _ => publish(),
+        }
+    }
+
+    /// The call series as last published.
+    pub fn prepared(&self) -> Arc<Prepared> {
+        self.prepared.read().expect("not poisoned").clone()
+    }
+
+    /// The poll health families, gathered now.
+    pub fn status_families(&self) -> Vec<MetricFamily> {
+        self.status.gather()
+    }
+
+    /// A target's whole exposition as a scrape of `/probe` sees it (plain), for tests and tools.
+    pub fn text(&self) -> Vec<u8> {
+        exposition::body(Some(&self.prepared()), &self.status_families(), false)
     }
 }
 
@@ -419,20 +522,6 @@ pub fn exporter_registry() -> Registry {
     registry
 }
 
-/// Encodes the metric families of several registries in the text format 0.0.4.
-pub fn encode(registries: &[&Registry]) -> Vec<u8> {
-    let mut families = Vec::new();
-    for r in registries {
-        families.extend(r.gather());
-    }
-    families.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut out = Vec::with_capacity(16 * 1024);
-    TextEncoder::new()
-        .encode(&families, &mut out)
-        .expect("encoding into a Vec cannot fail");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,18 +538,88 @@ mod tests {
         assert_eq!(l.label("100"), "100");
     }
 
+    fn text(m: &TargetMetrics) -> String {
+        String::from_utf8(m.text()).unwrap()
+    }
+
     #[test]
     fn series_exist_at_zero_before_any_call() {
         let m = TargetMetrics::new(10);
-        m.add_trunk("Daisy");
-        let text = String::from_utf8(encode(&[&m.registry])).unwrap();
-        assert!(text.contains(
+        let before = text(&m);
+        assert!(before.contains(
             "ucm_calls_total{direction=\"inbound\",disposition=\"no_answer\",trunk=\"\"} 0"
         ));
-        assert!(text.contains(
+        assert!(!before.contains("Daisy"));
+        m.add_trunk("Daisy");
+        let after = text(&m);
+        assert!(after.contains(
             "ucm_calls_total{direction=\"inbound\",disposition=\"no_answer\",trunk=\"Daisy\"} 0"
         ));
-        assert!(!text.contains("direction=\"internal\",disposition=\"answered\",trunk=\"Daisy\""));
-        assert!(text.contains("ucm_poll_errors_total{reason=\"rate_limited\"} 0"));
+        assert!(after.contains(
+            "ucm_call_wait_seconds_count{direction=\"outbound\",disposition=\"busy\",trunk=\"Daisy\"} 0"
+        ));
+        assert!(!after.contains("direction=\"internal\",disposition=\"answered\",trunk=\"Daisy\""));
+        assert!(after.contains("ucm_poll_errors_total{reason=\"rate_limited\"} 0"));
+        // A known trunk changes nothing, so nothing is encoded again.
+        let published = m.prepared();
+        m.add_trunks(["Daisy", ""]);
+        assert!(Arc::ptr_eq(&published, &m.prepared()));
+        m.add_trunks(["Daisy", "Rose", "Lily"]);
+        let after = text(&m);
+        assert!(after.contains("trunk=\"Rose\"") && after.contains("trunk=\"Lily\""));
+    }
+
+    #[test]
+    fn a_scrape_after_apply_shows_the_new_counts() {
+        let m = TargetMetrics::new(10);
+        let mut tally = CallTally {
+            records: 3,
+            newest_start: Some(1_700_000_000),
+            ..CallTally::default()
+        };
+        tally.add_extension_calls("101", Role::Callee, Disposition::Answered, 2);
+        tally.add_extension_talk("101", Role::Callee, 30);
+        m.apply(&tally);
+        let t = text(&m);
+        assert!(t.contains("ucm_cdr_records_total 3\n"), "{t}");
+        assert!(t.contains("ucm_cdr_last_record_timestamp_seconds 1700000000\n"));
+        assert!(t.contains(
+            "ucm_extension_calls_total{disposition=\"answered\",extension=\"101\",role=\"callee\"} 2\n"
+        ));
+        assert!(
+            t.contains("ucm_extension_talk_seconds_total{extension=\"101\",role=\"callee\"} 30\n")
+        );
+        // Extension counts alone are a change too.
+        let mut tally = CallTally::default();
+        tally.add_extension_calls("101", Role::Callee, Disposition::Answered, 1);
+        m.apply(&tally);
+        assert!(text(&m).contains(
+            "ucm_extension_calls_total{disposition=\"answered\",extension=\"101\",role=\"callee\"} 3\n"
+        ));
+        // Most polls bring nothing: no encoding then.
+        let published = m.prepared();
+        m.apply(&CallTally::default());
+        assert!(Arc::ptr_eq(&published, &m.prepared()));
+    }
+
+    #[test]
+    fn poll_health_is_current_without_a_publication() {
+        let m = TargetMetrics::new(10);
+        let published = m.prepared();
+        m.up.set(1);
+        m.api_requests.with_label_values(&["cdrapi"]).inc();
+        let t = text(&m);
+        assert!(t.contains("ucm_up 1\n"));
+        assert!(t.contains("ucm_api_requests_total{action=\"cdrapi\"} 1\n"));
+        assert!(Arc::ptr_eq(&published, &m.prepared()));
+        // Every family once.
+        let mut names: Vec<&str> = t
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
     }
 }

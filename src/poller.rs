@@ -121,9 +121,7 @@ impl Poller {
                     known_calls = s.calls.len(),
                     "resuming from saved poll state"
                 );
-                for t in &s.trunks {
-                    metrics.add_trunk(t);
-                }
+                metrics.add_trunks(&s.trunks);
                 Some(s)
             }
             Loaded::Missing => {
@@ -367,9 +365,7 @@ impl Poller {
             self.metrics.apply(&p.tally);
         }
         if let Some(s) = &self.state {
-            for t in &s.trunks {
-                self.metrics.add_trunk(t);
-            }
+            self.metrics.add_trunks(&s.trunks);
         }
     }
 
@@ -404,9 +400,7 @@ impl Poller {
                         }
                     }
                 }
-                for n in &names {
-                    self.metrics.add_trunk(n);
-                }
+                self.metrics.add_trunks(&names);
                 tracing::debug!(trunks = names.len(), "listed VoIP trunks");
             }
             Err(e) => tracing::debug!(

@@ -7,8 +7,10 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::*;
+use ucm_exporter::cdr::{Disposition, Role};
 use ucm_exporter::config::Settings;
 use ucm_exporter::exporter;
+use ucm_exporter::metrics::CallTally;
 use ucm_exporter::sim::{Fault, FaultRule};
 
 fn settings(targets: Vec<ucm_exporter::config::Target>, dir: &std::path::Path) -> Settings {
@@ -158,18 +160,34 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
     );
     assert!(!plain.contains(&ucm_exporter::sim::SimConfig::default().password));
 
-    let r = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .header("Accept-Encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["content-encoding"], "gzip");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&r.bytes().await.unwrap()[..])
-        .read_to_string(&mut text)
-        .unwrap();
+    let text = get_gzip(&format!("{base}/metrics")).await;
     assert!(text.contains("ucm_up 1"));
+    assert!(text.contains("ucm_exporter_build_info{"));
+
+    // Counts applied after the first scrapes show in the next ones, gzip or not, on both paths.
+    let mut tally = CallTally::default();
+    tally.add_extension_calls("98765", Role::Callee, Disposition::Voicemail, 7);
+    tally.add_extension_talk("98765", Role::Caller, 321);
+    running.app.targets[0].metrics.apply(&tally);
+    let want = [
+        "ucm_extension_calls_total{disposition=\"voicemail\",extension=\"98765\",role=\"callee\"} 7\n",
+        "ucm_extension_talk_seconds_total{extension=\"98765\",role=\"caller\"} 321\n",
+        "ucm_up 1\n",
+    ];
+    let after = get_gzip(&format!("{base}/metrics")).await;
+    let probed = get_gzip(&format!("{base}/probe?target=office")).await;
+    let plain_after = get(&format!("{base}/metrics")).await.text().await.unwrap();
+    for line in want {
+        for (what, body) in [
+            ("gzip", &after),
+            ("probe", &probed),
+            ("plain", &plain_after),
+        ] {
+            assert!(body.contains(line), "{what} scrape lacks {line}");
+        }
+    }
+    assert!(after.contains("process_resident_memory_bytes"));
+    assert!(!probed.contains("ucm_exporter_build_info"));
 
     let landing = get(&base).await;
     assert!(landing.headers()["content-type"]
@@ -186,7 +204,37 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
         .unwrap();
     assert_eq!(post.status(), 405);
 
-    // promtool (Debian package `prometheus`) must accept the exposition without a word.
+    promtool_accepts(&plain);
+    promtool_accepts(&after);
+
+    let started = std::time::Instant::now();
+    running.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let saved = std::fs::read_to_string(dir.path().join("office.json")).unwrap();
+    assert!(saved.contains("\"watermark\""));
+    sim.shutdown().await;
+}
+
+/// A scrape as Prometheus makes it (always asking for gzip), decoded.
+async fn get_gzip(url: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["vary"], "Accept-Encoding");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&r.bytes().await.unwrap()[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+/// promtool (Debian package `prometheus`) must accept the exposition without a word.
+fn promtool_accepts(plain: &str) {
     let out = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -206,11 +254,4 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
     );
     assert!(out.status.success(), "promtool failed: {said}");
     assert_eq!(said, "", "promtool check metrics should print nothing");
-
-    let started = std::time::Instant::now();
-    running.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(5));
-    let saved = std::fs::read_to_string(dir.path().join("office.json")).unwrap();
-    assert!(saved.contains("\"watermark\""));
-    sim.shutdown().await;
 }

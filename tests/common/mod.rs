@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use ucm_exporter::cdr::ExtensionPattern;
 use ucm_exporter::config::{self, Secret, Target};
-use ucm_exporter::metrics::{encode, TargetMetrics};
+use ucm_exporter::metrics::TargetMetrics;
 use ucm_exporter::poller::Poller;
 use ucm_exporter::sim::{self, SimConfig, SimHandle, Truth};
 
@@ -133,7 +133,7 @@ impl Scrape {
     }
 
     pub fn of(metrics: &TargetMetrics) -> Scrape {
-        Scrape::parse(&String::from_utf8(encode(&[&metrics.registry])).unwrap())
+        Scrape::parse(&String::from_utf8(metrics.text()).unwrap())
     }
 
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
