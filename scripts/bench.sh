@@ -2,7 +2,7 @@
 # Performance benchmarks: ingest (criterion, against the serde_json floor), catch-up after a
 # 24 h outage, steady state of 10 targets, load on the UCM, scrapes under load, and a minimal
 # Python poller on the same work. Prints one markdown table (README "Performance").
-# Usage: scripts/bench.sh   (about 4 minutes after the build; BENCH_STEADY_SECS=120 sets the
+# Usage: scripts/bench.sh   (about 5 minutes after the build; BENCH_STEADY_SECS=120 sets the
 # steady-state window)
 set -euo pipefail
 cd "$(dirname "$0")/.."
