@@ -156,17 +156,25 @@ pub fn decode_envelope(body: &[u8]) -> Result<Value, Refusal> {
             })
         }
     };
+    if let Some(refusal) = status_refusal(&v) {
+        return Err(refusal);
+    }
     match v.get("status").and_then(lenient_i64) {
-        Some(0) => Ok(v.get("response").cloned().unwrap_or(Value::Null)),
-        Some(status) => Err(Refusal::Status {
-            status,
-            message: v
-                .pointer("/response/error_msg")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        }),
+        Some(_) => Ok(v.get("response").cloned().unwrap_or(Value::Null)),
         None => Err(Refusal::Garbage("JSON without a status field".into())),
     }
+}
+
+/// The refusal an envelope declares: a non-zero `status`, with the UCM's message if it gave one.
+fn status_refusal(v: &Value) -> Option<Refusal> {
+    let status = v.get("status").and_then(lenient_i64).filter(|s| *s != 0)?;
+    Some(Refusal::Status {
+        status,
+        message: v
+            .pointer("/response/error_msg")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
 }
 
 fn lenient_i64(v: &Value) -> Option<i64> {
@@ -259,19 +267,11 @@ impl Session {
     ) -> Result<bytes::Bytes, UcmError> {
         self.call_raw(action, params, |body| {
             if body.len() <= STATUS_ENVELOPE_MAX {
-                if let Ok(v) = serde_json::from_slice::<Value>(body) {
-                    match v.get("status").and_then(lenient_i64) {
-                        Some(status) if status != 0 => {
-                            return Err(Refusal::Status {
-                                status,
-                                message: v
-                                    .pointer("/response/error_msg")
-                                    .and_then(Value::as_str)
-                                    .map(str::to_string),
-                            })
-                        }
-                        _ => {}
-                    }
+                if let Some(refusal) = serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|v| status_refusal(&v))
+                {
+                    return Err(refusal);
                 }
             }
             Ok(body.clone())
@@ -585,6 +585,25 @@ mod tests {
             Err(Refusal::Garbage(_))
         ));
         assert!(matches!(decode_envelope(b"{}"), Err(Refusal::Garbage(_))));
+        assert!(matches!(
+            decode_envelope(br#"{"status":"abc"}"#),
+            Err(Refusal::Garbage(_))
+        ));
+    }
+
+    #[test]
+    fn only_a_non_zero_status_is_a_refusal() {
+        let refusal = |s: &str| status_refusal(&serde_json::from_str(s).unwrap());
+        assert!(matches!(
+            refusal(r#"{"status":"-6"}"#),
+            Some(Refusal::Status {
+                status: -6,
+                message: None
+            })
+        ));
+        assert!(refusal(r#"{"status":0,"response":{}}"#).is_none());
+        // A page of records has no status at all.
+        assert!(refusal(r#"{"cdr_root":[]}"#).is_none());
     }
 
     #[test]
