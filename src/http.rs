@@ -79,12 +79,7 @@ impl App {
         }
         if path == self.telemetry_path {
             let body = match self.targets.as_slice() {
-                [only] => {
-                    let mut fresh = exposition::gather(&[&self.exporter]);
-                    fresh.extend(only.metrics.status_families());
-                    fresh.sort_by(|a, b| a.name().cmp(b.name()));
-                    exposition::body(Some(&only.metrics.prepared()), &fresh, gzip)
-                }
+                [only] => only.metrics.body(&[&self.exporter], gzip),
                 _ => exposition::body(None, &exposition::gather(&[&self.exporter]), gzip),
             };
             return metrics_response(body, gzip);
@@ -101,14 +96,7 @@ impl App {
                         "missing parameter: target (a configured target name)\n",
                     ),
                     Some(n) => match self.target(n) {
-                        Some(t) => metrics_response(
-                            exposition::body(
-                                Some(&t.metrics.prepared()),
-                                &t.metrics.status_families(),
-                                gzip,
-                            ),
-                            gzip,
-                        ),
+                        Some(t) => metrics_response(t.metrics.body(&[], gzip), gzip),
                         None => text(
                             StatusCode::BAD_REQUEST,
                             &format!("unknown target {:?}: not in the configuration\n", n),

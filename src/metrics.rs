@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use foldhash::HashMap;
 
-use prometheus::proto::MetricFamily;
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -487,14 +486,21 @@ impl TargetMetrics {
         self.prepared.read().expect("not poisoned").clone()
     }
 
-    /// The poll health families, gathered now.
-    pub fn status_families(&self) -> Vec<MetricFamily> {
-        self.status.gather()
+    /// A scrape's body: the call series as last published, then the poll health and the
+    /// families of `also` (the exporter's own on `/metrics`) encoded now.
+    pub fn body(&self, also: &[&Registry], gzip: bool) -> Vec<u8> {
+        let mut registries = vec![&self.status];
+        registries.extend_from_slice(also);
+        exposition::body(
+            Some(&self.prepared()),
+            &exposition::gather(&registries),
+            gzip,
+        )
     }
 
     /// A target's whole exposition as a scrape of `/probe` sees it (plain), for tests and tools.
     pub fn text(&self) -> Vec<u8> {
-        exposition::body(Some(&self.prepared()), &self.status_families(), false)
+        self.body(&[], false)
     }
 }
 
