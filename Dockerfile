@@ -11,22 +11,24 @@ WORKDIR /src
 # Dependencies first, in their own layers: they change far less often than the sources, so an
 # edit of src/ rebuilds only the crate itself. The stub sources are replaced below.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY crates/ucm-sim/Cargo.toml crates/ucm-sim/
 RUN cargo fetch --locked
-RUN mkdir -p src/bin benches \
+RUN mkdir -p src benches crates/ucm-sim/src/bin \
     && echo 'fn main() {}' > src/main.rs \
-    && echo 'fn main() {}' > src/bin/ucm-sim.rs \
-    && echo 'fn main() {}' > benches/sim_serve.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked \
-    && rm -rf src benches
+    && echo 'fn main() {}' > crates/ucm-sim/src/bin/ucm-sim.rs \
+    && for b in sim_serve ingest load; do echo 'fn main() {}' > "benches/$b.rs"; done \
+    && touch src/lib.rs crates/ucm-sim/src/lib.rs \
+    && cargo build --release --locked --workspace \
+    && rm -rf src benches crates/ucm-sim/src
 COPY src src
 COPY benches benches
+COPY crates crates
 # The revision shown in ucm_exporter_build_info (the build context has no .git).
 ARG REVISION=unknown
 ENV UCM_EXPORTER_REVISION=${REVISION}
 # COPY keeps the sources' old modification times: touch them so cargo rebuilds the crate.
-RUN touch src/lib.rs src/main.rs src/bin/ucm-sim.rs \
-    && cargo build --release --locked \
+RUN touch src/lib.rs src/main.rs crates/ucm-sim/src/lib.rs crates/ucm-sim/src/bin/ucm-sim.rs \
+    && cargo build --release --locked --workspace \
     && install -m 0755 target/release/ucm-exporter target/release/ucm-sim /usr/local/bin/
 
 FROM debian:${DEBIAN_RELEASE}-slim

@@ -1,5 +1,5 @@
 //! Ingest cost: one cdrapi page of 1,000 entries through the exporter's real per-page path
-//! (`poller::ingest`: parse, classify, de-duplicate, aggregate), against the floor of
+//! (`poll::ingest`: parse, classify, de-duplicate, aggregate), against the floor of
 //! `serde_json` merely skipping the same bytes (`IgnoredAny`), measured in the same run so the
 //! ratio holds on a noisy machine.
 //!
@@ -20,9 +20,10 @@ use criterion::{Criterion, Throughput};
 use serde::de::IgnoredAny;
 use serde_json::{json, Value};
 use ucm_exporter::cdr::{self, ExtensionPattern};
-use ucm_exporter::poller::{self, Pending};
-use ucm_exporter::sim::{self, SimConfig};
+use ucm_exporter::poll::{self, Pending};
 use ucm_exporter::state::PollState;
+use ucm_exporter::ucm::cdrapi::decode_page;
+use ucm_sim::{self as sim, SimConfig};
 
 const PAGE: usize = 1000;
 
@@ -122,7 +123,7 @@ struct Case {
 
 fn ingest_once(page: &[u8], state: Option<&PollState>, ext: &ExtensionPattern) -> usize {
     let mut pending = Pending::default();
-    let n = poller::ingest(page, state, &mut pending, ext, chrono_tz::UTC, i64::MIN)
+    let n = poll::ingest(page, state, &mut pending, ext, chrono_tz::UTC, i64::MIN)
         .expect("a page of records");
     n + pending.tally().call_count() as usize
 }
@@ -130,7 +131,7 @@ fn ingest_once(page: &[u8], state: Option<&PollState>, ext: &ExtensionPattern) -
 /// A state that has seen every call and leg of `page`: an overlap re-read.
 fn state_knowing(page: &[u8], ext: &ExtensionPattern) -> PollState {
     let mut state = PollState::new("https://bench", i64::MIN);
-    let Ok(entries) = poller::decode_page(page) else {
+    let Ok(entries) = decode_page(page) else {
         return state;
     };
     for e in &entries {

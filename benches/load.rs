@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 use serde_json::Value;
 use ucm_exporter::cdr::{Disposition, Role};
+use ucm_exporter::clock::SystemClock;
 use ucm_exporter::config::{self, Secret, Settings, Target};
 use ucm_exporter::metrics::CallTally;
-use ucm_exporter::poller::Poller;
-use ucm_exporter::sim::{self, Fault, FaultRule, SimConfig};
+use ucm_exporter::poll::Poller;
+use ucm_sim::{self as sim, Fault, FaultRule, SimConfig};
 
 fn holds(ok: bool) -> &'static str {
     if ok {
@@ -524,7 +525,13 @@ async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let ext = ucm_exporter::cdr::ExtensionPattern::new(config::DEFAULT_EXTENSION_PATTERN)?;
     let metrics = Arc::new(ucm_exporter::metrics::TargetMetrics::new(5000));
     let target = bench_target(&ucm.url(), ucm.ca_path(), "perpoll");
-    let mut p = Poller::new(target.clone(), metrics.clone(), ext.clone(), dir.path())?;
+    let mut p = Poller::new(
+        target.clone(),
+        metrics.clone(),
+        ext.clone(),
+        dir.path(),
+        SystemClock::shared(),
+    )?;
     p.poll_once().await?;
     let cdrapi = |s: &sim::Stats| s.requests.get("cdrapi").copied().unwrap_or(0);
     let (mut requests, mut entries, mut calls, mut max_requests) = (0, 0, 0, 0);
@@ -543,7 +550,7 @@ async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let s1 = ucm.stats();
     p.close().await;
     // A restarted poller sweeps first: the cost of one sweep over max_call_duration (4 h).
-    let mut p = Poller::new(target, metrics, ext, dir.path())?;
+    let mut p = Poller::new(target, metrics, ext, dir.path(), SystemClock::shared())?;
     let s2 = ucm.stats();
     let sweep = p.poll_once().await?;
     let s3 = ucm.stats();
@@ -657,7 +664,10 @@ async fn scrape(rows: &mut Vec<String>) -> anyhow::Result<()> {
         extension_max: config::DEFAULT_EXTENSION_MAX,
         targets: vec![target],
     };
-    let running = ucm_exporter::exporter::start(&settings, "127.0.0.1:0", "/metrics").await?;
+    let running = ucm_exporter::exporter::Exporter::new(settings)
+        .listen("127.0.0.1:0")
+        .start()
+        .await?;
     let url = format!("http://{}", running.addr());
     wait_ready(&url, Duration::from_secs(60)).await?;
     let metrics = running.app.targets[0].metrics.clone();

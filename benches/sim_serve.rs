@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use ucm_exporter::sim::{self, SimConfig};
+use ucm_sim::{self as sim, SimConfig};
 
 const SWEEPS: usize = 3;
 

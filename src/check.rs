@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::error::UcmError;
-use crate::metrics::TargetMetrics;
-use crate::poller::decode_page;
-use crate::session::{decode_envelope, Session};
+use crate::state::local_secs;
+use crate::ucm::cdrapi::{decode_page, page_params};
+use crate::ucm::{decode_envelope, Session};
 
 /// Checks every target; returns the report lines and whether all passed.
 pub async fn run(settings: &Settings) -> (Vec<String>, bool) {
@@ -27,10 +28,11 @@ pub async fn run(settings: &Settings) -> (Vec<String>, bool) {
 }
 
 async fn check_target(t: &crate::config::Target) -> Result<String, UcmError> {
-    let metrics = Arc::new(TargetMetrics::new(1));
-    let session = Session::new(t, metrics).map_err(|e| UcmError::Protocol(format!("{e:#}")))?;
+    let clock = SystemClock::shared();
+    let session = Session::new(t, clock.clone(), Arc::new(()))
+        .map_err(|e| UcmError::Protocol(format!("{e:#}")))?;
     let model = match session
-        .call("getSystemGeneralStatus", Map::new(), decode_envelope)
+        .call("getSystemGeneralStatus", Map::new(), |b| decode_envelope(b))
         .await
     {
         Ok(v) => {
@@ -49,16 +51,8 @@ async fn check_target(t: &crate::config::Target) -> Result<String, UcmError> {
         }
         Err(e) => return Err(e),
     };
-    let since =
-        chrono::Utc::now().with_timezone(&t.timezone).naive_local() - chrono::Duration::hours(24);
-    let mut params = Map::new();
-    params.insert("format".into(), "json".into());
-    params.insert("numRecords".into(), "100".into());
-    params.insert("offset".into(), "0".into());
-    params.insert(
-        "startTime".into(),
-        since.format("%Y-%m-%dT%H:%M:%S").to_string().into(),
-    );
+    let since = local_secs(clock.local_now(t.timezone)) - 24 * 3600;
+    let params = page_params(since, 0, 100);
     let (entries, newest) = session
         .call("cdrapi", params, |body| {
             let entries = decode_page(body)?;

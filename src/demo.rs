@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use crate::cli::Cli;
 use crate::config::{self, Secret, Settings, Target};
-use crate::exporter;
-use crate::sim::{self, SimConfig};
+use crate::exporter::{self, Exporter};
+use ucm_sim::{self as sim, SimConfig};
 
 /// Calls per hour of the demo's simulated office: busy enough that counters move every poll.
 const DEMO_CALLS_PER_HOUR: f64 = 1200.0;
@@ -56,7 +56,11 @@ pub async fn run(cli: &Cli) -> Result<()> {
             insecure_skip_verify: false,
         }],
     };
-    let running = exporter::start(&settings, &cli.listen_address, &cli.telemetry_path).await?;
+    let running = Exporter::new(settings.clone())
+        .listen(&cli.listen_address)
+        .telemetry_path(&cli.telemetry_path)
+        .start()
+        .await?;
     let port = running.addr().port();
     println!("ucm-exporter demo: a simulated UCM with {DEMO_CALLS_PER_HOUR} calls/hour and the exporter polling it every {}s",
         settings.targets[0].poll_interval.as_secs());

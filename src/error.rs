@@ -1,20 +1,60 @@
-//! Why a poll failed, in the vocabulary of `ucm_poll_errors_total{reason}`.
+//! Why a poll failed: [`UcmError`], and its [`Reason`], the vocabulary of
+//! `ucm_poll_errors_total{reason}`.
 
+use std::fmt;
 use std::time::Duration;
 
-/// The `reason` label values, all pre-created at 0 so `increase()` sees the first failure.
-pub const REASONS: [&str; 10] = [
-    "connect",
-    "timeout",
-    "tls",
-    "http",
-    "forbidden",
-    "auth",
-    "permission",
-    "rate_limited",
-    "protocol",
-    "decode",
-];
+/// The `reason` label of `ucm_poll_errors_total`. Every value is created at 0, so that
+/// `increase()` sees the first failure of each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    Connect,
+    Timeout,
+    Tls,
+    Http,
+    Forbidden,
+    Auth,
+    Permission,
+    RateLimited,
+    Protocol,
+    Decode,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Reason::Connect,
+        Reason::Timeout,
+        Reason::Tls,
+        Reason::Http,
+        Reason::Forbidden,
+        Reason::Auth,
+        Reason::Permission,
+        Reason::RateLimited,
+        Reason::Protocol,
+        Reason::Decode,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Connect => "connect",
+            Reason::Timeout => "timeout",
+            Reason::Tls => "tls",
+            Reason::Http => "http",
+            Reason::Forbidden => "forbidden",
+            Reason::Auth => "auth",
+            Reason::Permission => "permission",
+            Reason::RateLimited => "rate_limited",
+            Reason::Protocol => "protocol",
+            Reason::Decode => "decode",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UcmError {
@@ -41,47 +81,53 @@ pub enum UcmError {
 }
 
 impl UcmError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            UcmError::Connect(_) => "connect",
-            UcmError::Timeout(_) => "timeout",
-            UcmError::Tls(_) => "tls",
-            UcmError::Http(_) => "http",
-            UcmError::Forbidden => "forbidden",
-            UcmError::Auth(_) => "auth",
-            UcmError::Permission { .. } => "permission",
-            UcmError::RateLimited { .. } => "rate_limited",
-            UcmError::Protocol(_) => "protocol",
-            UcmError::Decode(_) => "decode",
+            UcmError::Connect(_) => Reason::Connect,
+            UcmError::Timeout(_) => Reason::Timeout,
+            UcmError::Tls(_) => Reason::Tls,
+            UcmError::Http(_) => Reason::Http,
+            UcmError::Forbidden => Reason::Forbidden,
+            UcmError::Auth(_) => Reason::Auth,
+            UcmError::Permission { .. } => Reason::Permission,
+            UcmError::RateLimited { .. } => Reason::RateLimited,
+            UcmError::Protocol(_) => Reason::Protocol,
+            UcmError::Decode(_) => Reason::Decode,
         }
     }
 }
 
-/// Meaning of the UCM's status codes, from the error table every client copies from the
-/// vendor's API guide; used to make log lines and errors readable.
-pub fn status_meaning(status: i64) -> &'static str {
-    match status {
-        0 => "success",
-        -1 => "invalid parameters",
-        -5 => "need authentication",
-        -6 => "cookie error",
-        -7 => "connection closed",
-        -8 => "system timeout",
-        -9 => "abnormal system error",
-        -15 => "invalid value",
-        -16 => "no such item",
-        -19 => "unsupported",
-        -24 => "failed to operate",
-        -25 => "failed to update",
-        -26 => "failed to get data",
-        -37 => "wrong account or password",
-        -45 | -46 => "operating too frequently, retry after 15 s",
-        -47 => "no permission",
-        -51 => "another task is running",
-        -57 => "operating too frequently, retry after 60 s",
-        -68 => "login restriction",
-        -70 => "login forbidden",
-        -71 => "username does not exist",
-        _ => "unknown status",
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed_once_with_a_distinct_label() {
+        let labels: std::collections::BTreeSet<_> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels.len(), Reason::ALL.len());
+        // Each variant appears in ALL: a new variant left out fails here, not in a dashboard.
+        let errors = [
+            UcmError::Connect(String::new()),
+            UcmError::Timeout(Duration::ZERO),
+            UcmError::Tls(String::new()),
+            UcmError::Http(500),
+            UcmError::Forbidden,
+            UcmError::Auth(String::new()),
+            UcmError::Permission {
+                action: String::new(),
+            },
+            UcmError::RateLimited {
+                status: -45,
+                wait: Duration::ZERO,
+            },
+            UcmError::Protocol(String::new()),
+            UcmError::Decode(String::new()),
+        ];
+        for e in &errors {
+            assert!(Reason::ALL.contains(&e.reason()), "{e:?}");
+        }
+        let reasons: std::collections::BTreeSet<_> = errors.iter().map(UcmError::reason).collect();
+        assert_eq!(reasons.len(), Reason::ALL.len());
     }
 }

@@ -1,6 +1,7 @@
 //! Wires settings into running pollers and the HTTP server, and stops them together.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -10,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::cdr::ExtensionPattern;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::http::{self, App, TargetView};
 use crate::metrics::{exporter_registry, TargetMetrics};
-use crate::poller::{Poller, Ready};
+use crate::poll::Poller;
 use crate::web_config::WebSecurity;
 
 /// A running exporter: its address and the one token that stops everything.
@@ -67,78 +69,120 @@ fn prepare_state_dir(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Starts one poller per target and the HTTP server on `listen`, without TLS or authentication.
-pub async fn start(settings: &Settings, listen: &str, telemetry_path: &str) -> Result<Running> {
-    start_with_web_config(settings, listen, telemetry_path, None).await
+/// An exporter about to start: settings, where to listen, and the clock its pollers read.
+pub struct Exporter {
+    settings: Settings,
+    listen: String,
+    telemetry_path: String,
+    web_config: Option<PathBuf>,
+    clock: SharedClock,
 }
 
-/// As [`start`], with the HTTP side secured by a `--web.config.file` (TLS, basic auth); an
-/// invalid file is an error before anything starts.
-pub async fn start_with_web_config(
-    settings: &Settings,
-    listen: &str,
-    telemetry_path: &str,
-    web_config: Option<&std::path::Path>,
-) -> Result<Running> {
-    let web = web_config.map(WebSecurity::load).transpose()?;
-    prepare_state_dir(&settings.state_dir)?;
-    let extensions = ExtensionPattern::new(&settings.extension_pattern)
-        .context("extensions.pattern is not a valid regular expression")?;
-    let shutdown = CancellationToken::new();
-    let mut views = Vec::new();
-    let mut pollers = Vec::new();
-    for target in &settings.targets {
-        let metrics = Arc::new(TargetMetrics::new(settings.extension_max));
-        let ready = Arc::new(Ready::default());
-        let span = tracing::info_span!("poll", ucm = %target.name);
-        let poller = span
-            .in_scope(|| {
-                Poller::new(
-                    target.clone(),
-                    metrics.clone(),
-                    extensions.clone(),
-                    &settings.state_dir,
-                )
-            })
-            .with_context(|| format!("target {}", target.name))?;
-        views.push(TargetView {
-            name: target.name.clone(),
-            metrics,
-            ready: ready.clone(),
-        });
-        pollers.push((poller, ready, span));
-    }
-    let listener = TcpListener::bind(parse_listen(listen)?)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    let app = Arc::new(App {
-        exporter: exporter_registry(),
-        targets: views,
-        telemetry_path: telemetry_path.to_string(),
-    });
-    let mut tasks = Vec::new();
-    let n = pollers.len() as u32;
-    for (i, (poller, ready, span)) in (0u32..).zip(pollers) {
-        let phase = poller.poll_interval() * i / n;
-        tasks.push(tokio::spawn(
-            poller.run(shutdown.clone(), ready, phase).instrument(span),
-        ));
-    }
-    let server_app = app.clone();
-    let server_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = http::serve(listener, server_app, web, server_shutdown).await {
-            tracing::error!(error = %e, "HTTP server failed");
+impl Exporter {
+    /// The defaults of the command line: every interface on port 9736, `/metrics`, no TLS or
+    /// authentication, the host's clock.
+    pub fn new(settings: Settings) -> Self {
+        Exporter {
+            settings,
+            listen: format!(":{}", crate::cli::DEFAULT_PORT),
+            telemetry_path: "/metrics".into(),
+            web_config: None,
+            clock: SystemClock::shared(),
         }
-    }));
-    tracing::info!(address = %addr, targets = settings.targets.len(), "listening");
-    Ok(Running {
-        addr,
-        shutdown,
-        tasks,
-        app,
-    })
+    }
+
+    pub fn listen(mut self, address: &str) -> Self {
+        self.listen = address.into();
+        self
+    }
+
+    pub fn telemetry_path(mut self, path: &str) -> Self {
+        self.telemetry_path = path.into();
+        self
+    }
+
+    /// Secures the HTTP side with a `--web.config.file` (TLS, basic auth); an invalid file is
+    /// an error before anything starts.
+    pub fn web_config(mut self, file: Option<&Path>) -> Self {
+        self.web_config = file.map(Path::to_path_buf);
+        self
+    }
+
+    /// The clock of every poller and session: tests pass the simulator's.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Starts one poller per target and the HTTP server.
+    pub async fn start(self) -> Result<Running> {
+        let Exporter {
+            settings,
+            listen,
+            telemetry_path,
+            web_config,
+            clock,
+        } = self;
+        let web = web_config.as_deref().map(WebSecurity::load).transpose()?;
+        prepare_state_dir(&settings.state_dir)?;
+        let extensions = ExtensionPattern::new(&settings.extension_pattern)
+            .context("extensions.pattern is not a valid regular expression")?;
+        let shutdown = CancellationToken::new();
+        let mut views = Vec::new();
+        let mut pollers = Vec::new();
+        for target in &settings.targets {
+            let metrics = Arc::new(TargetMetrics::new(settings.extension_max));
+            let span = tracing::info_span!("poll", ucm = %target.name);
+            let poller = span
+                .in_scope(|| {
+                    Poller::new(
+                        target.clone(),
+                        metrics.clone(),
+                        extensions.clone(),
+                        &settings.state_dir,
+                        clock.clone(),
+                    )
+                })
+                .with_context(|| format!("target {}", target.name))?;
+            views.push(TargetView {
+                name: target.name.clone(),
+                metrics,
+                status: poller.status(),
+            });
+            pollers.push((poller, span));
+        }
+        let listener = TcpListener::bind(parse_listen(&listen)?)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let app = Arc::new(App {
+            exporter: exporter_registry(),
+            targets: views,
+            telemetry_path,
+        });
+        let mut tasks = Vec::new();
+        let n = pollers.len() as u32;
+        for (i, (poller, span)) in (0u32..).zip(pollers) {
+            let phase = poller.poll_interval() * i / n;
+            tasks.push(tokio::spawn(
+                poller.run(shutdown.clone(), phase).instrument(span),
+            ));
+        }
+        let server_app = app.clone();
+        let server_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, server_app, web, server_shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+        tracing::info!(address = %addr, targets = settings.targets.len(), "listening");
+        Ok(Running {
+            addr,
+            shutdown,
+            tasks,
+            app,
+        })
+    }
 }
 
 /// Accepts Prometheus-style addresses: `:9736` means every interface.

@@ -113,11 +113,6 @@ pub fn body(prepared: Option<&Prepared>, fresh: &[MetricFamily], gzip: bool) -> 
     out
 }
 
-/// The plain exposition of whole registries, for tests and tools that want everything at once.
-pub fn text(registries: &[&Registry]) -> Vec<u8> {
-    body(None, &gather(registries), false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exposition;
 use crate::metrics::TargetMetrics;
-use crate::poller::Ready;
+use crate::status::TargetStatus;
 use crate::web_config::WebSecurity;
 
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -50,7 +50,7 @@ const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 pub struct TargetView {
     pub name: String,
     pub metrics: Arc<TargetMetrics>,
-    pub ready: Arc<Ready>,
+    pub status: Arc<TargetStatus>,
 }
 
 pub struct App {
@@ -110,7 +110,7 @@ impl App {
                 let waiting: Vec<&str> = self
                     .targets
                     .iter()
-                    .filter(|t| !t.ready.get())
+                    .filter(|t| !t.status.is_ready())
                     .map(|t| t.name.as_str())
                     .collect();
                 if waiting.is_empty() {

@@ -1,20 +1,40 @@
 //! ucm-exporter: a Prometheus exporter for the call detail records of Grandstream UCM IP PBXs.
 //!
-//! The binary (`src/main.rs`) is a thin shell over this library so that tests, the demo and the
-//! benchmarks drive exactly the code that runs in production.
+//! The binary (`src/main.rs`) is a thin shell over this library, so that tests, the demo and
+//! the benchmarks drive exactly the code that runs in production.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (`--config.file`, `--web.listen-address`, `check`, `demo`).
+//! - [`config`]: the YAML file and flags, validated into [`config::Settings`].
+//! - [`clock`]: the one source of time; the host's in production, injected in tests.
+//! - [`error`]: why a poll failed, and its [`error::Reason`] label.
+//! - [`ucm`]: the UCM client (transport, envelope and status policy, session, `cdrapi`); it
+//!   knows nothing of metrics.
+//! - [`cdr`]: the CDR model: page decoding and classification into the metrics' labels.
+//! - [`poll`]: one target's collection: the poll plan, de-duplication, commit order.
+//! - [`state`]: the poll state and its file.
+//! - [`metrics`]: per-target series; `exposition` encodes call series once per change.
+//! - [`status`]: each target's readiness, last success and last error.
+//! - [`http`]: `/`, `/metrics`, `/probe`, `/-/healthy`, `/-/ready`; [`web_config`] secures it.
+//! - [`exporter`]: wires targets, pollers and the HTTP server; one token stops them all.
+//! - [`check`]: `ucm-exporter check`; `demo` (feature `demo`): the exporter against the
+//!   built-in simulator (crate `ucm-sim`).
 
 pub mod cdr;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod exporter;
-pub mod exposition;
+mod exposition;
 pub mod http;
 pub mod metrics;
-pub mod poller;
-pub mod session;
-pub mod sim;
+pub mod poll;
 pub mod state;
+pub mod status;
+pub mod ucm;
 pub mod web_config;

@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use ucm_exporter::check;
 use ucm_exporter::cli::{init_logging, Cli, Command};
-use ucm_exporter::{check, demo, exporter};
+use ucm_exporter::exporter::{self, Exporter};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,9 +39,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // The demo serves plain HTTP: better to refuse than to seem protected and not be.
         anyhow::bail!("--web.config.file is not supported by the demo; configure a UCM (--config.file or --ucm.url) to use it");
     }
+    if demo {
+        return run_demo(&cli).await;
+    }
     match cli.command {
-        Some(Command::Demo) => demo::run(&cli).await.map(|_| ExitCode::SUCCESS),
-        None if cli.nothing_configured() => demo::run(&cli).await.map(|_| ExitCode::SUCCESS),
         Some(Command::Check) => {
             let settings = cli.settings(&env)?;
             let (lines, ok) = check::run(&settings).await;
@@ -53,15 +55,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        None => {
+        // `demo`, and no subcommand with nothing configured, returned above.
+        Some(Command::Demo) | None => {
             let settings = cli.settings(&env)?;
-            let running = exporter::start_with_web_config(
-                &settings,
-                &cli.listen_address,
-                &cli.telemetry_path,
-                cli.web_config_file.as_deref(),
-            )
-            .await?;
+            let running = Exporter::new(settings)
+                .listen(&cli.listen_address)
+                .telemetry_path(&cli.telemetry_path)
+                .web_config(cli.web_config_file.as_deref())
+                .start()
+                .await?;
             let token = running.shutdown_token();
             tokio::spawn(async move {
                 exporter::shutdown_signal().await;
@@ -72,4 +74,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[cfg(feature = "demo")]
+async fn run_demo(cli: &Cli) -> anyhow::Result<ExitCode> {
+    ucm_exporter::demo::run(cli)
+        .await
+        .map(|_| ExitCode::SUCCESS)
+}
+
+/// A build without the simulator has nothing to show without a UCM: say what to configure.
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_: &Cli) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "no UCM configured: pass --config.file or --ucm.url (this build has no demo; it is built without the `demo` feature)"
+    )
 }

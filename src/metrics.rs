@@ -20,7 +20,7 @@ use prometheus::{
 };
 
 use crate::cdr::{Direction, Disposition, Role};
-use crate::error::REASONS;
+use crate::error::Reason;
 use crate::exposition::{self, Prepared};
 
 pub const TALK_BUCKETS: [f64; 10] = [5., 15., 30., 60., 120., 300., 600., 1200., 1800., 3600.];
@@ -310,7 +310,7 @@ impl TargetMetrics {
             "Talk seconds of person-answered legs the extension took part in.",
             &["extension", "role"],
         );
-        for r in REASONS {
+        for r in Reason::ALL.map(Reason::as_str) {
             poll_errors.with_label_values(&[r]);
         }
         for a in ACTIONS {
@@ -505,6 +505,12 @@ impl TargetMetrics {
 }
 
 /// Exporter-wide metrics: build info and the process collector.
+/// The plain exposition of the exporter's own metrics (build info, process), as `/metrics` shows
+/// them next to a target's.
+pub fn exporter_text() -> Vec<u8> {
+    exposition::body(None, &exposition::gather(&[&exporter_registry()]), false)
+}
+
 pub fn exporter_registry() -> Registry {
     let registry = Registry::new();
     let info = IntGauge::with_opts(
@@ -526,6 +532,20 @@ pub fn exporter_registry() -> Registry {
         ))
         .expect("unique metric");
     registry
+}
+
+/// The session's requests and logins, counted where the contract's metrics live.
+impl crate::ucm::ClientEvents for TargetMetrics {
+    fn request(&self, action: &str) {
+        self.api_requests.with_label_values(&[action]).inc();
+    }
+
+    fn login(&self, ok: bool) {
+        self.logins.inc();
+        if !ok {
+            self.login_failures.inc();
+        }
+    }
 }
 
 #[cfg(test)]

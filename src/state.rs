@@ -63,7 +63,7 @@ impl PollState {
     /// The oldest call start the poller still tracks; older records are outside every window.
     pub fn horizon(&self, max_call: i64) -> LocalSecs {
         self.watermark
-            .map_or(self.baseline_start, |w| w - max_call)
+            .map_or(self.baseline_start, |w| w.saturating_sub(max_call))
             .max(self.baseline_start)
     }
 

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ucm_exporter::sim::SimConfig;
+use ucm_sim::SimConfig;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ucm-exporter");
 
@@ -72,7 +72,7 @@ fn sigterm_and_wait(mut child: Running) -> std::process::ExitStatus {
 
 fn write_config(
     dir: &std::path::Path,
-    sim: &ucm_exporter::sim::SimHandle,
+    sim: &ucm_sim::SimHandle,
     password: &str,
 ) -> std::path::PathBuf {
     let pw = dir.join("office.password");
@@ -95,7 +95,7 @@ fn write_config(
 
 #[tokio::test]
 async fn demo_shows_calls_growing_and_stops_on_sigterm() {
-    ucm_exporter::session::install_crypto_provider();
+    ucm_exporter::ucm::install_crypto_provider();
     let mut child = spawn(
         Command::new(BIN)
             .args([
@@ -142,7 +142,7 @@ async fn demo_shows_calls_growing_and_stops_on_sigterm() {
 // Multi-threaded: the simulator keeps serving while this thread waits on the child process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_logs_never_show_secrets_and_exit_cleanly() {
-    let sim = start_sim(busy_sim_config(41)).await;
+    let sim = start_sim(live_sim_config(41)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &sim, "cdrapi-secret");
     let mut child = spawn(
@@ -181,7 +181,7 @@ async fn exporter_logs_never_show_secrets_and_exit_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_says_ok_or_what_to_fix() {
-    let sim = start_sim(busy_sim_config(42)).await;
+    let sim = start_sim(live_sim_config(42)).await;
     let dir = tempfile::tempdir().unwrap();
     let good = write_config(dir.path(), &sim, "cdrapi-secret");
     let out = Command::new(BIN)
@@ -245,7 +245,7 @@ fn a_wrong_password_in_the_log_is_explained_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sim = rt.block_on(start_sim(SimConfig {
         password: "other".into(),
-        ..busy_sim_config(43)
+        ..live_sim_config(43)
     }));
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &sim, "cdrapi-secret");

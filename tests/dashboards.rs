@@ -16,8 +16,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use ucm_exporter::cdr::{Disposition, Role};
-use ucm_exporter::exposition;
-use ucm_exporter::metrics::{exporter_registry, CallTally, TargetMetrics};
+use ucm_exporter::metrics::{exporter_text, CallTally, TargetMetrics};
 
 const DASHBOARDS: [&str; 2] = ["ucm-overview.json", "ucm-extensions.json"];
 const ALLOWED_WINDOWS: [&str; 2] = ["$__rate_interval", "$__range"];
@@ -208,7 +207,7 @@ fn exporter_metric_names() -> BTreeSet<String> {
     tally.add_extension_talk("101", Role::Callee, 30);
     m.apply(&tally);
     let mut text = m.text();
-    text.extend(exposition::text(&[&exporter_registry()]));
+    text.extend(exporter_text());
     let text = String::from_utf8(text).unwrap();
     let mut names = BTreeSet::new();
     for line in text.lines() {

@@ -68,7 +68,7 @@ fn dockerfile_is_multi_stage_non_root_with_healthcheck_and_labels() {
         df.contains("cargo fetch --locked"),
         "dependencies in their own layer"
     );
-    assert!(df.contains("&& cargo build --release --locked"));
+    assert!(df.contains("&& cargo build --release --locked --workspace"));
     assert!(df.contains("ca-certificates"));
     let user = df
         .lines()
@@ -96,6 +96,7 @@ fn dockerfile_is_multi_stage_non_root_with_healthcheck_and_labels() {
         "!build.rs",
         "!src/",
         "!benches/",
+        "!crates/",
     ] {
         assert!(
             ignore.lines().any(|l| l == needed),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use common::*;
 use serde_json::Value;
-use ucm_exporter::sim::SimConfig;
+use ucm_sim::SimConfig;
 
 const FIXTURES: [&str; 10] = [
     "flat_internal_answered",
@@ -65,7 +65,7 @@ async fn fixtures_of_every_rule_are_classified_as_the_contract_says() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
+    let (mut poller, metrics) = poller(&sim, target_for(&sim, "office"), dir.path());
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
     let base = t0 - chrono::Duration::hours(3);

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ucm_exporter::sim::{Fault, FaultRule, SimConfig};
+use ucm_sim::{Fault, FaultRule, SimConfig};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -25,7 +25,7 @@ async fn each_fault_gives_up_0_with_its_reason_and_full_recovery() {
     let mut target = target_for(&sim, "office");
     target.request_timeout = Duration::from_millis(700);
     target.sweep_interval = Duration::ZERO;
-    let (mut poller, metrics) = poller(target, dir.path());
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
 
@@ -45,7 +45,7 @@ async fn each_fault_gives_up_0_with_its_reason_and_full_recovery() {
             .poll_and_record()
             .await
             .expect_err("the faulty poll fails");
-        assert_eq!(err.reason(), reason, "{fault:?}: {err}");
+        assert_eq!(err.reason().as_str(), reason, "{fault:?}: {err}");
         let scrape = Scrape::of(&metrics);
         assert_eq!(scrape.value("ucm_up", &[]), 0.0, "{fault:?}");
         assert!(scrape.value("ucm_poll_errors_total", &[("reason", reason)]) >= 1.0);
@@ -78,10 +78,10 @@ async fn each_fault_gives_up_0_with_its_reason_and_full_recovery() {
 async fn an_unreachable_ucm_is_a_connect_error() {
     let sim = start_sim(busy_sim_config(22)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
+    let (mut poller, metrics) = poller(&sim, target_for(&sim, "office"), dir.path());
     sim.shutdown().await;
     let err = poller.poll_and_record().await.unwrap_err();
-    assert_eq!(err.reason(), "connect", "{err}");
+    assert_eq!(err.reason().as_str(), "connect", "{err}");
     assert_eq!(Scrape::of(&metrics).value("ucm_up", &[]), 0.0);
 }
 
@@ -91,12 +91,12 @@ async fn an_untrusted_certificate_is_a_tls_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut target = target_for(&sim, "office");
     target.ca_file = None; // the simulator's self-signed certificate is not trusted
-    let (mut poller, _) = poller(target.clone(), dir.path());
+    let (mut poller, _) = poller(&sim, target.clone(), dir.path());
     let err = poller.poll_and_record().await.unwrap_err();
-    assert_eq!(err.reason(), "tls", "{err}");
+    assert_eq!(err.reason().as_str(), "tls", "{err}");
     // The documented last resort works.
     target.insecure_skip_verify = true;
-    let (mut poller, _) = common::poller(target, dir.path());
+    let (mut poller, _) = common::poller(&sim, target, dir.path());
     poller
         .poll_and_record()
         .await
@@ -112,10 +112,10 @@ async fn a_wrong_password_backs_off_and_never_hammers_the_login() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
+    let (mut poller, metrics) = poller(&sim, target_for(&sim, "office"), dir.path());
     for _ in 0..5 {
         let err = poller.poll_and_record().await.unwrap_err();
-        assert_eq!(err.reason(), "auth", "{err}");
+        assert_eq!(err.reason().as_str(), "auth", "{err}");
     }
     let scrape = Scrape::of(&metrics);
     assert_eq!(scrape.value("ucm_up", &[]), 0.0);
@@ -135,7 +135,7 @@ async fn a_wrong_password_backs_off_and_never_hammers_the_login() {
 async fn rate_limit_statuses_pause_all_requests() {
     let sim = start_sim(busy_sim_config(25)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
+    let (mut poller, metrics) = poller(&sim, target_for(&sim, "office"), dir.path());
     poller.poll_and_record().await.unwrap();
     sim.add_fault(FaultRule {
         fault: Fault::Status(-46),
@@ -144,12 +144,17 @@ async fn rate_limit_statuses_pause_all_requests() {
     });
     sim.advance(MIN);
     let err = poller.poll_and_record().await.unwrap_err();
-    assert_eq!(err.reason(), "rate_limited");
+    assert_eq!(err.reason().as_str(), "rate_limited");
     let sent = sim.stats().requests["cdrapi"];
     // Within the 15 s the UCM asked for, polls fail without sending anything.
     for _ in 0..3 {
         assert_eq!(
-            poller.poll_and_record().await.unwrap_err().reason(),
+            poller
+                .poll_and_record()
+                .await
+                .unwrap_err()
+                .reason()
+                .as_str(),
             "rate_limited"
         );
     }

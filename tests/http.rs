@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::*;
 use ucm_exporter::cdr::{Disposition, Role};
 use ucm_exporter::config::Settings;
-use ucm_exporter::exporter;
+use ucm_exporter::exporter::Exporter;
 use ucm_exporter::metrics::CallTally;
-use ucm_exporter::sim::{Fault, FaultRule};
+use ucm_sim::{Fault, FaultRule};
 
 fn settings(targets: Vec<ucm_exporter::config::Target>, dir: &std::path::Path) -> Settings {
     Settings {
@@ -43,13 +43,14 @@ async fn two_targets_via_probe_keep_separate_counts() {
     tb.sweep_interval = Duration::ZERO;
     ta.poll_interval = Duration::from_millis(300);
     tb.poll_interval = Duration::from_millis(300);
-    let running = exporter::start(
-        &settings(vec![ta, tb], dir.path()),
-        "127.0.0.1:0",
-        "/metrics",
-    )
-    .await
-    .unwrap();
+    // One clock for both: the two simulators start at the same moment, and every poll here
+    // sweeps, so only the baselines read the clock.
+    let running = Exporter::new(settings(vec![ta, tb], dir.path()))
+        .listen("127.0.0.1:0")
+        .clock(sim_clock(&a))
+        .start()
+        .await
+        .unwrap();
     let base = format!("http://{}", running.addr());
     wait_ready(&base).await;
     // Both baselines are taken once ready; count from here.
@@ -123,13 +124,12 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
         times: Some(1),
     });
     let dir = tempfile::tempdir().unwrap();
-    let running = exporter::start(
-        &settings(vec![target_for(&sim, "office")], dir.path()),
-        "127.0.0.1:0",
-        "/metrics",
-    )
-    .await
-    .unwrap();
+    let running = Exporter::new(settings(vec![target_for(&sim, "office")], dir.path()))
+        .listen("127.0.0.1:0")
+        .clock(sim_clock(&sim))
+        .start()
+        .await
+        .unwrap();
     let base = format!("http://{}", running.addr());
     let r = get(&format!("{base}/-/ready")).await;
     assert_eq!(r.status(), 503);
@@ -158,7 +158,7 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
         0.0,
         "missed-call series exist at 0 from the start"
     );
-    assert!(!plain.contains(&ucm_exporter::sim::SimConfig::default().password));
+    assert!(!plain.contains(&ucm_sim::SimConfig::default().password));
 
     let text = get_gzip(&format!("{base}/metrics")).await;
     assert!(text.contains("ucm_up 1"));

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ucm_exporter::sim::{Fault, FaultRule};
+use ucm_exporter::poll::PollKind;
+use ucm_sim::{Fault, FaultRule};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -15,11 +16,11 @@ async fn every_call_is_counted_exactly_once_across_many_overlapping_polls() {
     let sim = start_sim(busy_sim_config(7)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut target = target_for(&sim, "office");
-    target.sweep_interval = Duration::from_millis(300);
-    let (mut poller, metrics) = poller(target, dir.path());
+    target.sweep_interval = MIN * 10;
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
 
     let baseline = poller.poll_and_record().await.expect("baseline poll");
-    assert!(baseline.baseline);
+    assert_eq!(baseline.kind, PollKind::Baseline);
     assert!(
         baseline.pages > 1,
         "six busy hours of history need paging: {baseline:?}"
@@ -32,23 +33,20 @@ async fn every_call_is_counted_exactly_once_across_many_overlapping_polls() {
     );
 
     // Steps of a few minutes (short overlapping windows), a long gap that needs several pages,
-    // and sweeps now and then for the long calls.
+    // and a sweep whenever 10 simulated minutes have passed, for the long calls.
     let steps = [2, 3, 1, 5, 2, 45, 2, 4, 1, 30, 3, 2, 2, 70, 1, 5];
     let mut paged = false;
     let mut swept = 0;
-    for (i, m) in steps.iter().enumerate() {
-        sim.advance(MIN * *m);
-        if i % 4 == 3 {
-            tokio::time::sleep(Duration::from_millis(350)).await;
-        }
+    for m in steps {
+        sim.advance(MIN * m);
         let r = poller.poll_and_record().await.expect("poll");
         paged |= r.pages > 1;
-        swept += r.sweep as u32;
+        swept += (r.kind == PollKind::Sweep) as u32;
     }
     // A last sweep catches the long calls that ended since the previous one.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    sim.advance(MIN * 10);
     let last = poller.poll_and_record().await.unwrap();
-    assert!(last.sweep);
+    assert_eq!(last.kind, PollKind::Sweep);
     assert!(paged, "some poll should have needed more than one page");
     assert!(swept >= 4, "sweeps happened {swept} times");
 
@@ -78,7 +76,7 @@ async fn every_call_is_counted_exactly_once_across_many_overlapping_polls() {
 /// and the only extra cost is the one request past the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_is_read_ahead_a_page_at_a_time() {
-    let sim = start_sim(ucm_exporter::sim::SimConfig {
+    let sim = start_sim(ucm_sim::SimConfig {
         cookie_ttl: Duration::from_secs(86400),
         ..busy_sim_config(21)
     })
@@ -86,7 +84,8 @@ async fn a_backlog_is_read_ahead_a_page_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let mut target = target_for(&sim, "office");
     target.sweep_interval = Duration::ZERO;
-    let (mut poller, metrics) = poller(target, dir.path());
+    target.session_renew_after = Duration::from_secs(86400);
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
     let before = sim.stats();
     let baseline = poller.poll_and_record().await.unwrap();
     let after = sim.stats();
@@ -112,17 +111,24 @@ async fn a_backlog_is_read_ahead_a_page_at_a_time() {
     sim.shutdown().await;
 }
 
+/// Between sweeps a poll reads back only the overlap: one request, and exactly the calls that
+/// started within the window it asked for. A call that ended in the step but started before
+/// that window is counted by the next sweep, which the test then runs.
 #[tokio::test]
 async fn a_fast_poll_reads_only_the_overlap_and_costs_one_request() {
     let sim = start_sim(busy_sim_config(8)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
+    let target = target_for(&sim, "office");
+    let (overlap, sweep_interval) = (target.overlap, target.sweep_interval);
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
+    let watermark = poller.state().unwrap().watermark.expect("calls were seen");
+    let from = ucm_exporter::state::from_local_secs(watermark) - overlap;
     let before = sim.stats();
     sim.advance(MIN);
     let r = poller.poll_and_record().await.unwrap();
-    assert!(!r.sweep);
+    assert_eq!(r.kind, PollKind::Incremental);
     let after = sim.stats();
     assert_eq!(after.requests["cdrapi"] - before.requests["cdrapi"], 1);
     // 10 minutes of overlap at ~2000 calls/hour, not hours of history.
@@ -131,17 +137,22 @@ async fn a_fast_poll_reads_only_the_overlap_and_costs_one_request() {
         served < 1000,
         "served {served} entries for a one-minute step"
     );
+    let t1 = sim.now();
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth_started_from(t0, t1, from));
+    // The next sweep counts the rest of the step's calls, and what ended since.
+    sim.advance(sweep_interval);
     assert_eq!(
-        Scrape::of(&metrics).sum("ucm_calls_total") as u64,
-        sim.truth(t0, sim.now()).total_calls
+        poller.poll_and_record().await.unwrap().kind,
+        PollKind::Sweep
     );
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn cookie_expiry_in_the_middle_of_paging_loses_nothing() {
     // A day-long cookie: only the injected fault ends the session, not the clock jump.
-    let sim = start_sim(ucm_exporter::sim::SimConfig {
+    let sim = start_sim(ucm_sim::SimConfig {
         cookie_ttl: Duration::from_secs(86400),
         ..busy_sim_config(9)
     })
@@ -150,7 +161,8 @@ async fn cookie_expiry_in_the_middle_of_paging_loses_nothing() {
     let mut target = target_for(&sim, "office");
     // Every poll sweeps, so the exact comparison includes long calls.
     target.sweep_interval = Duration::ZERO;
-    let (mut poller, metrics) = poller(target, dir.path());
+    target.session_renew_after = Duration::from_secs(86400);
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
     sim.advance(MIN * 50);
@@ -175,38 +187,36 @@ async fn cookie_expiry_in_the_middle_of_paging_loses_nothing() {
     sim.shutdown().await;
 }
 
+/// The session is renewed before the cookie's lifetime runs out, so the UCM never has to say
+/// the session is gone: one login per `session_renew_after`, never one per poll.
 #[tokio::test]
-async fn logins_stay_near_one_per_cookie_lifetime() {
-    let sim = start_sim(ucm_exporter::sim::SimConfig {
-        clock_speed: 1.0,
-        cookie_ttl: Duration::from_secs(3),
-        cookie_mode: ucm_exporter::sim::CookieMode::Absolute,
-        history: Duration::from_secs(1800),
-        calls_per_hour: 200.0,
+async fn logins_stay_at_one_per_cookie_lifetime() {
+    let sim = start_sim(ucm_sim::SimConfig {
+        cookie_ttl: Duration::from_secs(600),
+        cookie_mode: ucm_sim::CookieMode::Absolute,
         ..busy_sim_config(10)
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let mut target = target_for(&sim, "office");
-    target.session_renew_after = Duration::from_secs(2);
-    let (mut poller, metrics) = poller(target, dir.path());
-    let started = std::time::Instant::now();
-    let mut polls = 0;
-    while started.elapsed() < Duration::from_millis(6500) {
+    target.session_renew_after = Duration::from_secs(540);
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
+    let t0 = sim.now();
+    // An hour of polls a minute apart: logins at 0, 9, 18, 27, 36, 45 and 54 minutes.
+    for _ in 0..60 {
         poller.poll_and_record().await.expect("no poll fails");
-        polls += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        sim.advance(MIN);
     }
-    let scrape = Scrape::of(&metrics);
-    let logins = scrape.value("ucm_logins_total", &[]);
-    assert!(polls >= 30, "{polls} polls");
-    // One login at start, then one per 2 s of renewal (a slow poll may meet the 3 s expiry
-    // once more): about 4, never one per poll.
-    assert!(
-        (3.0..=5.0).contains(&logins),
-        "{logins} logins for {polls} polls"
+    // An hour after the baseline: a sweep, so every call that ended is counted.
+    assert_eq!(
+        poller.poll_and_record().await.unwrap().kind,
+        PollKind::Sweep
     );
+    let scrape = Scrape::of(&metrics);
+    assert_eq!(scrape.value("ucm_logins_total", &[]), 7.0);
     assert_eq!(scrape.value("ucm_login_failures_total", &[]), 0.0);
+    assert_eq!(sim.stats().logins_ok, 7);
+    assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }
 
@@ -214,29 +224,31 @@ async fn logins_stay_near_one_per_cookie_lifetime() {
 async fn restart_counts_the_calls_of_the_downtime_once() {
     let sim = start_sim(busy_sim_config(11)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut target = target_for(&sim, "office");
-    target.sweep_interval = Duration::from_millis(300);
-    let sweep_due = || tokio::time::sleep(Duration::from_millis(350));
+    let target = target_for(&sim, "office");
 
-    let (mut first, m1) = poller(target.clone(), dir.path());
+    let (mut first, m1) = poller(&sim, target.clone(), dir.path());
     first.poll_and_record().await.unwrap();
     let t0 = sim.now();
-    sim.advance(MIN * 10);
-    sweep_due().await;
-    first.poll_and_record().await.unwrap();
+    sim.advance(target.sweep_interval);
+    assert_eq!(first.poll_and_record().await.unwrap().kind, PollKind::Sweep);
     let t1 = sim.now();
     assert_matches_truth(&Scrape::of(&m1), &sim.truth(t0, t1));
     first.close().await; // the clean-stop path: state saved, logged out
 
     sim.advance(MIN * 40); // the exporter is down
-    let (mut second, m2) = poller(target, dir.path());
+    let (mut second, m2) = poller(&sim, target.clone(), dir.path());
     let r = second.poll_and_record().await.unwrap();
-    assert!(!r.baseline, "the saved state is used");
-    assert!(r.sweep, "the first poll after a start sweeps");
+    assert_eq!(
+        r.kind,
+        PollKind::Sweep,
+        "the saved state is used, and the first poll after a start sweeps"
+    );
     assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
-    sim.advance(MIN * 5);
-    sweep_due().await;
-    second.poll_and_record().await.unwrap();
+    sim.advance(target.sweep_interval);
+    assert_eq!(
+        second.poll_and_record().await.unwrap().kind,
+        PollKind::Sweep
+    );
     assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
     sim.shutdown().await;
 }
@@ -252,9 +264,9 @@ async fn a_corrupt_state_file_means_a_new_baseline_not_a_crash() {
     .unwrap();
     let mut target = target_for(&sim, "office");
     target.sweep_interval = Duration::ZERO;
-    let (mut poller, metrics) = poller(target, dir.path());
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
     let r = poller.poll_and_record().await.unwrap();
-    assert!(r.baseline);
+    assert_eq!(r.kind, PollKind::Baseline);
     assert!(
         dir.path().join("office.json.bad").exists(),
         "the bad file is kept aside"
@@ -273,14 +285,22 @@ async fn a_corrupt_state_file_means_a_new_baseline_not_a_crash() {
 async fn a_baseline_that_fails_halfway_is_taken_again_and_counts_no_history() {
     let sim = start_sim(busy_sim_config(13)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(target_for(&sim, "office"), dir.path());
+    let (mut poller, metrics) = poller(&sim, target_for(&sim, "office"), dir.path());
     // Log in with a poll that fails, so the next login is the one after the session loss.
     sim.add_fault(FaultRule {
         fault: Fault::Http500,
         action: Some("cdrapi".into()),
         times: Some(1),
     });
-    assert_eq!(poller.poll_and_record().await.unwrap_err().reason(), "http");
+    assert_eq!(
+        poller
+            .poll_and_record()
+            .await
+            .unwrap_err()
+            .reason()
+            .as_str(),
+        "http"
+    );
     // The baseline loses its session after 11 pages and cannot log in again.
     sim.add_fault(FaultRule {
         fault: Fault::InvalidateAfterPages(11),
@@ -293,11 +313,11 @@ async fn a_baseline_that_fails_halfway_is_taken_again_and_counts_no_history() {
         times: Some(1),
     });
     let err = poller.poll_and_record().await.unwrap_err();
-    assert_eq!(err.reason(), "protocol", "{err}");
+    assert_eq!(err.reason().as_str(), "protocol", "{err}");
     assert!(poller.state().is_none(), "half a baseline is not saved");
     sim.clear_faults();
     let r = poller.poll_and_record().await.unwrap();
-    assert!(r.baseline && r.pages > 11, "{r:?}");
+    assert!(r.kind == PollKind::Baseline && r.pages > 11, "{r:?}");
     assert_eq!(Scrape::of(&metrics).sum("ucm_calls_total"), 0.0);
     sim.shutdown().await;
 }

@@ -17,8 +17,8 @@ use chrono::NaiveDateTime;
 use common::*;
 use serde_json::Value;
 use ucm_exporter::config::Settings;
-use ucm_exporter::exporter;
-use ucm_exporter::sim::{SimConfig, SimHandle};
+use ucm_exporter::exporter::Exporter;
+use ucm_sim::{SimConfig, SimHandle};
 
 const HINT: &str = "the prometheus binary is needed by this test: install Debian package \
      prometheus (apt-get install prometheus; scripts/test.sh installs it)";
@@ -306,7 +306,10 @@ async fn dashboards_and_rules_evaluate_on_a_real_prometheus_and_match_ground_tru
         extension_max: 5000,
         targets: vec![target],
     };
-    let running = exporter::start(&settings, "127.0.0.1:0", "/metrics")
+    let running = Exporter::new(settings)
+        .listen("127.0.0.1:0")
+        .clock(sim_clock(&sim))
+        .start()
         .await
         .unwrap();
     let exporter_base = format!("http://{}", running.addr());

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use tokio::io::AsyncWriteExt;
 use ucm_exporter::config::Settings;
-use ucm_exporter::exporter::{self, Running};
-use ucm_exporter::sim::SimHandle;
+use ucm_exporter::exporter::{Exporter, Running};
+use ucm_sim::SimHandle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ucm-exporter");
 
@@ -47,13 +47,18 @@ fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 async fn start(sim: &SimHandle, dir: &Path, web: Option<&Path>) -> anyhow::Result<Running> {
-    exporter::start_with_web_config(&settings(sim, dir), "127.0.0.1:0", "/metrics", web).await
+    Exporter::new(settings(sim, dir))
+        .listen("127.0.0.1:0")
+        .web_config(web)
+        .clock(sim_clock(sim))
+        .start()
+        .await
 }
 
 /// A client that trusts exactly `ca_pem`, with no connection reuse, so every request is a new
 /// handshake and sees the certificate served right now.
 fn tls_client(ca_pem: &str) -> reqwest::Client {
-    ucm_exporter::session::install_crypto_provider();
+    ucm_exporter::ucm::install_crypto_provider();
     reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())
         .pool_max_idle_per_host(0)

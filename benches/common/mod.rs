@@ -2,7 +2,7 @@
 //! benchmark measures the part it is about and not the exporter's session handling.
 
 use serde_json::{json, Value};
-use ucm_exporter::sim::{self, SimHandle};
+use ucm_sim::{self as sim, SimHandle};
 
 pub struct SimClient {
     http: reqwest::Client,

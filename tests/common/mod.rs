@@ -9,18 +9,47 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use ucm_exporter::cdr::ExtensionPattern;
+use ucm_exporter::clock::{Clock, SharedClock};
 use ucm_exporter::config::{self, Secret, Target};
 use ucm_exporter::metrics::TargetMetrics;
-use ucm_exporter::poller::Poller;
-use ucm_exporter::sim::{self, SimConfig, SimHandle, Truth};
+use ucm_exporter::poll::Poller;
+use ucm_sim::{self as sim, SimConfig, SimHandle, Truth};
 
-/// Today at 10:00 (UTC), a busy office hour near the real date, so the exporter's first-start
-/// baseline (which reaches about a day back from the host clock) covers the simulator's history.
+/// A fixed busy office hour (UTC). Tests that run the exporter in-process give it the
+/// simulator's clock ([`SimTime`]), so nothing they see depends on the date they run.
 pub fn office_morning() -> NaiveDateTime {
-    chrono::Utc::now()
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
-        .unwrap()
+    NaiveDateTime::parse_from_str("2026-03-04 10:00:00", "%Y-%m-%d %H:%M:%S").unwrap()
+}
+
+/// The simulator's frozen clock as the exporter's clock: `sim.advance()` moves both, so sweeps,
+/// cookie renewal and back-offs come due by moving simulated time, never by sleeping. The
+/// simulator runs in UTC, so its naive local time is UTC.
+#[derive(Clone)]
+pub struct SimTime(pub SimHandle);
+
+impl Clock for SimTime {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.now().and_utc()
+    }
+
+    fn monotonic(&self) -> Duration {
+        (self.0.now() - self.0.start_time())
+            .to_std()
+            .unwrap_or_default()
+    }
+}
+
+pub fn sim_clock(sim: &SimHandle) -> SharedClock {
+    Arc::new(SimTime(sim.clone()))
+}
+
+/// A simulator at the host's real time, frozen, for tests that run the exporter binary (which
+/// reads the host clock). What they assert holds on any date: equality with ground truth.
+pub fn live_sim_config(seed: u64) -> SimConfig {
+    SimConfig {
+        start_time: None,
+        ..busy_sim_config(seed)
+    }
 }
 
 /// A frozen-clock simulator with dense traffic, so windows need paging.
@@ -62,10 +91,12 @@ pub fn target_for(sim: &SimHandle, name: &str) -> Target {
     }
 }
 
-pub fn poller(target: Target, state_dir: &Path) -> (Poller, Arc<TargetMetrics>) {
+/// A poller of `target` on the simulator's clock.
+pub fn poller(sim: &SimHandle, target: Target, state_dir: &Path) -> (Poller, Arc<TargetMetrics>) {
     let metrics = Arc::new(TargetMetrics::new(config::DEFAULT_EXTENSION_MAX));
     let ext = ExtensionPattern::new(config::DEFAULT_EXTENSION_PATTERN).unwrap();
-    let p = Poller::new(target, metrics.clone(), ext, state_dir).expect("poller builds");
+    let p = Poller::new(target, metrics.clone(), ext, state_dir, sim_clock(sim))
+        .expect("poller builds");
     (p, metrics)
 }
 
@@ -259,7 +290,7 @@ pub fn assert_matches_truth(scrape: &Scrape, truth: &Truth) {
 
 /// GETs a URL of the exporter with a plain client.
 pub async fn get(url: &str) -> reqwest::Response {
-    ucm_exporter::session::install_crypto_provider();
+    ucm_exporter::ucm::install_crypto_provider();
     reqwest::Client::new()
         .get(url)
         .send()

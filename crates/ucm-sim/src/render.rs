@@ -185,8 +185,8 @@ pub fn render(call: &Call, first_acct_id: u64, layout: Layout) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::traffic::calls_in_slot;
-    use crate::sim::truth::classify;
+    use crate::traffic::calls_in_slot;
+    use crate::truth::classify;
     use serde_json::Value;
 
     #[test]

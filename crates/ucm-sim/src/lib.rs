@@ -315,6 +315,11 @@ impl SimHandle {
         self.inner.sim.clock.now()
     }
 
+    /// The simulated clock's reading at start.
+    pub fn start_time(&self) -> NaiveDateTime {
+        self.inner.sim.clock.start()
+    }
+
     pub fn advance(&self, d: Duration) {
         self.inner.sim.clock.advance(d);
         self.inner.sim.generated_now();
@@ -351,6 +356,26 @@ impl SimHandle {
     /// visible from its latest leg end, and `visible_until` is capped at the sim's now.
     pub fn truth(&self, visible_after: NaiveDateTime, visible_until: NaiveDateTime) -> Truth {
         self.inner.sim.truth(visible_after, visible_until)
+    }
+
+    /// As [`SimHandle::truth`], over only the calls that started at or after `started_from`.
+    pub fn truth_started_from(
+        &self,
+        visible_after: NaiveDateTime,
+        visible_until: NaiveDateTime,
+        started_from: NaiveDateTime,
+    ) -> Truth {
+        let now = self.inner.sim.generated_now();
+        self.inner
+            .sim
+            .store
+            .read()
+            .expect("store lock")
+            .truth_where(
+                to_secs(visible_after),
+                to_secs(visible_until).min(now),
+                to_secs(started_from),
+            )
     }
 
     pub fn stats(&self) -> Stats {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use clap::{Parser, ValueEnum};
-use ucm_exporter::sim::{self, CookieMode, Firmware, SimConfig};
+use ucm_sim::{self as sim, CookieMode, Firmware, SimConfig};
 
 #[derive(Debug, Parser)]
 #[command(

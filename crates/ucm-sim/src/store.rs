@@ -182,11 +182,21 @@ impl Store {
 
     /// Ground truth over entries that became visible in `(after, until]`.
     pub fn truth(&self, after: LocalSecs, until: LocalSecs) -> Truth {
+        self.truth_where(after, until, LocalSecs::MIN)
+    }
+
+    /// Truth over the calls visible in `(after, until]` that started at or after `started_from`.
+    pub fn truth_where(
+        &self,
+        after: LocalSecs,
+        until: LocalSecs,
+        started_from: LocalSecs,
+    ) -> Truth {
         let mut t = Truth::default();
         for e in self
             .entries
             .iter()
-            .filter(|e| e.end > after && e.end <= until)
+            .filter(|e| e.end > after && e.end <= until && e.start >= started_from)
         {
             let v: Value = serde_json::from_str(&e.json).expect("stored entries are JSON");
             if let Some(c) = truth::classify(&v) {

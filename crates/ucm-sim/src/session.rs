@@ -186,7 +186,7 @@ fn secs(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::SimConfig;
+    use crate::SimConfig;
 
     fn ip() -> IpAddr {
         "127.0.0.1".parse().unwrap()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use serde_json::{json, Value};
-use ucm_exporter::sim::{self, CookieMode, Fault, FaultRule, SimConfig, SimHandle, Truth};
+use ucm_sim::{self as sim, CookieMode, Fault, FaultRule, SimConfig, SimHandle, Truth};
 
 /// The three entries of ucm-api.md §5.2 (verbatim; the grouped one's elided sub_cdr_2 fields
 /// filled in from sub_cdr_1, the UCM6302 excerpt left as captured).

@@ -1,0 +1,233 @@
+//! What one poll reads: a pure function of the poll state, the UCM's local time now, the time
+//! since the last sweep and the target's reach, so every rule of the window is tested without a
+//! network or a clock.
+//!
+//! The UCM filters `cdrapi` on call *start*, while a record appears only when its call *ends*.
+//! A poll therefore reads from the newest start seen (the watermark) minus a short overlap, and
+//! every `sweep_interval` a sweep reads back the whole `max_call_duration`, catching long calls
+//! without making every poll cost in proportion to hours of history.
+
+use std::time::Duration;
+
+use crate::config::Target;
+use crate::state::{LocalSecs, PollState};
+
+/// The first start's baseline reaches this much further back than `max_call_duration`, so a
+/// wrong time zone setting (off by up to a day) cannot make history look new.
+pub const BASELINE_SLACK: i64 = 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollKind {
+    /// First start (no state): everything visible is marked seen and nothing is counted.
+    Baseline,
+    /// Reads back the whole `max_call_duration` for calls longer than the overlap.
+    Sweep,
+    /// Reads from the watermark minus the overlap.
+    Incremental,
+}
+
+impl PollKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PollKind::Baseline => "baseline",
+            PollKind::Sweep => "sweep",
+            PollKind::Incremental => "incremental",
+        }
+    }
+
+    /// Whether this poll reads back the whole `max_call_duration`.
+    pub const fn reads_back_fully(self) -> bool {
+        !matches!(self, PollKind::Incremental)
+    }
+}
+
+/// How far back a target's polls reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    pub max_call_duration: Duration,
+    pub sweep_interval: Duration,
+    pub overlap: Duration,
+}
+
+impl Reach {
+    pub fn of(t: &Target) -> Reach {
+        Reach {
+            max_call_duration: t.max_call_duration,
+            sweep_interval: t.sweep_interval,
+            overlap: t.overlap,
+        }
+    }
+}
+
+/// The window of one poll, in the UCM's naive local seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub kind: PollKind,
+    /// Ask for records that started at or after this.
+    pub from: LocalSecs,
+    /// Records that started before this are dropped: outside every window the state tracks, so
+    /// counting one could count it twice.
+    pub horizon: LocalSecs,
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Plans one poll. `since_sweep` is `None` before the first sweep of this process, which makes
+/// the first poll after a start a sweep: the calls of the downtime are read whatever their
+/// length.
+pub fn plan(
+    state: Option<&PollState>,
+    now: LocalSecs,
+    since_sweep: Option<Duration>,
+    reach: &Reach,
+) -> Plan {
+    let max_call = secs(reach.max_call_duration);
+    let Some(s) = state else {
+        let from = now.saturating_sub(max_call).saturating_sub(BASELINE_SLACK);
+        return Plan {
+            kind: PollKind::Baseline,
+            from,
+            horizon: from,
+        };
+    };
+    let kind = match since_sweep {
+        Some(d) if d < reach.sweep_interval => PollKind::Incremental,
+        _ => PollKind::Sweep,
+    };
+    let back = match kind {
+        PollKind::Incremental => secs(reach.overlap),
+        _ => max_call,
+    };
+    let newest = s.watermark.unwrap_or(s.baseline_start);
+    Plan {
+        kind,
+        from: newest.saturating_sub(back).max(s.baseline_start),
+        horizon: s.horizon(max_call),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3600;
+    const M: i64 = 60;
+
+    fn reach() -> Reach {
+        Reach {
+            max_call_duration: Duration::from_secs(4 * 3600),
+            sweep_interval: Duration::from_secs(600),
+            overlap: Duration::from_secs(600),
+        }
+    }
+
+    fn state(baseline_start: LocalSecs, watermark: Option<LocalSecs>) -> PollState {
+        let mut s = PollState::new("https://ucm", baseline_start);
+        s.watermark = watermark;
+        s
+    }
+
+    #[test]
+    fn the_window_of_each_kind_of_poll() {
+        let now = 100 * H;
+        let min = |m: i64| Some(Duration::from_secs((m * M) as u64));
+        // (state, since last sweep, expected kind, from, horizon)
+        type Case = (
+            Option<PollState>,
+            Option<Duration>,
+            PollKind,
+            LocalSecs,
+            LocalSecs,
+        );
+        let cases: [Case; 7] = [
+            // First start: 4 h + a day back from now; nothing older is ever looked at.
+            (None, None, PollKind::Baseline, now - 28 * H, now - 28 * H),
+            // First poll after a restart is a sweep, reaching max_call_duration back.
+            (
+                Some(state(90 * H, Some(99 * H))),
+                None,
+                PollKind::Sweep,
+                95 * H,
+                95 * H,
+            ),
+            // Between sweeps: the overlap only.
+            (
+                Some(state(90 * H, Some(99 * H))),
+                min(5),
+                PollKind::Incremental,
+                99 * H - 10 * M,
+                95 * H,
+            ),
+            // A sweep is due once sweep_interval has passed.
+            (
+                Some(state(90 * H, Some(99 * H))),
+                min(10),
+                PollKind::Sweep,
+                95 * H,
+                95 * H,
+            ),
+            // Never before the baseline: history stays uncounted.
+            (
+                Some(state(98 * H, Some(99 * H))),
+                min(10),
+                PollKind::Sweep,
+                98 * H,
+                98 * H,
+            ),
+            (
+                Some(state(99 * H - 5 * M, Some(99 * H))),
+                min(1),
+                PollKind::Incremental,
+                99 * H - 5 * M,
+                99 * H - 5 * M,
+            ),
+            // No call seen yet: the baseline's start stands in for the watermark.
+            (
+                Some(state(90 * H, None)),
+                min(1),
+                PollKind::Incremental,
+                90 * H,
+                90 * H,
+            ),
+        ];
+        for (i, (s, since, kind, from, horizon)) in cases.into_iter().enumerate() {
+            let p = plan(s.as_ref(), now, since, &reach());
+            assert_eq!(
+                p,
+                Plan {
+                    kind,
+                    from,
+                    horizon
+                },
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_zero_sweep_interval_makes_every_poll_a_sweep() {
+        let r = Reach {
+            sweep_interval: Duration::ZERO,
+            ..reach()
+        };
+        let s = state(0, Some(10 * H));
+        let p = plan(Some(&s), 11 * H, Some(Duration::ZERO), &r);
+        assert_eq!(p.kind, PollKind::Sweep);
+        assert_eq!(p.from, 6 * H);
+    }
+
+    #[test]
+    fn extreme_settings_do_not_overflow() {
+        let r = Reach {
+            max_call_duration: Duration::MAX,
+            sweep_interval: Duration::MAX,
+            overlap: Duration::MAX,
+        };
+        let p = plan(None, i64::MIN + 5, None, &r);
+        assert_eq!(p.from, i64::MIN);
+        let s = state(i64::MIN, Some(0));
+        assert_eq!(plan(Some(&s), 0, Some(Duration::ZERO), &r).from, -i64::MAX);
+    }
+}

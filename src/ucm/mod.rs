@@ -1,0 +1,15 @@
+//! The UCM client: everything that speaks the UCM's HTTPS API, and nothing that counts.
+//!
+//! - `transport`: the HTTPS client, its TLS trust and bounded reads;
+//! - `envelope`: the answer envelope and the one status → error policy;
+//! - `session`: login, cookie renewal and back-offs, reported through [`ClientEvents`];
+//! - `cdrapi`: how a page of CDRs is asked for and decoded.
+
+pub mod cdrapi;
+pub mod envelope;
+mod session;
+mod transport;
+
+pub use envelope::{decode_envelope, Refusal};
+pub use session::{ClientEvents, Session};
+pub use transport::install_crypto_provider;

@@ -1,0 +1,141 @@
+//! HTTPS to one UCM: the client and its TLS trust, bounded reads of an answer, and transport
+//! failures sorted into the reasons an operator can act on.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::config::Target;
+use crate::error::UcmError;
+
+/// A larger answer than this is refused rather than buffered: 1000 CDR entries are ~2 MiB.
+const MAX_BODY: usize = 64 << 20;
+
+/// Installs the ring provider as rustls's process default. Both the UCM client (through
+/// reqwest's provider-less rustls) and the exporter's own TLS need one.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The HTTP client of one target and where it sends requests.
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    api_url: String,
+    timeout: Duration,
+}
+
+impl Transport {
+    pub(crate) fn new(target: &Target) -> anyhow::Result<Self> {
+        Ok(Transport {
+            http: http_client(target)?,
+            api_url: target.api_url(),
+            timeout: target.request_timeout,
+        })
+    }
+
+    /// POSTs `{"request": request}` and returns the body of a 200 answer, bounded in size.
+    pub(crate) async fn send(&self, action: &str, request: &Value) -> Result<Bytes, UcmError> {
+        let body = serde_json::to_vec(&json!({ "request": request })).expect("JSON value encodes");
+        let mut resp = self
+            .http
+            .post(&self.api_url)
+            .header("Content-Type", "application/json;charset=UTF-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(&e, self.timeout))?;
+        let status = resp.status();
+        // Sized up front when the UCM says how much is coming: growing a page-sized buffer by
+        // doubling copies it about twice over.
+        let mut buf = Vec::with_capacity(
+            resp.content_length()
+                .map_or(0, |n| usize::try_from(n).unwrap_or(MAX_BODY).min(MAX_BODY)),
+        );
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if buf.len() + chunk.len() > MAX_BODY {
+                        return Err(UcmError::Protocol(format!(
+                            "{action} answer is larger than {} MiB",
+                            MAX_BODY >> 20
+                        )));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(classify(&e, self.timeout)),
+            }
+        }
+        if status == reqwest::StatusCode::FORBIDDEN {
+            return Err(UcmError::Forbidden);
+        }
+        if !status.is_success() {
+            return Err(UcmError::Http(status.as_u16()));
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Builds the HTTP client of one target with its TLS trust settings.
+fn http_client(target: &Target) -> anyhow::Result<reqwest::Client> {
+    install_crypto_provider();
+    let mut b = reqwest::Client::builder()
+        .timeout(target.request_timeout)
+        .connect_timeout(target.request_timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(1)
+        .user_agent(concat!("ucm-exporter/", env!("CARGO_PKG_VERSION")));
+    #[cfg(feature = "native-tls")]
+    {
+        b = b.tls_backend_native();
+    }
+    if let Some(ca) = &target.ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| anyhow::anyhow!("cannot read CA file {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow::anyhow!("CA file {} is not PEM: {e}", ca.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("CA file {} holds no certificate", ca.display());
+        }
+        // Pin: trust only the given CA, so a UCM's self-signed certificate is trusted and
+        // nothing else is.
+        b = b.tls_certs_only(certs);
+    }
+    if target.insecure_skip_verify {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    Ok(b.build()?)
+}
+
+/// reqwest folds TLS, DNS and refused connections into one error type; the chain of causes
+/// tells them apart.
+fn classify(e: &reqwest::Error, timeout: Duration) -> UcmError {
+    if e.is_timeout() {
+        return UcmError::Timeout(timeout);
+    }
+    let mut chain = String::new();
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    let mut tls = false;
+    while let Some(s) = src {
+        if s.downcast_ref::<rustls::Error>().is_some() {
+            tls = true;
+        }
+        if !chain.is_empty() {
+            chain.push_str(": ");
+        }
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    let lower = chain.to_ascii_lowercase();
+    if tls || lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls")
+    {
+        return UcmError::Tls(chain);
+    }
+    if lower.contains("timed out") {
+        return UcmError::Timeout(timeout);
+    }
+    if e.is_connect() || e.is_request() {
+        return UcmError::Connect(chain);
+    }
+    UcmError::Protocol(chain)
+}
