@@ -123,9 +123,10 @@ struct Case {
 
 fn ingest_once(page: &[u8], state: Option<&PollState>, ext: &ExtensionPattern) -> usize {
     let mut pending = Pending::default();
-    let n = poll::ingest(page, state, &mut pending, ext, chrono_tz::UTC, i64::MIN)
+    let mut read = Default::default();
+    let page = poll::ingest(page, state, &mut pending, &mut read, ext, chrono_tz::UTC, i64::MIN)
         .expect("a page of records");
-    n + pending.tally().call_count() as usize
+    page.entries + page.fresh + pending.tally().call_count() as usize
 }
 
 /// A state that has seen every call and leg of `page`: an overlap re-read.

@@ -489,21 +489,17 @@ async fn steady(rows: &mut Vec<String>, window: Duration) -> anyhow::Result<()> 
 }
 
 fn bench_target(url: &str, ca: PathBuf, name: &str) -> Target {
-    Target {
-        name: name.into(),
-        url: url.into(),
-        username: "cdrapi".into(),
-        password: Secret::new(SimConfig::default().password),
-        timezone: chrono_tz::UTC,
-        poll_interval: Duration::from_secs(30),
-        max_call_duration: config::DEFAULT_MAX_CALL_DURATION,
-        sweep_interval: Duration::from_secs(24 * 3600),
-        overlap: config::DEFAULT_OVERLAP,
-        session_renew_after: config::DEFAULT_SESSION_RENEW,
-        request_timeout: Duration::from_secs(30),
-        ca_file: Some(ca),
-        insecure_skip_verify: false,
-    }
+    let mut t = Target::new(
+        name,
+        url,
+        "cdrapi",
+        Secret::new(SimConfig::default().password),
+    );
+    t.poll_interval = Duration::from_secs(30);
+    t.sweep_interval = Duration::from_secs(24 * 3600);
+    t.request_timeout = Duration::from_secs(30);
+    t.ca_file = Some(ca);
+    t
 }
 
 /// Requests per normal poll and per sweep, exactly: an in-process simulator with a frozen clock
@@ -658,19 +654,14 @@ async fn scrape(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut target = bench_target(&ucm.url(), ucm.ca_path(), "office");
     target.poll_interval = Duration::from_secs(1);
-    let settings = Settings {
-        state_dir: dir.path().to_path_buf(),
-        extension_pattern: config::DEFAULT_EXTENSION_PATTERN.into(),
-        extension_max: config::DEFAULT_EXTENSION_MAX,
-        targets: vec![target],
-    };
+    let settings = Settings::new(dir.path(), vec![target]);
     let running = ucm_exporter::exporter::Exporter::new(settings)
         .listen("127.0.0.1:0")
         .start()
         .await?;
     let url = format!("http://{}", running.addr());
     wait_ready(&url, Duration::from_secs(60)).await?;
-    let metrics = running.app.targets[0].metrics.clone();
+    let metrics = running.target_metrics("office").expect("the target runs");
     let mut tally = CallTally::default();
     for i in 0..2000 {
         let ext = format!("{}", 1000 + i);

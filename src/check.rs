@@ -4,19 +4,23 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::clock::SystemClock;
+use crate::clock::SharedClock;
+use crate::ucm::login_guard::LoginGuard;
 use crate::config::Settings;
 use crate::error::UcmError;
 use crate::state::local_secs;
 use crate::ucm::cdrapi::{decode_page, page_params};
 use crate::ucm::{decode_envelope, Session};
 
-/// Checks every target; returns the report lines and whether all passed.
-pub async fn run(settings: &Settings) -> (Vec<String>, bool) {
+/// Checks every target; returns the report lines and whether all passed. Each target gets one
+/// login attempt at most, and none while rejected logins are rationed (see
+/// [`LoginGuard`]) unless `force`.
+pub async fn run(settings: &Settings, clock: SharedClock, force: bool) -> (Vec<String>, bool) {
     let mut lines = Vec::new();
     let mut ok = true;
     for t in &settings.targets {
-        match check_target(t).await {
+        let guard = LoginGuard::new(&settings.state_dir, &t.url, &t.username);
+        match check_target(t, clock.clone(), guard, force).await {
             Ok(summary) => lines.push(format!("{}: OK: {summary}", t.name)),
             Err(e) => {
                 ok = false;
@@ -27,10 +31,15 @@ pub async fn run(settings: &Settings) -> (Vec<String>, bool) {
     (lines, ok)
 }
 
-async fn check_target(t: &crate::config::Target) -> Result<String, UcmError> {
-    let clock = SystemClock::shared();
+async fn check_target(
+    t: &crate::config::Target,
+    clock: SharedClock,
+    guard: LoginGuard,
+    force: bool,
+) -> Result<String, UcmError> {
     let session = Session::new(t, clock.clone(), Arc::new(()))
-        .map_err(|e| UcmError::Protocol(format!("{e:#}")))?;
+        .map_err(|e| UcmError::Protocol(format!("{e:#}")))?
+        .with_login_guard(guard, force);
     let model = match session
         .call("getSystemGeneralStatus", Map::new(), |b| decode_envelope(b))
         .await

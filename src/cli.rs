@@ -175,8 +175,10 @@ impl Cli {
 }
 
 /// Sets up `tracing` output. Library crates are kept at warn so the log shows the exporter's own
-/// events, one line each.
+/// events, one line each. The level filters stderr only: the journal behind
+/// `/probe?debug=true` keeps each target's last poll at debug whatever it says.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
+    use tracing_subscriber::prelude::*;
     let level = match level {
         LogLevel::Debug => "debug",
         LogLevel::Info => "info",
@@ -185,15 +187,18 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
     };
     let filter =
         tracing_subscriber::EnvFilter::new(format!("warn,ucm_exporter={level},ucm_sim={level}"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == LogFormat::Json {
-        builder.json().init();
+    let stderr = if format == LogFormat::Json {
+        stderr.json().boxed()
     } else {
-        builder.init();
-    }
+        stderr.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(stderr.with_filter(filter))
+        .with(crate::journal::layer())
+        .init();
 }
 
 #[cfg(test)]

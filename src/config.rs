@@ -1,4 +1,4 @@
-//! Configuration: the YAML file of the contract, the single-UCM command-line flags, and their
+//! Configuration: the YAML file (README, Configuration), the single-UCM command-line flags, and their
 //! validation into [`Settings`], the one shape the rest of the exporter reads.
 //!
 //! Errors name the file and the key, because the operator reading them is usually editing that
@@ -11,8 +11,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-/// Contract default for what counts as a local extension number.
-pub const DEFAULT_EXTENSION_PATTERN: &str = "^[0-9]{2,7}$";
+use crate::cdr::ExtensionPattern;
+
+/// The documented default of `extensions.pattern`. An alias, so that the classifier's fast path
+/// for the default pattern cannot drift from the default the config file gets.
+pub const DEFAULT_EXTENSION_PATTERN: &str = ExtensionPattern::DEFAULT;
 pub const DEFAULT_EXTENSION_MAX: usize = 5000;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ucm-exporter";
@@ -26,6 +29,15 @@ pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(600);
 /// Re-login before the UCM's ten-minute cookie lifetime runs out, so a poll rarely meets -6.
 pub const DEFAULT_SESSION_RENEW: Duration = Duration::from_secs(540);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+// Below these, a value is a typo (`1ms` for `1m`) rather than a choice: the exporter would poll
+// in a busy loop, drop calls still in progress, or time out every request. They apply to a
+// target's own overrides exactly as to the top-level values it would otherwise inherit.
+const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+const MIN_MAX_CALL_DURATION: Duration = Duration::from_secs(60);
+const MIN_SESSION_RENEW: Duration = Duration::from_secs(10);
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// A password that never shows up in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,9 +121,28 @@ pub struct TlsFile {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub state_dir: PathBuf,
-    pub extension_pattern: String,
+    /// Compiled once here, so that an invalid pattern is a config error naming the file rather
+    /// than a failure at start-up.
+    pub extension_pattern: ExtensionPattern,
     pub extension_max: usize,
     pub targets: Vec<Target>,
+}
+
+impl Settings {
+    /// The documented default extension settings, for settings built in code (the demo, tests)
+    /// rather than read from a file.
+    pub fn new(state_dir: impl Into<PathBuf>, targets: Vec<Target>) -> Self {
+        Settings {
+            state_dir: state_dir.into(),
+            extension_pattern: default_extension_pattern(),
+            extension_max: DEFAULT_EXTENSION_MAX,
+            targets,
+        }
+    }
+}
+
+fn default_extension_pattern() -> ExtensionPattern {
+    ExtensionPattern::new(DEFAULT_EXTENSION_PATTERN).expect("the default pattern compiles")
 }
 
 /// One UCM to poll.
@@ -134,8 +165,71 @@ pub struct Target {
 }
 
 impl Target {
+    /// Every setting other than how to reach and log in to the UCM at its documented default.
+    /// The time zone is UTC, not the host's zone that the config file defaults to, so that a
+    /// target built in code behaves the same on every machine.
+    pub fn new(
+        name: impl Into<String>,
+        url: impl Into<String>,
+        username: impl Into<String>,
+        password: Secret,
+    ) -> Self {
+        Target {
+            name: name.into(),
+            url: url.into(),
+            username: username.into(),
+            password,
+            timezone: chrono_tz::UTC,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            max_call_duration: DEFAULT_MAX_CALL_DURATION,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            overlap: DEFAULT_OVERLAP,
+            session_renew_after: DEFAULT_SESSION_RENEW,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            ca_file: None,
+            insecure_skip_verify: false,
+        }
+    }
+
     pub fn api_url(&self) -> String {
         format!("{}/api", self.url.trim_end_matches('/'))
+    }
+
+    /// Checks the values the target ended up with, not where they came from, so that a
+    /// per-target override, an inherited top-level value and a flag all meet the same rules.
+    /// Errors name the config file's key; the caller adds the file and the target.
+    pub fn validate(&self) -> Result<()> {
+        check_name(&self.name)?;
+        check_url(&self.url)?;
+        if self.username.is_empty() {
+            bail!("username is empty; use the API user of *HTTPS API Settings (New)*");
+        }
+        if self.password.expose().is_empty() {
+            bail!("password is empty");
+        }
+        self.check_durations()?;
+        if let Some(ca) = &self.ca_file {
+            if !ca.is_file() {
+                bail!("tls.ca_file {} does not exist", ca.display());
+            }
+        }
+        Ok(())
+    }
+
+    fn check_durations(&self) -> Result<()> {
+        check_min("poll_interval", self.poll_interval, MIN_POLL_INTERVAL)?;
+        check_min("sweep_interval", self.sweep_interval, MIN_SWEEP_INTERVAL)?;
+        check_min(
+            "max_call_duration",
+            self.max_call_duration,
+            MIN_MAX_CALL_DURATION,
+        )?;
+        check_min(
+            "session_renew_after",
+            self.session_renew_after,
+            MIN_SESSION_RENEW,
+        )?;
+        check_min("request_timeout", self.request_timeout, MIN_REQUEST_TIMEOUT)
     }
 }
 
@@ -159,9 +253,15 @@ pub struct FlagOverrides {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Parses and validates a YAML config file. `source` names the file in every error.
+/// Parses a YAML config file. `source` names the file in every error.
 pub fn parse_file(text: &str, source: &Path) -> Result<FileConfig> {
-    if text.trim().is_empty() {
+    // A file of nothing but comments is as empty as a blank one (YAML reads both as null); say
+    // so rather than let serde complain about a null value.
+    let blank = text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#')
+    });
+    if blank {
         bail!(
             "{}: the file is empty; it needs at least a `targets:` list",
             source.display()
@@ -190,73 +290,57 @@ pub fn resolve(
         None => (&empty, "command line".to_string()),
     };
     let ext = fc.extensions.as_ref();
-    let extension_pattern = ext
-        .and_then(|e| e.pattern.clone())
-        .unwrap_or_else(|| DEFAULT_EXTENSION_PATTERN.to_string());
-    if let Err(e) = regex::Regex::new(&extension_pattern) {
-        bail!("{src}: extensions.pattern is not a valid regular expression: {e}");
-    }
+    let extension_pattern = match ext.and_then(|e| e.pattern.as_deref()) {
+        Some(p) => ExtensionPattern::new(p).map_err(|e| {
+            anyhow::anyhow!("{src}: extensions.pattern is not a valid regular expression: {e}")
+        })?,
+        None => default_extension_pattern(),
+    };
     let extension_max = ext.and_then(|e| e.max).unwrap_or(DEFAULT_EXTENSION_MAX);
     if extension_max == 0 {
         bail!("{src}: extensions.max must be at least 1");
     }
-    let poll_interval = overrides
-        .poll_interval
-        .or(fc.poll_interval)
-        .unwrap_or(DEFAULT_POLL_INTERVAL);
     let state_dir = overrides
         .state_dir
         .clone()
         .or_else(|| fc.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
     let defaults = TargetDefaults {
-        poll_interval,
+        poll_interval: overrides
+            .poll_interval
+            .or(fc.poll_interval)
+            .unwrap_or(DEFAULT_POLL_INTERVAL),
         max_call_duration: fc.max_call_duration.unwrap_or(DEFAULT_MAX_CALL_DURATION),
         sweep_interval: fc.sweep_interval.unwrap_or(DEFAULT_SWEEP_INTERVAL),
         overlap: fc.overlap.unwrap_or(DEFAULT_OVERLAP),
         session_renew_after: fc.session_renew_after.unwrap_or(DEFAULT_SESSION_RENEW),
         request_timeout: fc.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
     };
-    check_duration(
-        &src,
-        "poll_interval",
-        defaults.poll_interval,
-        Duration::from_secs(1),
-    )?;
-    check_duration(
-        &src,
-        "sweep_interval",
-        defaults.sweep_interval,
-        Duration::from_secs(1),
-    )?;
-    check_duration(
-        &src,
-        "max_call_duration",
-        defaults.max_call_duration,
-        Duration::from_secs(60),
-    )?;
-    check_duration(
-        &src,
-        "session_renew_after",
-        defaults.session_renew_after,
-        Duration::from_secs(10),
-    )?;
-    check_duration(
-        &src,
-        "request_timeout",
-        defaults.request_timeout,
-        Duration::from_millis(100),
-    )?;
+    // Checked once on their own, so that a bad top-level value is reported at its top-level key
+    // (and even with no targets) instead of at every target that inherits it.
+    defaults
+        .check()
+        .map_err(|e| anyhow::anyhow!("{src}: {e:#}"))?;
 
     let mut targets = Vec::new();
     for (i, t) in fc.targets.iter().enumerate() {
+        let resolved = resolve_file_target(t, &defaults, env).and_then(|target| {
+            target.validate()?;
+            Ok(target)
+        });
         targets.push(
-            resolve_file_target(t, &defaults, env)
-                .with_context(|| format!("{src}: targets[{i}] ({})", display_name(&t.name)))?,
+            resolved.with_context(|| format!("{src}: targets[{i}] ({})", display_name(&t.name)))?,
         );
     }
     if let Some(ft) = flag_target {
-        targets.push(resolve_flag_target(ft, &defaults)?);
+        let target = resolve_flag_target(ft, &defaults)?;
+        target.validate().with_context(|| {
+            format!(
+                "command line: the --ucm.* target ({})",
+                display_name(&target.name)
+            )
+        })?;
+        targets.push(target);
     }
     let mut names = std::collections::HashSet::new();
     for t in &targets {
@@ -275,6 +359,7 @@ pub fn resolve(
     })
 }
 
+/// The top-level values a target inherits unless it overrides them.
 struct TargetDefaults {
     poll_interval: Duration,
     max_call_duration: Duration,
@@ -282,6 +367,25 @@ struct TargetDefaults {
     overlap: Duration,
     session_renew_after: Duration,
     request_timeout: Duration,
+}
+
+impl TargetDefaults {
+    /// A target's values with every override left out, so that the top-level values are held
+    /// to exactly the rules of [`Target::validate`].
+    fn check(&self) -> Result<()> {
+        let mut t = Target::new("", "", "", Secret::new(""));
+        self.apply(&mut t);
+        t.check_durations()
+    }
+
+    fn apply(&self, t: &mut Target) {
+        t.poll_interval = self.poll_interval;
+        t.max_call_duration = self.max_call_duration;
+        t.sweep_interval = self.sweep_interval;
+        t.overlap = self.overlap;
+        t.session_renew_after = self.session_renew_after;
+        t.request_timeout = self.request_timeout;
+    }
 }
 
 fn display_name(n: &str) -> &str {
@@ -292,10 +396,10 @@ fn display_name(n: &str) -> &str {
     }
 }
 
-fn check_duration(src: &str, key: &str, d: Duration, min: Duration) -> Result<()> {
+fn check_min(key: &str, d: Duration, min: Duration) -> Result<()> {
     if d < min {
         bail!(
-            "{src}: {key} is {}, less than the minimum {}",
+            "{key} is {}, less than the minimum {}",
             humantime::format_duration(d),
             humantime::format_duration(min)
         );
@@ -314,7 +418,7 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_url(url: &str) -> Result<String> {
+fn check_url(url: &str) -> Result<()> {
     let parsed = reqwest::Url::parse(url)
         .with_context(|| format!("url {url:?} is not a valid URL (expected https://host:8089)"))?;
     match parsed.scheme() {
@@ -331,7 +435,7 @@ fn check_url(url: &str) -> Result<String> {
     if parsed.path().trim_end_matches('/').ends_with("/api") {
         tracing::warn!(url, "url ends in /api; the exporter appends /api itself");
     }
-    Ok(url.trim_end_matches('/').to_string())
+    Ok(())
 }
 
 fn parse_timezone(tz: Option<&str>) -> Result<chrono_tz::Tz> {
@@ -377,16 +481,13 @@ fn read_password_file(path: &Path) -> Result<Secret> {
     Ok(Secret::new(pw))
 }
 
+/// Turns one `targets:` entry into a [`Target`]: where its password comes from, its zone and its
+/// overrides. Whether the result is usable is [`Target::validate`]'s job.
 fn resolve_file_target(
     t: &TargetFile,
     d: &TargetDefaults,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Target> {
-    check_name(&t.name)?;
-    let url = check_url(&t.url)?;
-    if t.username.is_empty() {
-        bail!("username is empty; use the API user of *HTTPS API Settings (New)*");
-    }
     let sources = [
         t.password_file.is_some(),
         t.password_env.is_some(),
@@ -412,71 +513,46 @@ fn resolve_file_target(
         }
         _ => bail!("set only one of password_file, password_env and password"),
     };
-    if let Some(ca) = &t.tls.ca_file {
-        if !ca.is_file() {
-            bail!("tls.ca_file {} does not exist", ca.display());
-        }
-    }
-    let poll_interval = t.poll_interval.unwrap_or(d.poll_interval);
-    check_duration(
-        &t.name,
-        "poll_interval",
-        poll_interval,
-        Duration::from_secs(1),
-    )?;
-    Ok(Target {
-        name: t.name.clone(),
-        url,
-        username: t.username.clone(),
+    let mut target = Target::new(
+        t.name.clone(),
+        t.url.trim_end_matches('/'),
+        t.username.clone(),
         password,
-        timezone: parse_timezone(t.timezone.as_deref())?,
-        poll_interval,
-        max_call_duration: t.max_call_duration.unwrap_or(d.max_call_duration),
-        sweep_interval: d.sweep_interval,
-        overlap: d.overlap,
-        session_renew_after: d.session_renew_after,
-        request_timeout: t.request_timeout.unwrap_or(d.request_timeout),
-        ca_file: t.tls.ca_file.clone(),
-        insecure_skip_verify: t.tls.insecure_skip_verify,
-    })
+    );
+    target.timezone = parse_timezone(t.timezone.as_deref())?;
+    d.apply(&mut target);
+    if let Some(v) = t.poll_interval {
+        target.poll_interval = v;
+    }
+    if let Some(v) = t.max_call_duration {
+        target.max_call_duration = v;
+    }
+    if let Some(v) = t.request_timeout {
+        target.request_timeout = v;
+    }
+    target.ca_file = t.tls.ca_file.clone();
+    target.insecure_skip_verify = t.tls.insecure_skip_verify;
+    Ok(target)
 }
 
 fn resolve_flag_target(ft: &FlagTarget, d: &TargetDefaults) -> Result<Target> {
-    let name = if ft.name.is_empty() {
-        "ucm".to_string()
-    } else {
-        ft.name.clone()
-    };
-    check_name(&name).context("--ucm.name")?;
-    let url = check_url(&ft.url).context("--ucm.url")?;
-    if ft.username.is_empty() {
-        bail!("--ucm.username is required with --ucm.url");
-    }
+    let name = if ft.name.is_empty() { "ucm" } else { &ft.name };
     let password = match (&ft.password_file, &ft.password_env_value) {
         (Some(p), _) => read_password_file(p).context("--ucm.password-file")?,
         (None, Some(v)) if !v.is_empty() => Secret::new(v.clone()),
         _ => bail!("--ucm.url needs a password: --ucm.password-file PATH or the UCM_PASSWORD environment variable"),
     };
-    if let Some(ca) = &ft.ca_file {
-        if !ca.is_file() {
-            bail!("--ucm.ca-file {} does not exist", ca.display());
-        }
-    }
-    Ok(Target {
+    let mut target = Target::new(
         name,
-        url,
-        username: ft.username.clone(),
+        ft.url.trim_end_matches('/'),
+        ft.username.clone(),
         password,
-        timezone: parse_timezone(ft.timezone.as_deref()).context("--ucm.timezone")?,
-        poll_interval: d.poll_interval,
-        max_call_duration: d.max_call_duration,
-        sweep_interval: d.sweep_interval,
-        overlap: d.overlap,
-        session_renew_after: d.session_renew_after,
-        request_timeout: d.request_timeout,
-        ca_file: ft.ca_file.clone(),
-        insecure_skip_verify: ft.insecure_skip_verify,
-    })
+    );
+    target.timezone = parse_timezone(ft.timezone.as_deref()).context("--ucm.timezone")?;
+    d.apply(&mut target);
+    target.ca_file = ft.ca_file.clone();
+    target.insecure_skip_verify = ft.insecure_skip_verify;
+    Ok(target)
 }
 
 #[cfg(test)]
@@ -487,12 +563,15 @@ mod tests {
         None
     }
 
+    /// The one variable a test config's `password_env` may name; any other is unset.
+    fn test_env(k: &str) -> Option<String> {
+        (k == "OFFICE_PW").then(|| "pw-from-env".to_string())
+    }
+
     fn resolve_text(text: &str) -> Result<Settings> {
         let p = Path::new("test.yml");
         let fc = parse_file(text, p)?;
-        resolve(Some((&fc, p)), None, &FlagOverrides::default(), &|k| {
-            (k == "OFFICE_PW").then(|| "pw-from-env".to_string())
-        })
+        resolve(Some((&fc, p)), None, &FlagOverrides::default(), &test_env)
     }
 
     #[test]
@@ -504,6 +583,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.extension_max, 10);
+        assert!(s.extension_pattern.is_local("123") && !s.extension_pattern.is_local("1234"));
         assert_eq!(s.state_dir, PathBuf::from("/tmp/x"));
         let t = &s.targets[0];
         assert_eq!(t.api_url(), "https://ucm.example.com:8089/api");
@@ -513,34 +593,82 @@ mod tests {
         assert_eq!(format!("{:?}", t.password), "Secret(***)");
     }
 
+    /// Every file in `tests/fixtures/config/` goes through what `--config.file` does:
+    /// `invalid-*.yml` must fail with an error that names the file and contains what its first
+    /// line, `# error: <substring>`, promises; `valid-*.yml` must resolve.
     #[test]
-    fn unknown_key_is_named_with_the_file() {
-        let err = resolve_text(
-            "targets:\n  - name: a\n    url: https://h\n    username: u\n    pasword_file: /x\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("test.yml"), "{err}");
-        assert!(err.contains("pasword_file"), "{err}");
+    fn config_fixtures_fail_or_resolve_as_named() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        let (mut invalid, mut valid) = (0, 0);
+        for path in &paths {
+            let file = path.file_name().unwrap().to_str().unwrap();
+            let result = load_file(path).and_then(|fc| {
+                resolve(
+                    Some((&fc, path)),
+                    None,
+                    &FlagOverrides::default(),
+                    &test_env,
+                )
+            });
+            if file.starts_with("invalid-") {
+                invalid += 1;
+                let text = std::fs::read_to_string(path).unwrap();
+                let want = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.strip_prefix("# error: "))
+                    .unwrap_or_else(|| panic!("{file}: the first line must be `# error: ...`"));
+                let err = match result {
+                    Ok(_) => panic!("{file}: resolved, but should fail with {want:?}"),
+                    Err(e) => format!("{e:#}"),
+                };
+                assert!(err.contains(want), "{file}: {err:?} lacks {want:?}");
+                assert!(err.contains(file), "{file}: {err:?} does not name the file");
+            } else if file.starts_with("valid-") {
+                valid += 1;
+                let s = result.unwrap_or_else(|e| panic!("{file}: {e:#}"));
+                assert!(!s.targets.is_empty(), "{file}: no targets");
+            } else {
+                panic!("{file}: fixture names start with invalid- or valid-");
+            }
+        }
+        assert!(
+            invalid >= 20 && valid >= 2,
+            "{invalid} invalid, {valid} valid"
+        );
     }
 
     #[test]
-    fn validation_errors_say_what_to_fix() {
-        let cases = [
-            ("targets:\n  - name: 'a b'\n    url: https://h\n    username: u\n    password_env: OFFICE_PW\n", "letters, digits"),
-            ("targets:\n  - name: a\n    url: ftp://h\n    username: u\n    password_env: OFFICE_PW\n", "scheme"),
-            ("targets:\n  - name: a\n    url: https://h\n    username: u\n", "no password"),
-            ("targets:\n  - name: a\n    url: https://h\n    username: u\n    password_env: NOPE\n", "NOPE"),
-            ("targets:\n  - name: a\n    url: https://h\n    username: u\n    password_env: OFFICE_PW\n    timezone: Mars/Base\n", "IANA"),
-            ("poll_interval: 5x\n", "poll_interval"),
-            ("extensions:\n  pattern: '('\n", "extensions.pattern"),
-            ("targets:\n  - {name: a, url: 'https://h', username: u, password_env: OFFICE_PW}\n  - {name: a, url: 'https://h', username: u, password_env: OFFICE_PW}\n", "used twice"),
-            ("", "empty"),
-        ];
-        for (text, want) in cases {
-            let err = format!("{:#}", resolve_text(text).unwrap_err());
-            assert!(err.contains(want), "{text:?}: {err}");
-        }
+    fn per_target_minimums_name_file_target_and_key() {
+        let err = resolve_text(
+            "targets:\n  - name: office\n    url: https://h\n    username: u\n    \
+             password_env: OFFICE_PW\n    max_call_duration: 30s\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "test.yml: targets[0] (office): max_call_duration is 30s, less than the minimum 1m"
+        );
+        let err = resolve_text("max_call_duration: 30s\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "test.yml: max_call_duration is 30s, less than the minimum 1m"
+        );
+    }
+
+    #[test]
+    fn a_target_built_in_code_is_valid() {
+        let t = Target::new("office", "https://ucm:8089", "cdrapi", Secret::new("pw"));
+        t.validate().unwrap();
+        assert_eq!(t.timezone, chrono_tz::UTC);
+        let s = Settings::new("/tmp/state", vec![t]);
+        assert!(s.extension_pattern.is_local("1234"));
+        assert_eq!(s.extension_max, DEFAULT_EXTENSION_MAX);
     }
 
     #[test]
@@ -558,5 +686,23 @@ mod tests {
         };
         let s = resolve(None, Some(&ft), &FlagOverrides::default(), &no_env).unwrap();
         assert_eq!(s.targets[0].name, "ucm");
+        let overrides = FlagOverrides {
+            poll_interval: Some(Duration::from_millis(10)),
+            ..Default::default()
+        };
+        let err = resolve(None, Some(&ft), &overrides, &no_env).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("poll_interval is 10ms"),
+            "{err:#}"
+        );
+        let ft = FlagTarget {
+            url: "ftp://h".into(),
+            ..ft
+        };
+        let err = resolve(None, Some(&ft), &FlagOverrides::default(), &no_env).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--ucm.* target (ucm)"),
+            "{err:#}"
+        );
     }
 }

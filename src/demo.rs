@@ -1,12 +1,12 @@
 //! `ucm-exporter demo`: a simulated UCM in-process and the exporter polling it, so anyone can
 //! see the metrics move without a PBX.
 
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use crate::cli::Cli;
-use crate::config::{self, Secret, Settings, Target};
+use crate::config::{Secret, Settings, Target};
 use crate::exporter::{self, Exporter};
 use ucm_sim::{self as sim, SimConfig};
 
@@ -14,7 +14,14 @@ use ucm_sim::{self as sim, SimConfig};
 const DEMO_CALLS_PER_HOUR: f64 = 1200.0;
 const DEMO_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
-pub async fn run(cli: &Cli) -> Result<()> {
+/// Takes only the command-line values the demo honours, so that it can be started without a
+/// parsed command line. Without `state_dir` the poll state lives in a temporary directory.
+pub async fn run(
+    listen_address: &str,
+    telemetry_path: &str,
+    poll_interval: Option<Duration>,
+    state_dir: Option<&Path>,
+) -> Result<()> {
     // The simulated office day starts at 10:00 today (UTC), so the demo is busy whatever the
     // hour: traffic follows the time of day.
     let morning = chrono::Utc::now()
@@ -28,37 +35,27 @@ pub async fn run(cli: &Cli) -> Result<()> {
     })
     .await?;
     let tmp;
-    let state_dir = match &cli.state_dir {
-        Some(d) => d.clone(),
+    let state_dir = match state_dir {
+        Some(d) => d.to_path_buf(),
         None => {
             tmp = tempfile::tempdir()?;
             tmp.path().to_path_buf()
         }
     };
-    let password = SimConfig::default().password;
-    let settings = Settings {
-        state_dir,
-        extension_pattern: config::DEFAULT_EXTENSION_PATTERN.into(),
-        extension_max: config::DEFAULT_EXTENSION_MAX,
-        targets: vec![Target {
-            name: "demo".into(),
-            url: sim.url(),
-            username: SimConfig::default().username,
-            password: Secret::new(password),
-            timezone: chrono_tz::UTC,
-            poll_interval: cli.poll_interval.unwrap_or(DEMO_POLL_INTERVAL),
-            max_call_duration: config::DEFAULT_MAX_CALL_DURATION,
-            sweep_interval: config::DEFAULT_SWEEP_INTERVAL,
-            overlap: config::DEFAULT_OVERLAP,
-            session_renew_after: config::DEFAULT_SESSION_RENEW,
-            request_timeout: config::DEFAULT_REQUEST_TIMEOUT,
-            ca_file: Some(sim.ca_path()),
-            insecure_skip_verify: false,
-        }],
-    };
+    let sim_cfg = SimConfig::default();
+    let mut target = Target::new(
+        "demo",
+        sim.url(),
+        sim_cfg.username,
+        Secret::new(sim_cfg.password),
+    );
+    target.poll_interval = poll_interval.unwrap_or(DEMO_POLL_INTERVAL);
+    target.ca_file = Some(sim.ca_path());
+    target.validate().context("demo")?;
+    let settings = Settings::new(state_dir, vec![target]);
     let running = Exporter::new(settings.clone())
-        .listen(&cli.listen_address)
-        .telemetry_path(&cli.telemetry_path)
+        .listen(listen_address)
+        .telemetry_path(telemetry_path)
         .start()
         .await?;
     let port = running.addr().port();
@@ -66,7 +63,7 @@ pub async fn run(cli: &Cli) -> Result<()> {
         settings.targets[0].poll_interval.as_secs());
     println!(
         "  metrics:        http://localhost:{port}{}",
-        cli.telemetry_path
+        telemetry_path
     );
     println!("  probe:          http://localhost:{port}/probe?target=demo");
     println!("  landing page:   http://localhost:{port}/");
@@ -77,7 +74,7 @@ pub async fn run(cli: &Cli) -> Result<()> {
     );
     println!(
         "Try: curl -s localhost:{port}{} | grep ucm_calls_total",
-        cli.telemetry_path
+        telemetry_path
     );
     println!("Stop with Ctrl-C.");
     let token = running.shutdown_token();

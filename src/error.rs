@@ -1,5 +1,5 @@
-//! Why a poll failed: [`UcmError`], and its [`Reason`], the vocabulary of
-//! `ucm_poll_errors_total{reason}`.
+//! Why a poll failed: [`UcmError`] (mostly the UCM; also a state file that cannot be written),
+//! and its [`Reason`], the vocabulary of `ucm_poll_errors_total{reason}`.
 
 use std::fmt;
 use std::time::Duration;
@@ -18,10 +18,12 @@ pub enum Reason {
     RateLimited,
     Protocol,
     Decode,
+    /// The poll state could not be saved: the poll's calls are not counted yet.
+    State,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Connect,
         Reason::Timeout,
         Reason::Tls,
@@ -32,6 +34,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::Protocol,
         Reason::Decode,
+        Reason::State,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::Protocol => "protocol",
             Reason::Decode => "decode",
+            Reason::State => "state",
         }
     }
 }
@@ -72,12 +76,14 @@ pub enum UcmError {
     Auth(String),
     #[error("the API user may not use action {action} (status -47): grant it under HTTPS API Settings (New)")]
     Permission { action: String },
-    #[error("the UCM says it is asked too often (status {status}); waiting {wait:?}")]
+    #[error("the UCM asks to wait (status {status}: asked too often, or overloaded); waiting {wait:?}")]
     RateLimited { status: i64, wait: Duration },
     #[error("unexpected answer from the UCM: {0}")]
     Protocol(String),
     #[error("cannot decode the UCM's answer: {0}")]
     Decode(String),
+    #[error("cannot save the poll state: {0}; the poll's calls are counted once it can")]
+    State(String),
 }
 
 impl UcmError {
@@ -93,6 +99,7 @@ impl UcmError {
             UcmError::RateLimited { .. } => Reason::RateLimited,
             UcmError::Protocol(_) => Reason::Protocol,
             UcmError::Decode(_) => Reason::Decode,
+            UcmError::State(_) => Reason::State,
         }
     }
 }
@@ -123,6 +130,7 @@ mod tests {
             },
             UcmError::Protocol(String::new()),
             UcmError::Decode(String::new()),
+            UcmError::State(String::new()),
         ];
         for e in &errors {
             assert!(Reason::ALL.contains(&e.reason()), "{e:?}");

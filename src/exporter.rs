@@ -10,7 +10,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::cdr::ExtensionPattern;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::http::{self, App, TargetView};
@@ -23,12 +22,21 @@ pub struct Running {
     addr: SocketAddr,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    pub app: Arc<App>,
+    app: Arc<App>,
 }
 
 impl Running {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics of a configured target, as its pollers fill them.
+    pub fn target_metrics(&self, name: &str) -> Option<Arc<TargetMetrics>> {
+        self.app
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.metrics.clone())
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -125,8 +133,7 @@ impl Exporter {
         } = self;
         let web = web_config.as_deref().map(WebSecurity::load).transpose()?;
         prepare_state_dir(&settings.state_dir)?;
-        let extensions = ExtensionPattern::new(&settings.extension_pattern)
-            .context("extensions.pattern is not a valid regular expression")?;
+        let extensions = &settings.extension_pattern;
         let shutdown = CancellationToken::new();
         let mut views = Vec::new();
         let mut pollers = Vec::new();
@@ -149,6 +156,7 @@ impl Exporter {
                 metrics,
                 status: poller.status(),
             });
+            crate::journal::attach(&span, poller.status().journal());
             pollers.push((poller, span));
         }
         let listener = TcpListener::bind(parse_listen(&listen)?)

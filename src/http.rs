@@ -86,16 +86,15 @@ impl App {
         }
         match path {
             "/probe" => {
-                let name = query
-                    .into_iter()
-                    .flat_map(|q| q.split('&'))
-                    .find_map(|kv| kv.strip_prefix("target="));
-                match name {
+                let name = query_param(query, "target");
+                let debug = query_param(query, "debug").as_deref() == Some("true");
+                match name.as_deref() {
                     None | Some("") => text(
                         StatusCode::BAD_REQUEST,
                         "missing parameter: target (a configured target name)\n",
                     ),
                     Some(n) => match self.target(n) {
+                        Some(t) if debug => text(StatusCode::OK, &debug_page(t)),
                         Some(t) => metrics_response(t.metrics.body(&[], gzip), gzip),
                         None => text(
                             StatusCode::BAD_REQUEST,
@@ -129,19 +128,44 @@ impl App {
         }
     }
 
+    /// One row per target with what an operator asks first: is it polled, and if not, why.
     fn landing_page(&self) -> String {
-        let mut probes = String::new();
+        let mut rows = String::new();
         for t in &self.targets {
-            let n = html_escape(&t.name);
-            probes.push_str(&format!(
-                "<li><a href=\"/probe?target={n}\">/probe?target={n}</a></li>\n"
+            let s = t.status.snapshot();
+            let name = html_escape(&t.name);
+            let probe = format!("/probe?target={}", html_escape(&url_encode(&t.name)));
+            let last_poll = match s.up {
+                None => "none yet",
+                Some(true) => "ok",
+                Some(false) => "failed",
+            };
+            let success = s.last_success.map_or_else(|| "never".into(), timestamp);
+            let error = match &s.last_error {
+                None => "none".into(),
+                Some(e) => format!(
+                    "<code>{}</code> at {}: {}",
+                    html_escape(e.reason.as_str()),
+                    timestamp(e.at),
+                    html_escape(&e.message)
+                ),
+            };
+            rows.push_str(&format!(
+                "<tr><td>{name}</td><td>{ready}</td><td>{last_poll}</td><td>{success}</td><td>{error}</td>\
+                 <td><a href=\"{probe}\">{probe}</a> (<a href=\"{probe}&amp;debug=true\">debug</a>)</td></tr>\n",
+                ready = if t.status.is_ready() { "yes" } else { "no" },
             ));
         }
         format!(
-            "<!DOCTYPE html>\n<html><head><title>UCM Exporter</title></head><body>\n\
+            "<!DOCTYPE html>\n<html><head><title>UCM Exporter</title>\n\
+             <style>table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style>\n\
+             </head><body>\n\
              <h1>UCM Exporter</h1>\n<p>Prometheus exporter for Grandstream UCM call detail records, version {}.</p>\n\
-             <ul>\n<li><a href=\"{tp}\">{tp}</a> (exporter metrics{single})</li>\n{probes}\
-             <li><a href=\"/-/healthy\">/-/healthy</a></li>\n<li><a href=\"/-/ready\">/-/ready</a></li>\n</ul>\n</body></html>\n",
+             <ul>\n<li><a href=\"{tp}\">{tp}</a> (exporter metrics{single})</li>\n\
+             <li><a href=\"/-/healthy\">/-/healthy</a></li>\n<li><a href=\"/-/ready\">/-/ready</a></li>\n</ul>\n\
+             <h2>Targets</h2>\n<p>Times are the exporter's clock, UTC. A target's debug page shows the log of its last poll.</p>\n\
+             <table>\n<tr><th>Target</th><th>Ready</th><th>Last poll</th><th>Last success</th><th>Last error</th><th>Probe</th></tr>\n\
+             {rows}</table>\n</body></html>\n",
             env!("CARGO_PKG_VERSION"),
             tp = html_escape(&self.telemetry_path),
             single = if self.targets.len() == 1 { " and the one target's metrics" } else { "" },
@@ -149,11 +173,78 @@ impl App {
     }
 }
 
+/// `/probe?target=NAME&debug=true`, after blackbox_exporter's: the log of the target's last
+/// poll, then what `/probe` would return.
+fn debug_page(t: &TargetView) -> String {
+    let mut out = format!(
+        "Target {}; log times are the host's clock, UTC.\n\n",
+        t.name
+    );
+    t.status.journal().render(&mut out);
+    out.push_str(&format!(
+        "\nMetrics that /probe?target={} returns:\n",
+        t.name
+    ));
+    out.push_str(&String::from_utf8_lossy(&t.metrics.body(&[], false)));
+    out
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The first value of `key` in a query string, percent-decoded (`+` as a space, as forms send
+/// it), so that the landing page's encoded links resolve whatever a target is called.
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (percent_decode(k) == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A query value as a URL carries it: unreserved characters as they are, the rest as `%XX`.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
@@ -347,4 +438,91 @@ pub async fn serve(
         tracing::warn!("some HTTP connections did not close within 5 s");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::UcmError;
+
+    fn app(name: &str) -> App {
+        App {
+            exporter: Registry::new(),
+            targets: vec![TargetView {
+                name: name.into(),
+                metrics: Arc::new(TargetMetrics::new(10)),
+                status: Arc::default(),
+            }],
+            telemetry_path: "/metrics".into(),
+        }
+    }
+
+    #[test]
+    fn the_landing_page_escapes_names_and_error_messages() {
+        // Config validation keeps such names out; the page must not rely on it.
+        let hostile = "<b onclick='x'>\"&";
+        let app = app(hostile);
+        let at = chrono::DateTime::from_timestamp(1_772_618_400, 0).unwrap();
+        app.targets[0].status.failed(
+            at,
+            &UcmError::Protocol("<script>alert('pwned')</script> & more".into()),
+        );
+        let page = app.landing_page();
+        assert!(
+            !page.contains("<script>") && !page.contains("<b "),
+            "{page}"
+        );
+        assert!(page.contains(
+            "<code>protocol</code> at 2026-03-04T10:00:00Z: unexpected answer from the UCM: \
+             &lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; &amp; more"
+        ));
+        assert!(page.contains("<td>&lt;b onclick=&#39;x&#39;&gt;&quot;&amp;</td>"));
+        assert!(page.contains("<td>never</td>"));
+        let link = "/probe?target=%3Cb%20onclick%3D%27x%27%3E%22%26";
+        assert!(page.contains(&format!("href=\"{link}&amp;debug=true\"")));
+        // The encoded link leads back to the target.
+        assert_eq!(
+            query_param(Some(&link["/probe?".len()..]), "target").as_deref(),
+            Some(hostile)
+        );
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let q = Some("debug=true&target=a%2Fb+c&x=%zz%4");
+        assert_eq!(query_param(q, "target").as_deref(), Some("a/b c"));
+        assert_eq!(query_param(q, "debug").as_deref(), Some("true"));
+        assert_eq!(query_param(q, "x").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param(q, "nope"), None);
+        assert_eq!(query_param(Some("target"), "target").as_deref(), Some(""));
+        assert_eq!(query_param(None, "target"), None);
+        assert_eq!(url_encode("ok-name_1.~"), "ok-name_1.~");
+    }
+
+    #[test]
+    fn debug_shows_the_journal_then_the_metrics() {
+        let app = app("office");
+        let get = |q: &str| app.handle(&Method::GET, "/probe", Some(q), false);
+        let r = get("target=office&debug=true");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
+        let t = &app.targets[0];
+        t.status.poll_started();
+        t.status.journal().push("logged in to the UCM".into());
+        t.status.succeeded(chrono::Utc::now());
+        let mut want = String::from("Target office; log times are the host's clock, UTC.\n\n");
+        t.status.journal().render(&mut want);
+        want.push_str("\nMetrics that /probe?target=office returns:\n");
+        want.push_str(std::str::from_utf8(&t.metrics.text()).unwrap());
+        assert!(want.contains("Log of the last poll:\nlogged in to the UCM\n"));
+        assert_eq!(debug_page(t), want);
+        // Anything but debug=true is a plain probe; an unknown target the same 400 as ever.
+        let plain = get("target=office&debug=1");
+        assert_eq!(plain.headers()[CONTENT_TYPE], TEXT_FORMAT);
+        assert_eq!(
+            get("target=branch&debug=true").status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(get("debug=true").status(), StatusCode::BAD_REQUEST);
+    }
 }

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ucm_exporter::check;
+use ucm_exporter::clock::SystemClock;
 use ucm_exporter::cli::{init_logging, Cli, Command};
 use ucm_exporter::exporter::{self, Exporter};
 
@@ -45,7 +46,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Check) => {
             let settings = cli.settings(&env)?;
-            let (lines, ok) = check::run(&settings).await;
+            let (lines, ok) = check::run(&settings, SystemClock::shared(), false).await;
             for l in lines {
                 println!("{l}");
             }
@@ -78,9 +79,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[cfg(feature = "demo")]
 async fn run_demo(cli: &Cli) -> anyhow::Result<ExitCode> {
-    ucm_exporter::demo::run(cli)
-        .await
-        .map(|_| ExitCode::SUCCESS)
+    ucm_exporter::demo::run(
+        &cli.listen_address,
+        &cli.telemetry_path,
+        cli.poll_interval,
+        cli.state_dir.as_deref(),
+    )
+    .await
+    .map(|_| ExitCode::SUCCESS)
 }
 
 /// A build without the simulator has nothing to show without a UCM: say what to configure.

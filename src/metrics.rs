@@ -19,7 +19,7 @@ use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
-use crate::cdr::{Direction, Disposition, Role};
+use crate::cdr::{Direction, Disposition, Role, Skip};
 use crate::error::Reason;
 use crate::exposition::{self, Prepared};
 
@@ -38,6 +38,8 @@ pub const OTHER_EXTENSION: &str = "other";
 #[derive(Debug, Default)]
 pub struct CallTally {
     pub records: u64,
+    /// Entries served but not counted, by [`Skip`] as index.
+    pub skipped: [u64; Skip::ALL.len()],
     /// Unix time of the newest call start in the tally.
     pub newest_start: Option<i64>,
     names: Interner,
@@ -77,6 +79,7 @@ impl CallTally {
     /// True when applying the tally would change no series.
     pub fn is_empty(&self) -> bool {
         self.records == 0
+            && self.skipped == [0; Skip::ALL.len()]
             && self.newest_start.is_none()
             && self.call_counts.is_empty()
             && self.talk_seconds.is_empty()
@@ -175,6 +178,7 @@ pub struct TargetMetrics {
     /// Call series: changed only by [`Self::apply`] and [`Self::add_trunk`], which publish them.
     calls_registry: Registry,
     cdr_records: IntCounter,
+    cdr_skipped: IntCounterVec,
     last_record: Gauge,
     calls: IntCounterVec,
     talk: HistogramVec,
@@ -259,6 +263,17 @@ impl TargetMetrics {
             "ucm_cdr_records_total",
             "New CDR legs ingested, after de-duplication (ForkCDR legs and main_cdr summaries excluded)."
         ));
+        let cdr_skipped = counter_vec(
+            &calls_registry,
+            "ucm_cdr_skipped_total",
+            "CDR entries served by the UCM but not counted, by reason: no_legs (nothing but ForkCDR \
+             duplicates or a summary), bad_start (a start time that does not parse), too_old (older than \
+             every window still tracked). An entry served again in a later window counts again.",
+            &["reason"],
+        );
+        for s in Skip::ALL {
+            cdr_skipped.with_label_values(&[s.as_str()]);
+        }
         let last_record = reg!(
             calls_registry,
             Gauge::new(
@@ -327,6 +342,7 @@ impl TargetMetrics {
             api_requests,
             calls_registry,
             cdr_records,
+            cdr_skipped,
             last_record,
             calls,
             talk,
@@ -406,6 +422,11 @@ impl TargetMetrics {
             return;
         }
         self.cdr_records.inc_by(tally.records);
+        for (s, n) in Skip::ALL.iter().zip(tally.skipped) {
+            if n > 0 {
+                self.cdr_skipped.with_label_values(&[s.as_str()]).inc_by(n);
+            }
+        }
         for ((dir, trunk, disp), n) in &tally.call_counts {
             let trunk = tally.names.name(*trunk);
             self.create_trunk_series(trunk);
@@ -534,7 +555,7 @@ pub fn exporter_registry() -> Registry {
     registry
 }
 
-/// The session's requests and logins, counted where the contract's metrics live.
+/// The session's requests and logins, counted in the target's own metrics.
 impl crate::ucm::ClientEvents for TargetMetrics {
     fn request(&self, action: &str) {
         self.api_requests.with_label_values(&[action]).inc();

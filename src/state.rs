@@ -45,6 +45,13 @@ pub struct PollState {
     /// Trunks seen or listed by the UCM, so their zero series exist after a restart.
     #[serde(default)]
     pub trunks: Vec<String>,
+    /// Keys of calls that started before this were forgotten: nothing older is ever read again,
+    /// even when a larger `max_call_duration` after a restart would reach further back.
+    #[serde(default)]
+    pub pruned_below: Option<LocalSecs>,
+    /// What the UCM has shown of its paging.
+    #[serde(default)]
+    pub paging: crate::poll::Paging,
 }
 
 impl PollState {
@@ -57,18 +64,26 @@ impl PollState {
             calls: HashMap::new(),
             legs: HashMap::new(),
             trunks: Vec::new(),
+            pruned_below: None,
+            paging: Default::default(),
         }
     }
 
-    /// The oldest call start the poller still tracks; older records are outside every window.
-    pub fn horizon(&self, max_call: i64) -> LocalSecs {
+    /// The oldest call start the poller still tracks, for a reach of `reach` seconds back from
+    /// the watermark; older records are outside every window.
+    pub fn horizon(&self, reach: i64) -> LocalSecs {
         self.watermark
-            .map_or(self.baseline_start, |w| w.saturating_sub(max_call))
+            .map_or(self.baseline_start, |w| w.saturating_sub(reach))
             .max(self.baseline_start)
+            .max(self.pruned_below.unwrap_or(LocalSecs::MIN))
     }
 
-    /// Forgets keys older than the horizon.
+    /// Forgets keys older than `horizon`, and remembers that it did.
     pub fn prune(&mut self, horizon: LocalSecs) {
+        if self.pruned_below.is_some_and(|p| p >= horizon) {
+            return;
+        }
+        self.pruned_below = Some(horizon);
         self.calls.retain(|_, s| *s >= horizon);
         self.legs.retain(|_, s| *s >= horizon);
         // A baseline or catch-up grows the maps far past what the window holds afterwards; the

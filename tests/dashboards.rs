@@ -2,7 +2,7 @@
 //! `promtool check rules` / `promtool test rules` on them.
 //!
 //! The metric names a query may use are taken from the exporter's own registries (plus the
-//! recording rules), not from a copy of the contract, so renaming a metric in the exporter
+//! recording rules), not from a copy of the metric list, so renaming a metric in the exporter
 //! breaks this test rather than silently emptying a dashboard panel.
 //!
 //! Range windows: dashboard queries use only `$__rate_interval` (rates) and `$__range` (totals

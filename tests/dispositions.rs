@@ -1,5 +1,5 @@
-//! The contract's classification rules end to end: CDR fixtures shaped like the reference's
-//! verbatim captures are served by the simulator over HTTPS, polled, and the scrape is compared
+//! The counting rules (docs/design.md §6) end to end: CDR fixtures shaped like the device
+//! captures of docs/ucm-api.md §5.2 are served by the simulator over HTTPS, polled, and the scrape is compared
 //! with the expected label values and with the simulator's independent classifier.
 
 mod common;
@@ -58,7 +58,7 @@ fn shift(v: &mut Value, delta: chrono::Duration) {
 }
 
 #[tokio::test]
-async fn fixtures_of_every_rule_are_classified_as_the_contract_says() {
+async fn fixtures_of_every_rule_are_classified_as_documented() {
     let sim = start_sim(SimConfig {
         calls_per_hour: 0.0,
         ..busy_sim_config(51)
@@ -106,7 +106,7 @@ async fn fixtures_of_every_rule_are_classified_as_the_contract_says() {
             &[("extension", e), ("role", role), ("disposition", disp)],
         )
     };
-    // The three verbatim captures of the reference.
+    // The three device captures of docs/ucm-api.md §5.2.
     assert!(calls("internal", "", "answered") >= 1.0);
     assert!(ext("2001", "caller", "answered").unwrap_or(0.0) >= 1.0);
     assert!(ext("2000", "callee", "answered").unwrap_or(0.0) >= 1.0);

@@ -14,12 +14,7 @@ use ucm_exporter::metrics::CallTally;
 use ucm_sim::{Fault, FaultRule};
 
 fn settings(targets: Vec<ucm_exporter::config::Target>, dir: &std::path::Path) -> Settings {
-    Settings {
-        state_dir: dir.to_path_buf(),
-        extension_pattern: ucm_exporter::config::DEFAULT_EXTENSION_PATTERN.into(),
-        extension_max: 5000,
-        targets,
-    }
+    Settings::new(dir, targets)
 }
 
 async fn wait_ready(base: &str) {
@@ -168,7 +163,7 @@ async fn metrics_endpoint_format_gzip_landing_and_readiness() {
     let mut tally = CallTally::default();
     tally.add_extension_calls("98765", Role::Callee, Disposition::Voicemail, 7);
     tally.add_extension_talk("98765", Role::Caller, 321);
-    running.app.targets[0].metrics.apply(&tally);
+    running.target_metrics("office").unwrap().apply(&tally);
     let want = [
         "ucm_extension_calls_total{disposition=\"voicemail\",extension=\"98765\",role=\"callee\"} 7\n",
         "ucm_extension_talk_seconds_total{extension=\"98765\",role=\"caller\"} 321\n",
@@ -254,4 +249,178 @@ fn promtool_accepts(plain: &str) {
     );
     assert!(out.status.success(), "promtool failed: {said}");
     assert_eq!(said, "", "promtool check metrics should print nothing");
+}
+
+/// The landing page's row of a target (one line each).
+fn row<'a>(html: &'a str, name: &str) -> &'a str {
+    let start = format!("<tr><td>{name}</td>");
+    html.lines().find(|l| l.starts_with(&start)).unwrap_or("")
+}
+
+/// GETs `url` until `done` holds for its body, within a deadline; returns that body.
+async fn body_when(url: &str, done: impl Fn(&str) -> bool) -> String {
+    let mut body = String::new();
+    for _ in 0..200 {
+        body = get(url).await.text().await.unwrap();
+        if done(&body) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never showed what was awaited; last answer:\n{body}");
+}
+
+/// Every poll time on the simulator's frozen clock, as the landing page writes it.
+fn frozen_time(sim: &ucm_sim::SimHandle) -> String {
+    sim.now()
+        .and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[tokio::test]
+async fn landing_page_shows_each_targets_last_success_and_last_error() {
+    let flaky = start_sim(busy_sim_config(34)).await;
+    // Its first poll fails on the CDR request; the later ones succeed.
+    flaky.add_fault(FaultRule {
+        fault: Fault::Http500,
+        action: Some("cdrapi".into()),
+        times: Some(1),
+    });
+    let locked = start_sim(busy_sim_config(35)).await;
+    // Every login refused: this one never succeeds.
+    locked.add_fault(FaultRule {
+        fault: Fault::LoginFails,
+        action: None,
+        times: None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let targets = vec![target_for(&flaky, "flaky"), target_for(&locked, "locked")];
+    let running = Exporter::new(settings(targets, dir.path()))
+        .listen("127.0.0.1:0")
+        .clock(sim_clock(&flaky))
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr());
+    let at = frozen_time(&flaky);
+
+    let html = body_when(&base, |h| {
+        row(h, "flaky").contains("<td>ok</td>") && row(h, "locked").contains("<td>failed</td>")
+    })
+    .await;
+    let flaky_row = row(&html, "flaky");
+    assert!(
+        flaky_row.contains(&format!(
+            "<td>yes</td><td>ok</td><td>{at}</td>\
+             <td><code>http</code> at {at}: the UCM answered HTTP 500</td>"
+        )),
+        "{flaky_row}"
+    );
+    assert!(flaky_row.contains("href=\"/probe?target=flaky\""));
+    assert!(flaky_row.contains("href=\"/probe?target=flaky&amp;debug=true\""));
+    let locked_row = row(&html, "locked");
+    assert!(
+        locked_row.contains(&format!(
+            "<td>yes</td><td>failed</td><td>never</td><td><code>auth</code> at {at}: "
+        )),
+        "{locked_row}"
+    );
+
+    // Every poll of the locked target fails, so its last poll's log says so, whichever it is.
+    let debug = body_when(&format!("{base}/probe?target=locked&debug=true"), |b| {
+        b.contains("Log of the last poll:\n")
+    })
+    .await;
+    let (log, metrics) = debug
+        .split_once("\nMetrics that /probe?target=locked returns:\n")
+        .expect("a log section, then the metrics");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" WARN ucm_exporter::poll: poll failed: ")
+                && l.contains("reason=auth")),
+        "{log}"
+    );
+    let scrape = Scrape::parse(metrics);
+    assert_eq!(scrape.value("ucm_up", &[]), 0.0);
+    assert!(scrape.value("ucm_poll_errors_total", &[("reason", "auth")]) >= 1.0);
+    assert!(!debug.contains(&ucm_sim::SimConfig::default().password));
+
+    running.shutdown().await;
+    flaky.shutdown().await;
+    locked.shutdown().await;
+}
+
+#[tokio::test]
+async fn probe_debug_shows_the_last_polls_log_then_its_metrics() {
+    let sim = start_sim(busy_sim_config(36)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = target_for(&sim, "quiet");
+    // One poll, at start: what the debug page shows cannot change under the test.
+    target.poll_interval = Duration::from_secs(3600);
+    let running = Exporter::new(settings(vec![target], dir.path()))
+        .listen("127.0.0.1:0")
+        .clock(sim_clock(&sim))
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr());
+    wait_ready(&base).await;
+
+    let r = get(&format!("{base}/probe?target=quiet&debug=true")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    let body = r.text().await.unwrap();
+    let (log, metrics) = body
+        .split_once("\nMetrics that /probe?target=quiet returns:\n")
+        .expect("a log section, then the metrics");
+    let lines: Vec<&str> = log
+        .split_once("Log of the last poll:\n")
+        .expect("the first poll has finished")
+        .1
+        .lines()
+        .collect();
+    let has = |what: &str| lines.iter().any(|l| l.contains(what));
+    assert!(
+        has(" INFO ucm_exporter::ucm::session: logged in to the UCM user=cdrapi"),
+        "{log}"
+    );
+    // A debug line, kept whatever the log level: the poll's figures.
+    assert!(
+        has(" DEBUG ucm_exporter::poll: poll done kind=\"baseline\""),
+        "{log}"
+    );
+    assert!(!has("poll failed"), "{log}");
+    for l in &lines {
+        let time = l.split(' ').next().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+            "a line starts with its time: {l}"
+        );
+    }
+    // The metrics are exactly what /probe returns (no poll ran in between).
+    let probe = get(&format!("{base}/probe?target=quiet"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metrics, probe);
+    assert_eq!(Scrape::parse(metrics).value("ucm_up", &[]), 1.0);
+    assert!(!body.contains(&ucm_sim::SimConfig::default().password));
+
+    // The landing page: a success and no error yet.
+    let html = get(&base).await.text().await.unwrap();
+    let at = frozen_time(&sim);
+    assert!(
+        row(&html, "quiet").contains(&format!(
+            "<td>yes</td><td>ok</td><td>{at}</td><td>none</td>"
+        )),
+        "{html}"
+    );
+
+    // An unknown target is refused with or without debug.
+    let r = get(&format!("{base}/probe?target=loud&debug=true")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("unknown target \"loud\""));
+    running.shutdown().await;
+    sim.shutdown().await;
 }

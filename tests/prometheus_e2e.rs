@@ -300,12 +300,7 @@ async fn dashboards_and_rules_evaluate_on_a_real_prometheus_and_match_ground_tru
     // Every poll re-reads the whole max_call_duration window, so a long call is counted as soon
     // as it ends and the counts equal the ground truth at any settled moment.
     target.sweep_interval = Duration::ZERO;
-    let settings = Settings {
-        state_dir: state.path().to_path_buf(),
-        extension_pattern: ucm_exporter::config::DEFAULT_EXTENSION_PATTERN.into(),
-        extension_max: 5000,
-        targets: vec![target],
-    };
+    let settings = Settings::new(state.path(), vec![target]);
     let running = Exporter::new(settings)
         .listen("127.0.0.1:0")
         .clock(sim_clock(&sim))

@@ -16,12 +16,7 @@ use ucm_sim::SimHandle;
 const BIN: &str = env!("CARGO_BIN_EXE_ucm-exporter");
 
 fn settings(sim: &SimHandle, dir: &Path) -> Settings {
-    Settings {
-        state_dir: dir.join("state"),
-        extension_pattern: ucm_exporter::config::DEFAULT_EXTENSION_PATTERN.into(),
-        extension_max: 5000,
-        targets: vec![target_for(sim, "office")],
-    }
+    Settings::new(dir.join("state"), vec![target_for(sim, "office")])
 }
 
 /// A self-signed certificate for 127.0.0.1, written as `name.crt` and `name.key` by rename,

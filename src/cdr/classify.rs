@@ -1,4 +1,4 @@
-//! The contract's "Label values" rules: what one `cdr_root` entry counts as.
+//! The counting rules (docs/design.md §6): what one `cdr_root` entry counts as.
 //!
 //! Every rule reduces to a per-leg outcome (answered > voicemail > no_answer > busy > failed) whose best value
 //! over the legs is both the call's disposition and, per extension, the callee's outcome; computing it once
@@ -19,7 +19,7 @@ pub struct ExtensionPattern {
 }
 
 impl ExtensionPattern {
-    /// The contract's default for `extensions.pattern`.
+    /// The documented default of `extensions.pattern`.
     pub const DEFAULT: &'static str = "^[0-9]{2,7}$";
 
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
@@ -78,7 +78,7 @@ impl Direction {
     }
 }
 
-/// Declared worst first so that the derived `Ord` is the contract's "best outcome" order and `max` picks it.
+/// Declared worst first so that the derived `Ord` is the "best outcome" order of docs/design.md §6 and `max` picks it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum Disposition {
     Failed,
@@ -89,7 +89,7 @@ pub enum Disposition {
 }
 
 impl Disposition {
-    /// Best first, the order in which the contract lists them.
+    /// Best first, the order in which docs/design.md §6 lists them.
     pub const ALL: [Disposition; 5] = [
         Disposition::Answered,
         Disposition::Voicemail,
@@ -133,7 +133,7 @@ impl Leg<'_> {
             || self.action_type.trim_ascii().eq_ignore_ascii_case("VM")
     }
 
-    /// This leg's outcome under the contract's rules; `Answered` means answered by a person: an IVR, queue
+    /// This leg's outcome under the counting rules; `Answered` means answered by a person: an IVR, queue
     /// music or park slot also reports ANSWERED, but without a `dstchannel`.
     pub fn outcome(&self) -> Disposition {
         let disposition = self.disposition.trim_ascii();
@@ -176,7 +176,40 @@ pub struct Call<'a> {
     pub leg_keys: Vec<u64>,
 }
 
-/// Applies the contract to one entry. `None` when the entry is not a call (no leg left) or when a leg's start
+/// Why an entry the UCM served was not counted: the `reason` of `ucm_cdr_skipped_total`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum Skip {
+    /// No leg left once ForkCDR duplicates and the `main_cdr` summary are set aside.
+    NoLegs,
+    /// A leg's start does not parse.
+    BadStart,
+    /// It started before every window the exporter still tracks: counting it could count it
+    /// twice (a UCM that ignored the filter, or history already forgotten).
+    TooOld,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 3] = [Skip::NoLegs, Skip::BadStart, Skip::TooOld];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Skip::NoLegs => "no_legs",
+            Skip::BadStart => "bad_start",
+            Skip::TooOld => "too_old",
+        }
+    }
+
+    /// Why [`classify`] gave no call for `entry`.
+    pub fn of_unclassified(entry: &Entry<'_>) -> Skip {
+        if entry.legs().is_empty() {
+            Skip::NoLegs
+        } else {
+            Skip::BadStart
+        }
+    }
+}
+
+/// Applies the counting rules to one entry. `None` when the entry is not a call (no leg left) or when a leg's start
 /// does not parse: wait time and the watermark depend on it, and a guessed call would be counted for good.
 pub fn classify<'a>(entry: &'a Entry<'a>, ext: &ExtensionPattern) -> Option<Call<'a>> {
     let legs = entry.legs();
@@ -252,9 +285,11 @@ pub fn classify<'a>(entry: &'a Entry<'a>, ext: &ExtensionPattern) -> Option<Call
         disposition,
         talk_seconds,
         wait_seconds,
-        caller: ext
-            .is_local(&first.channel_ext)
-            .then_some(&*first.channel_ext),
+        // Only a call placed inside the PBX has a caller extension: an inbound trunk whose
+        // channel_ext happens to look like an extension number places no call from it.
+        caller: (matches!(direction, Direction::Internal | Direction::Outbound)
+            && ext.is_local(&first.channel_ext))
+        .then_some(&*first.channel_ext),
         callees,
         extension_talk,
         leg_keys,

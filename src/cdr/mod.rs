@@ -1,14 +1,14 @@
 //! Call detail records: decoding `cdrapi` answers and turning each `cdr_root` entry into one call.
 //!
-//! Decoding (`parse`) and the contract's counting rules (`classify`) are kept apart so that the rules can be read
-//! and tested against the contract text without the serde machinery in the way.
+//! Decoding (`parse`) and the counting rules of docs/design.md §6 (`classify`) are kept apart so that the rules can be read
+//! and tested against that text without the serde machinery in the way.
 
 mod classify;
 mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use classify::{classify, Call, Direction, Disposition, ExtensionPattern, Role};
+pub use classify::{classify, Call, Direction, Disposition, ExtensionPattern, Role, Skip};
 pub use parse::{
     parse_cdr_response, parse_timestamp, CdrResponse, DecodeError, Entry, Leg, MainCdr,
 };

@@ -177,7 +177,7 @@ impl<'a> Entry<'a> {
         self.main.as_ref()
     }
 
-    /// The call's legs in contract order: the flat record, or `sub_cdr_N` by numeric N; ForkCDR duplicates and
+    /// The call's legs in the order docs/design.md §6 reads them: the flat record, or `sub_cdr_N` by numeric N; ForkCDR duplicates and
     /// `sub_cdr_N` values that are not objects are already gone.
     pub fn legs(&self) -> &[Leg<'a>] {
         &self.legs

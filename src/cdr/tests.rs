@@ -1,5 +1,5 @@
-//! Fixture-driven tests of the contract's "Label values" rules. Fixtures under `tests/fixtures/cdr/` are
-//! `cdr_root` pages shaped like the verbatim captures in ucm-api.md §5.2; expected values are exact.
+//! Fixture-driven tests of the counting rules (docs/design.md §6). Fixtures under `tests/fixtures/cdr/` are
+//! `cdr_root` pages shaped like the device captures in docs/ucm-api.md §5.2; expected values are exact.
 
 use chrono::NaiveDateTime;
 
@@ -626,4 +626,27 @@ fn label_strings_and_order() {
     assert_eq!(names, ["inbound", "outbound", "internal", "external"]);
     let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(names, ["caller", "callee"]);
+}
+
+#[test]
+fn only_internal_and_outbound_calls_have_a_caller_extension() {
+    // An inbound trunk whose channel_ext looks like an extension number (some firmware writes
+    // the DID there): it places no call from that "extension".
+    let body = br#"{"cdr_root":[
+        {"AcctId":"1","src":"030123","dst":"2001","channel":"PJSIP/trunk_1-0001","dstchannel":"PJSIP/2001-0002",
+         "lastapp":"Dial","start":"2026-03-04 10:00:00","answer":"2026-03-04 10:00:05","end":"2026-03-04 10:01:05",
+         "duration":"65","billsec":"60","disposition":"ANSWERED","userfield":"Inbound","channel_ext":"4711",
+         "dstchannel_ext":"2001","session":"s1","src_trunk_name":"Telekom","dst_trunk_name":""},
+        {"AcctId":"2","src":"2002","dst":"2003","channel":"PJSIP/2002-0003","dstchannel":"PJSIP/2003-0004",
+         "lastapp":"Dial","start":"2026-03-04 10:02:00","answer":"2026-03-04 10:02:03","end":"2026-03-04 10:03:03",
+         "duration":"63","billsec":"60","disposition":"ANSWERED","userfield":"Internal","channel_ext":"2002",
+         "dstchannel_ext":"2003","session":"s2","src_trunk_name":"","dst_trunk_name":""}
+    ]}"#;
+    let entries = records(body);
+    let inbound = call(&entries[0]);
+    assert_eq!(inbound.direction, Direction::Inbound);
+    assert_eq!(inbound.caller, None);
+    assert_eq!(inbound.callees, vec![("2001", Disposition::Answered)]);
+    let internal = call(&entries[1]);
+    assert_eq!(internal.caller, Some("2002"));
 }

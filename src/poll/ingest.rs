@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use chrono::{NaiveDateTime, TimeZone};
 use foldhash::HashSet;
 
-use crate::cdr::{self, ExtensionPattern};
+use crate::cdr::{self, ExtensionPattern, Skip};
 use crate::metrics::CallTally;
 use crate::state::{local_secs, LocalSecs, PollState};
 use crate::ucm::cdrapi::decode_page;
@@ -42,28 +42,43 @@ fn unix_time(tz: chrono_tz::Tz, t: NaiveDateTime) -> i64 {
         .map_or_else(|| t.and_utc().timestamp(), |d| d.timestamp())
 }
 
-/// Decodes one cdrapi page and adds what is new in it to `pending`. Returns the number of
-/// top-level entries on the page. Public (hidden) so that the benchmarks measure the exact
-/// per-page path a poll runs rather than a copy of it.
+/// What one page held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSummary {
+    /// Top-level entries.
+    pub entries: usize,
+    /// Entries not already read earlier in the same read (new to it, whether counted before or
+    /// not): a later page with none is a page served again.
+    pub fresh: usize,
+}
+
+/// Decodes one cdrapi page and adds what is new in it to `pending`. `read` holds the call keys
+/// of the read so far. Public (hidden) so that the benchmarks measure the exact per-page path
+/// a poll runs rather than a copy of it.
 #[doc(hidden)]
 pub fn ingest(
     body: &[u8],
     state: Option<&PollState>,
     pending: &mut Pending,
+    read: &mut HashSet<u64>,
     extensions: &ExtensionPattern,
     tz: chrono_tz::Tz,
     horizon: LocalSecs,
-) -> Result<usize, Refusal> {
+) -> Result<PageSummary, Refusal> {
     let entries = decode_page(body)?;
-    let n = entries.len();
+    let mut fresh = 0;
     for entry in &entries {
         let Some(call) = cdr::classify(entry, extensions) else {
+            // Without a key it cannot be told apart from a repeat; taken as fresh, so that a
+            // page of such entries is never mistaken for a page served again.
+            fresh += 1;
+            pending.tally.skipped[Skip::of_unclassified(entry) as usize] += 1;
             continue;
         };
+        fresh += usize::from(read.insert(call.key));
         let start = local_secs(call.start);
-        // Outside every window the poller tracks: a UCM that ignored the filter, or history
-        // already forgotten. Counting it could count it twice.
         if start < horizon {
+            pending.tally.skipped[Skip::TooOld as usize] += 1;
             continue;
         }
         let seen_call = state.is_some_and(|s| s.calls.contains_key(&call.key))
@@ -92,5 +107,8 @@ pub fn ingest(
                 .add_call(&call, Some(unix_time(tz, call.start)));
         }
     }
-    Ok(n)
+    Ok(PageSummary {
+        entries: entries.len(),
+        fresh,
+    })
 }

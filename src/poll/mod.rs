@@ -5,9 +5,10 @@
 //!
 //! Counting order: a poll collects its new keys and increments aside (see `ingest`), writes the
 //! state that marks them seen, and only then applies the increments. A crash loses at most that
-//! poll's calls; nothing is counted twice (docs/design.md, "Exactly once").
+//! poll's calls; nothing is counted twice (docs/design.md §3).
 
 mod ingest;
+mod pager;
 mod plan;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::HashSet;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,19 +27,19 @@ use crate::clock::SharedClock;
 use crate::config::Target;
 use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
-use crate::state::{self, local_secs, Loaded, LocalSecs, PollState};
+use crate::state::{self, local_secs, Loaded, PollState};
 use crate::status::TargetStatus;
 use crate::ucm::cdrapi::{page_params, PAGE_SIZE};
+use crate::ucm::login_guard::LoginGuard;
 use crate::ucm::{decode_envelope, Session};
 
-pub use ingest::{ingest, Pending};
-pub use plan::{plan, Plan, PollKind, Reach, BASELINE_SLACK};
+pub use ingest::{ingest, PageSummary, Pending};
+pub use pager::{Next, Pager, Paging, PagingError, MAX_PAGES_PER_READ};
+pub use plan::{plan, Plan, PollKind, Reach, BASELINE_SLACK, WATERMARK_SLACK};
 
 /// A catch-up commits (state written, counters applied) at least every this many pages, so a
 /// long backlog shows progress and bounds what a crash can lose.
 const COMMIT_EVERY_PAGES: usize = 10;
-/// Guard against a UCM that ignores `offset` and would page forever.
-const MAX_PAGES_PER_POLL: usize = 2000;
 
 /// The figures of one successful poll, for logs and tests.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +74,10 @@ impl Poller {
         state_dir: &std::path::Path,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        let session = Arc::new(Session::new(&target, clock.clone(), metrics.clone())?);
+        let guard = LoginGuard::new(state_dir, &target.url, &target.username);
+        let session = Arc::new(
+            Session::new(&target, clock.clone(), metrics.clone())?.with_login_guard(guard, false),
+        );
         let state_path = state::path_for(state_dir, &target.name);
         let state = match state::load(&state_path, &target.url) {
             Loaded::Found(s) => {
@@ -158,6 +163,7 @@ impl Poller {
 
     /// One poll with its health metrics and status recorded.
     pub async fn poll_and_record(&mut self) -> Result<PollReport, UcmError> {
+        self.status.poll_started();
         let started = std::time::Instant::now();
         let result = self.poll_once().await;
         self.metrics
@@ -224,41 +230,38 @@ impl Poller {
             new_calls: 0,
             new_records: 0,
         };
+        // A baseline always finds history, and a known call inside the window must come back:
+        // an empty answer then is suspect.
+        let entries_due = baseline
+            || self
+                .state
+                .as_ref()
+                .and_then(|s| s.watermark)
+                .is_some_and(|w| w >= plan.from);
+        let paging = self.state.as_ref().map(|s| s.paging).unwrap_or_default();
+        let mut pager = Pager::new(paging, entries_due);
         let mut pending = Pending::default();
-        let mut offset = 0usize;
+        let mut read = HashSet::default();
+        let mut request = page_params(plan.from, 0, PAGE_SIZE);
         let mut prefetched: Option<AbortOnDropHandle<Result<Bytes, UcmError>>> = None;
         loop {
             let body = match prefetched.take() {
                 Some(fetch) => fetch
                     .await
                     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
-                None => {
-                    self.session
-                        .fetch("cdrapi", page_params(plan.from, offset, PAGE_SIZE))
-                        .await?
-                }
+                None => self.session.fetch("cdrapi", request).await?,
             };
-            // After a full page the next one is likely full too (a backlog or a sweep): ask for
-            // it now, so the UCM serves it while this one is decoded. A multi-page read thus
-            // asks for one page past its end; a poll of one page still costs one request.
-            if report.pages > 0 {
-                let session = self.session.clone();
-                let params = page_params(plan.from, offset + PAGE_SIZE, PAGE_SIZE);
-                prefetched = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                    session.fetch("cdrapi", params).await
-                })));
-            }
-            let state = self.state.as_ref();
             let tz = self.target.timezone;
-            let n = match ingest(
+            let page = match ingest(
                 &body,
-                state,
+                self.state.as_ref(),
                 &mut pending,
+                &mut read,
                 &self.extensions,
                 tz,
                 plan.horizon,
             ) {
-                Ok(n) => n,
+                Ok(page) => page,
                 Err(refusal) => {
                     // Aborted first: the session lock is held by the request in flight.
                     drop(prefetched.take());
@@ -266,29 +269,51 @@ impl Poller {
                 }
             };
             drop(body);
-            report.pages += 1;
-            report.entries += n;
-            if n != PAGE_SIZE {
-                // Short page: the end. A longer page than asked for: a firmware that ignores
-                // numRecords and sent everything.
-                break;
-            }
-            offset += n;
-            if report.pages >= MAX_PAGES_PER_POLL {
-                tracing::warn!(
-                    pages = report.pages,
-                    "stopping a poll that pages without end; does this UCM ignore offset?"
-                );
-                break;
+            report.entries += page.entries;
+            // After a full page the next one is likely full too (a backlog or a sweep): it is
+            // asked for while this one is decoded, so the UCM serves it meanwhile. A read of
+            // several pages thus asks for one page past its end; one page still costs one
+            // request.
+            let next = pager.next(page.entries, page.fresh);
+            report.pages = pager.pages();
+            match next {
+                Ok(Next::Page { offset }) => {
+                    request = page_params(plan.from, offset, PAGE_SIZE);
+                    if pager.is_full(page.entries) {
+                        let session = self.session.clone();
+                        let params = request.clone();
+                        prefetched = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                            session.fetch("cdrapi", params).await
+                        })));
+                    }
+                }
+                Ok(Next::Relogin { offset }) => {
+                    tracing::info!(
+                        offset,
+                        "an empty cdrapi page where calls were due: asking again with a fresh login, in case the UCM dropped the session without saying so"
+                    );
+                    self.session.renew().await;
+                    request = page_params(plan.from, offset, PAGE_SIZE);
+                }
+                Ok(Next::Done) => break,
+                Err(e) => {
+                    drop(prefetched.take());
+                    tracing::warn!("{e}");
+                    // What was read is sound and stays counted, except half a baseline.
+                    if !baseline {
+                        self.commit(&mut pending, &mut report, &plan, pager.paging())?;
+                    }
+                    return Err(UcmError::Protocol(e.to_string()));
+                }
             }
             // A baseline commits only whole: a state saved halfway would make the rest of the
             // history look new after a failure.
             if !baseline && report.pages % COMMIT_EVERY_PAGES == 0 {
-                self.commit(&mut pending, &mut report, &plan);
+                self.commit(&mut pending, &mut report, &plan, pager.paging())?;
             }
         }
         drop(prefetched);
-        self.commit(&mut pending, &mut report, &plan);
+        self.commit(&mut pending, &mut report, &plan, pager.paging())?;
         if plan.kind.reads_back_fully() {
             self.last_sweep = Some(self.clock.monotonic());
         }
@@ -299,19 +324,38 @@ impl Poller {
         Ok(report)
     }
 
-    /// Marks the pending keys seen, saves the state, then applies the counts.
-    fn commit(&mut self, pending: &mut Pending, report: &mut PollReport, plan: &Plan) {
+    /// Marks the pending keys seen and saves the state, then applies the counts. When the state
+    /// cannot be saved, the keys are unmarked again and nothing is applied: the next poll reads
+    /// the same window and counts those calls then.
+    fn commit(
+        &mut self,
+        pending: &mut Pending,
+        report: &mut PollReport,
+        plan: &Plan,
+        paging: Paging,
+    ) -> Result<(), UcmError> {
         let p = std::mem::take(pending);
         let baseline = plan.kind == PollKind::Baseline;
         let state = self
             .state
             .get_or_insert_with(|| PollState::new(&self.target.url, plan.from));
+        let before = (state.watermark, state.trunks.len(), state.paging);
         if baseline {
             state.baseline_start = state.baseline_start.min(plan.from);
         }
+        // Keys older than this poll's horizon go before the new ones come in; keys this poll may
+        // still meet stay, whatever order the UCM serves its pages in.
+        state.prune(plan.horizon.min(state.horizon(self.reach.sweep_back())));
         state.calls.extend(p.calls.iter().copied());
         state.legs.extend(p.legs.iter().copied());
         if let Some(w) = p.watermark {
+            if w > plan.ceiling {
+                tracing::warn!(
+                    start = %state::from_local_secs(w),
+                    "a CDR starts in the future of this host's clock (in the UCM's zone): counted, but the watermark stops at now + {} min", WATERMARK_SLACK / 60
+                );
+            }
+            let w = w.min(plan.ceiling);
             state.watermark = Some(state.watermark.map_or(w, |old| old.max(w)));
         }
         for t in p.trunks {
@@ -319,9 +363,22 @@ impl Poller {
                 state.trunks.push(t);
             }
         }
-        let horizon = state.horizon(self.reach.max_call_duration.as_secs() as LocalSecs);
-        state.prune(horizon);
-        self.save_state();
+        state.paging = paging;
+        if let Err(e) = state::save(&self.state_path, state) {
+            for (k, _) in &p.calls {
+                state.calls.remove(k);
+            }
+            for (k, _) in &p.legs {
+                state.legs.remove(k);
+            }
+            (state.watermark, state.paging) = (before.0, before.2);
+            state.trunks.truncate(before.1);
+            if baseline && state.calls.is_empty() && before.0.is_none() {
+                // Half a baseline is no baseline.
+                self.state = None;
+            }
+            return Err(UcmError::State(format!("{e:#}")));
+        }
         report.new_calls += p.tally.call_count();
         report.new_records += p.tally.records;
         if !baseline {
@@ -330,6 +387,7 @@ impl Poller {
         if let Some(s) = &self.state {
             self.metrics.add_trunks(&s.trunks);
         }
+        Ok(())
     }
 
     /// Asks the UCM for its trunks once, so every trunk's series exist before its first call.

@@ -41,12 +41,18 @@ impl PollKind {
     }
 }
 
+/// A watermark never moves further ahead of the exporter's own clock (in the UCM's zone) than
+/// this: one CDR stamped in the future (a clock corrected by NTP, a bogus row) must not push
+/// every later window past the calls it should read.
+pub const WATERMARK_SLACK: i64 = 5 * 60;
+
 /// How far back a target's polls reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reach {
     pub max_call_duration: Duration,
     pub sweep_interval: Duration,
     pub overlap: Duration,
+    pub poll_interval: Duration,
 }
 
 impl Reach {
@@ -55,7 +61,17 @@ impl Reach {
             max_call_duration: t.max_call_duration,
             sweep_interval: t.sweep_interval,
             overlap: t.overlap,
+            poll_interval: t.poll_interval,
         }
+    }
+
+    /// How far a sweep, and the key memory, reach back from the watermark: a call of
+    /// `max_call_duration` that ends just after a sweep is read by the next one, which comes up
+    /// to `sweep_interval` and one poll later, when the watermark has moved on by as much.
+    pub fn sweep_back(&self) -> i64 {
+        secs(self.max_call_duration)
+            .saturating_add(secs(self.sweep_interval))
+            .saturating_add(secs(self.poll_interval))
     }
 }
 
@@ -68,6 +84,8 @@ pub struct Plan {
     /// Records that started before this are dropped: outside every window the state tracks, so
     /// counting one could count it twice.
     pub horizon: LocalSecs,
+    /// The watermark may not pass this (see [`WATERMARK_SLACK`]).
+    pub ceiling: LocalSecs,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -83,13 +101,16 @@ pub fn plan(
     since_sweep: Option<Duration>,
     reach: &Reach,
 ) -> Plan {
-    let max_call = secs(reach.max_call_duration);
+    let ceiling = now.saturating_add(WATERMARK_SLACK);
     let Some(s) = state else {
-        let from = now.saturating_sub(max_call).saturating_sub(BASELINE_SLACK);
+        let from = now
+            .saturating_sub(secs(reach.max_call_duration))
+            .saturating_sub(BASELINE_SLACK);
         return Plan {
             kind: PollKind::Baseline,
             from,
             horizon: from,
+            ceiling,
         };
     };
     let kind = match since_sweep {
@@ -98,13 +119,15 @@ pub fn plan(
     };
     let back = match kind {
         PollKind::Incremental => secs(reach.overlap),
-        _ => max_call,
+        _ => reach.sweep_back(),
     };
     let newest = s.watermark.unwrap_or(s.baseline_start);
+    let horizon = s.horizon(reach.sweep_back());
     Plan {
         kind,
-        from: newest.saturating_sub(back).max(s.baseline_start),
-        horizon: s.horizon(max_call),
+        from: newest.saturating_sub(back).max(horizon),
+        horizon,
+        ceiling,
     }
 }
 
@@ -114,12 +137,15 @@ mod tests {
 
     const H: i64 = 3600;
     const M: i64 = 60;
+    /// 4 h of max_call_duration, a 10 min sweep interval and a 1 min poll.
+    const BACK: i64 = 4 * H + 11 * M;
 
     fn reach() -> Reach {
         Reach {
             max_call_duration: Duration::from_secs(4 * 3600),
             sweep_interval: Duration::from_secs(600),
             overlap: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(60),
         }
     }
 
@@ -133,74 +159,36 @@ mod tests {
     fn the_window_of_each_kind_of_poll() {
         let now = 100 * H;
         let min = |m: i64| Some(Duration::from_secs((m * M) as u64));
+        let pruned = |b, w, p| PollState {
+            pruned_below: Some(p),
+            ..state(b, Some(w))
+        };
         // (state, since last sweep, expected kind, from, horizon)
-        type Case = (
-            Option<PollState>,
-            Option<Duration>,
-            PollKind,
-            LocalSecs,
-            LocalSecs,
-        );
-        let cases: [Case; 7] = [
+        type Case = (Option<PollState>, Option<Duration>, PollKind, LocalSecs, LocalSecs);
+        #[rustfmt::skip]
+        let cases: [Case; 8] = [
             // First start: 4 h + a day back from now; nothing older is ever looked at.
             (None, None, PollKind::Baseline, now - 28 * H, now - 28 * H),
-            // First poll after a restart is a sweep, reaching max_call_duration back.
-            (
-                Some(state(90 * H, Some(99 * H))),
-                None,
-                PollKind::Sweep,
-                95 * H,
-                95 * H,
-            ),
+            // First poll after a restart is a sweep, reaching max_call_duration back, plus a
+            // sweep interval and a poll for a call of max_call_duration that ended meanwhile.
+            (Some(state(90 * H, Some(99 * H))), None, PollKind::Sweep, 99 * H - BACK, 99 * H - BACK),
             // Between sweeps: the overlap only.
-            (
-                Some(state(90 * H, Some(99 * H))),
-                min(5),
-                PollKind::Incremental,
-                99 * H - 10 * M,
-                95 * H,
-            ),
+            (Some(state(90 * H, Some(99 * H))), min(5), PollKind::Incremental, 99 * H - 10 * M, 99 * H - BACK),
             // A sweep is due once sweep_interval has passed.
-            (
-                Some(state(90 * H, Some(99 * H))),
-                min(10),
-                PollKind::Sweep,
-                95 * H,
-                95 * H,
-            ),
+            (Some(state(90 * H, Some(99 * H))), min(10), PollKind::Sweep, 99 * H - BACK, 99 * H - BACK),
             // Never before the baseline: history stays uncounted.
-            (
-                Some(state(98 * H, Some(99 * H))),
-                min(10),
-                PollKind::Sweep,
-                98 * H,
-                98 * H,
-            ),
-            (
-                Some(state(99 * H - 5 * M, Some(99 * H))),
-                min(1),
-                PollKind::Incremental,
-                99 * H - 5 * M,
-                99 * H - 5 * M,
-            ),
+            (Some(state(98 * H, Some(99 * H))), min(10), PollKind::Sweep, 98 * H, 98 * H),
+            (Some(state(99 * H - 5 * M, Some(99 * H))), min(1), PollKind::Incremental, 99 * H - 5 * M, 99 * H - 5 * M),
             // No call seen yet: the baseline's start stands in for the watermark.
-            (
-                Some(state(90 * H, None)),
-                min(1),
-                PollKind::Incremental,
-                90 * H,
-                90 * H,
-            ),
+            (Some(state(90 * H, None)), min(1), PollKind::Incremental, 90 * H, 90 * H),
+            // Never below what was forgotten, whatever max_call_duration is now.
+            (Some(pruned(80 * H, 99 * H, 97 * H)), None, PollKind::Sweep, 97 * H, 97 * H),
         ];
         for (i, (s, since, kind, from, horizon)) in cases.into_iter().enumerate() {
             let p = plan(s.as_ref(), now, since, &reach());
             assert_eq!(
-                p,
-                Plan {
-                    kind,
-                    from,
-                    horizon
-                },
+                (p.kind, p.from, p.horizon, p.ceiling),
+                (kind, from, horizon, now + WATERMARK_SLACK),
                 "case {i}"
             );
         }
@@ -215,7 +203,7 @@ mod tests {
         let s = state(0, Some(10 * H));
         let p = plan(Some(&s), 11 * H, Some(Duration::ZERO), &r);
         assert_eq!(p.kind, PollKind::Sweep);
-        assert_eq!(p.from, 6 * H);
+        assert_eq!(p.from, 10 * H - 4 * H - M);
     }
 
     #[test]
@@ -224,10 +212,12 @@ mod tests {
             max_call_duration: Duration::MAX,
             sweep_interval: Duration::MAX,
             overlap: Duration::MAX,
+            poll_interval: Duration::MAX,
         };
         let p = plan(None, i64::MIN + 5, None, &r);
         assert_eq!(p.from, i64::MIN);
         let s = state(i64::MIN, Some(0));
         assert_eq!(plan(Some(&s), 0, Some(Duration::ZERO), &r).from, -i64::MAX);
+        assert_eq!(plan(None, i64::MAX, None, &r).ceiling, i64::MAX);
     }
 }

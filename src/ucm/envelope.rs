@@ -27,7 +27,7 @@ pub enum Refusal {
 pub enum StatusClass {
     /// The cookie is gone: one fresh login may help.
     SessionGone,
-    /// Asked too often: no request at all for this long.
+    /// Asked too often, or too busy to answer: no request at all for this long.
     RateLimited(Duration),
     /// A rejected login: repeating it quickly is what gets an IP blacklisted.
     LoginRejected,
@@ -39,7 +39,10 @@ pub enum StatusClass {
 
 pub fn classify_status(status: i64) -> StatusClass {
     match status {
-        -5 | -6 | -8 => StatusClass::SessionGone,
+        -5 | -6 => StatusClass::SessionGone,
+        // A system timeout is an overloaded UCM, not a lost session: logging in again at once
+        // would only add to its load.
+        -8 => StatusClass::RateLimited(Duration::from_secs(30)),
         -45 | -46 => StatusClass::RateLimited(Duration::from_secs(15)),
         -57 => StatusClass::RateLimited(Duration::from_secs(60)),
         -37 | -68 | -70 | -71 => StatusClass::LoginRejected,
@@ -215,6 +218,7 @@ mod tests {
         };
         let cases = [
             (-6, Reason::Auth),
+            (-8, Reason::RateLimited),
             (-37, Reason::Auth),
             (-71, Reason::Auth),
             (-45, Reason::RateLimited),

@@ -3,10 +3,13 @@
 //! - `transport`: the HTTPS client, its TLS trust and bounded reads;
 //! - `envelope`: the answer envelope and the one status → error policy;
 //! - `session`: login, cookie renewal and back-offs, reported through [`ClientEvents`];
+//! - `login_guard`: the count of rejected logins shared by every process and target, so the UCM
+//!   never blacklists the exporter;
 //! - `cdrapi`: how a page of CDRs is asked for and decoded.
 
 pub mod cdrapi;
 pub mod envelope;
+pub mod login_guard;
 mod session;
 mod transport;
 

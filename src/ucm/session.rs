@@ -18,6 +18,7 @@ use super::envelope::{
     classify_status, decode_envelope, lenient_i64, refusal_error, status_meaning, status_refusal,
     Refusal, StatusClass,
 };
+use super::login_guard::{Attempt, LoginGuard, Verdict};
 use super::transport::Transport;
 use crate::clock::SharedClock;
 use crate::config::{Secret, Target};
@@ -53,6 +54,8 @@ struct LoginFailure {
     status: Option<i64>,
     /// How long the UCM says it locks this client out (`remain_time`).
     lockout: Option<Duration>,
+    /// Attempts left before the UCM locks this client out (`remain_num`).
+    remaining: Option<u32>,
 }
 
 impl From<UcmError> for LoginFailure {
@@ -61,6 +64,7 @@ impl From<UcmError> for LoginFailure {
             error,
             status: None,
             lockout: None,
+            remaining: None,
         }
     }
 }
@@ -83,6 +87,9 @@ pub struct Session {
     renew_after: Duration,
     clock: SharedClock,
     events: Arc<dyn ClientEvents>,
+    guard: Option<LoginGuard>,
+    /// Try a login even while the guard rations them (`check --force`).
+    force: bool,
     inner: Mutex<Inner>,
 }
 
@@ -99,8 +106,18 @@ impl Session {
             renew_after: target.session_renew_after,
             clock,
             events,
+            guard: None,
+            force: false,
             inner: Mutex::new(Inner::default()),
         })
+    }
+
+    /// Shares the count of rejected logins with every process and target that logs in to the
+    /// same UCM as the same user, through a file under `state_dir` (see `login_guard`).
+    pub fn with_login_guard(mut self, guard: LoginGuard, force: bool) -> Self {
+        self.guard = Some(guard);
+        self.force = force;
+        self
     }
 
     fn now(&self) -> Duration {
@@ -179,6 +196,12 @@ impl Session {
         self.refusal(&mut inner, action, refusal)
     }
 
+    /// Forgets the cookie, so the next request logs in afresh: for an answer that may come from
+    /// a session the UCM dropped without saying so.
+    pub async fn renew(&self) {
+        self.inner.lock().await.cookie = None;
+    }
+
     /// Logs out, so the UCM frees the session at once instead of at its timeout.
     pub async fn logout(&self) {
         let mut inner = self.inner.lock().await;
@@ -238,8 +261,42 @@ impl Session {
                 )));
             }
         }
+        if let Some(guard) = &self.guard {
+            let now = self.clock.now();
+            if let Verdict::Blocked { until, failures } =
+                guard.begin(self.password.expose(), now, self.force)
+            {
+                if !inner.hint_logged {
+                    inner.hint_logged = true;
+                    tracing::error!(
+                        user = %self.username,
+                        "{failures} logins in a row were rejected: trying at most once an hour (next at {until}), so \
+                         that the UCM never blacklists this IP; a changed password is tried at once"
+                    );
+                }
+                return Err(UcmError::Auth(format!(
+                    "{failures} logins in a row were rejected; next attempt at {until}, or when the password changes"
+                )));
+            }
+        }
         let result = self.login_once().await;
         self.events.login(result.is_ok());
+        if let Some(guard) = &self.guard {
+            let attempt = match &result {
+                Ok(_) => Attempt::Accepted,
+                Err(f) if f.status.is_some_and(|s| {
+                    classify_status(s) == StatusClass::LoginRejected
+                }) =>
+                {
+                    Attempt::Rejected {
+                        remaining: f.remaining,
+                        lockout: f.lockout,
+                    }
+                }
+                Err(_) => Attempt::Inconclusive,
+            };
+            guard.finish(attempt, self.clock.now());
+        }
         match result {
             Ok(cookie) => {
                 inner.cookie = Some(Cookie {
@@ -295,7 +352,7 @@ impl Session {
     async fn login_once(&self) -> Result<String, LoginFailure> {
         let challenge_req = json!({"action": "challenge", "user": self.username, "version": "1.0"});
         let body = self.send("challenge", &challenge_req).await?;
-        let response = decode_envelope(&body).map_err(|r| login_refusal("challenge", r, None))?;
+        let response = decode_envelope(&body).map_err(|r| login_refusal("challenge", r))?;
         let challenge = response
             .get("challenge")
             .and_then(|c| {
@@ -311,13 +368,20 @@ impl Session {
         });
         let body = self.send("login", &login_req).await?;
         let response = decode_envelope(&body).map_err(|r| {
-            // A locked-out client is told for how long; the back-off honours it.
-            let lockout = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.pointer("/response/remain_time").and_then(lenient_i64))
+            // A rejected client may be told how many attempts it has left and for how long it is
+            // locked out; the guard and the back-off honour both.
+            let v = serde_json::from_slice::<Value>(&body).ok();
+            let field = |k: &str| {
+                v.as_ref()
+                    .and_then(|v| v.pointer(&format!("/response/{k}")))
+                    .and_then(lenient_i64)
+            };
+            let mut failure = login_refusal("login", r);
+            failure.lockout = field("remain_time")
                 .filter(|s| *s > 0)
                 .map(|s| Duration::from_secs(s.unsigned_abs()));
-            login_refusal("login", r, lockout)
+            failure.remaining = field("remain_num").and_then(|n| u32::try_from(n).ok());
+            failure
         })?;
         response
             .get("cookie")
@@ -333,15 +397,14 @@ impl Session {
     }
 }
 
-fn login_refusal(step: &str, r: Refusal, lockout: Option<Duration>) -> LoginFailure {
+fn login_refusal(step: &str, r: Refusal) -> LoginFailure {
     let status = match &r {
         Refusal::Status { status, .. } => Some(*status),
         _ => None,
     };
     LoginFailure {
-        error: refusal_error(step, r),
         status,
-        lockout,
+        ..refusal_error(step, r).into()
     }
 }
 

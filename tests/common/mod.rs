@@ -65,30 +65,32 @@ pub fn busy_sim_config(seed: u64) -> SimConfig {
 }
 
 pub async fn start_sim(cfg: SimConfig) -> SimHandle {
-    // RUST_LOG=ucm_exporter=debug shows the exporter's log lines of a failing test.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
+    // RUST_LOG=ucm_exporter=debug shows the exporter's log lines of a failing test. The
+    // journal (`/probe?debug=true`) has its own level, as in the binary.
+    use tracing_subscriber::prelude::*;
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(tracing_subscriber::EnvFilter::from_default_env()),
+        )
+        .with(ucm_exporter::journal::layer())
         .try_init();
     sim::start(cfg).await.expect("simulator starts")
 }
 
 pub fn target_for(sim: &SimHandle, name: &str) -> Target {
-    Target {
-        name: name.into(),
-        url: sim.url(),
-        username: "cdrapi".into(),
-        password: Secret::new(SimConfig::default().password),
-        timezone: chrono_tz::UTC,
-        poll_interval: Duration::from_millis(200),
-        max_call_duration: config::DEFAULT_MAX_CALL_DURATION,
-        sweep_interval: Duration::from_secs(3600),
-        overlap: Duration::from_secs(600),
-        session_renew_after: config::DEFAULT_SESSION_RENEW,
-        request_timeout: Duration::from_secs(5),
-        ca_file: Some(sim.ca_path()),
-        insecure_skip_verify: false,
-    }
+    let mut t = Target::new(
+        name,
+        sim.url(),
+        "cdrapi",
+        Secret::new(SimConfig::default().password),
+    );
+    t.poll_interval = Duration::from_millis(200);
+    t.sweep_interval = Duration::from_secs(3600);
+    t.request_timeout = Duration::from_secs(5);
+    t.ca_file = Some(sim.ca_path());
+    t
 }
 
 /// A poller of `target` on the simulator's clock.

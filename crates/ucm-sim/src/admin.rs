@@ -9,25 +9,34 @@ use bytes::Bytes;
 use chrono::NaiveDateTime;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{ALLOW, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::faults::FaultRule;
+use super::quirks::Quirks;
+use super::store::entry_times;
 use super::Sim;
 
-const ROUTES: &str = "GET /stats, GET /now, GET /truth?after=&until=, POST /faults, \
-                      DELETE /faults, POST /advance?seconds=N, POST /invalidate\n";
+const ROUTES: &str = "GET /stats, GET /now, GET /truth?after=&until=[&started_from=], \
+                      POST /faults, DELETE /faults, GET /quirks, POST /quirks, \
+                      POST /advance?seconds=N, POST /step?seconds=±N, POST /calls[?visible=now], \
+                      POST /invalidate\n";
 
-pub async fn serve(listener: TcpListener, sim: Arc<Sim>, mut stop: watch::Receiver<bool>) {
+/// Bodies are a fault rule, quirks or one `cdr_root` entry (a 12-leg call is about 15 kB).
+const MAX_BODY: usize = 1 << 20;
+
+pub async fn serve(listener: TcpListener, sim: Arc<Sim>, stop: CancellationToken) {
+    // Dropped with this function: open connections end with the listener.
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
             accepted = listener.accept() => {
                 let Ok((tcp, _)) = accepted else { continue };
                 let sim = sim.clone();
@@ -44,7 +53,9 @@ pub async fn serve(listener: TcpListener, sim: Arc<Sim>, mut stop: watch::Receiv
     }
 }
 
-fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: String) -> Reply {
     let ct = if status == StatusCode::OK {
         "application/json"
     } else {
@@ -57,7 +68,15 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         .expect("static response parts")
 }
 
-fn bad(msg: impl Into<String>) -> Response<Full<Bytes>> {
+fn json_reply(v: Value) -> Reply {
+    reply(StatusCode::OK, v.to_string())
+}
+
+fn ok() -> Reply {
+    json_reply(json!({"ok": true}))
+}
+
+fn bad(msg: impl Into<String>) -> Reply {
     reply(StatusCode::BAD_REQUEST, msg.into() + "\n")
 }
 
@@ -70,66 +89,173 @@ fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 fn time_param(query: &str, name: &str) -> Result<NaiveDateTime, String> {
     let raw = param(query, name).ok_or_else(|| format!("missing {name}=YYYY-MM-DDTHH:MM:SS"))?;
     let raw = raw.replace("%3A", ":").replace("%3a", ":");
-    NaiveDateTime::parse_from_str(&raw, "%Y-%m-%dT%H:%M:%S").map_err(|e| format!("{name}: {e}"))
+    NaiveDateTime::parse_from_str(&raw, "%Y-%m-%dT%H:%M:%S")
+        .map_err(|e| format!("{name}={raw:?}: {e}; expected YYYY-MM-DDTHH:MM:SS"))
 }
 
-async fn route(sim: &Sim, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn seconds_param<T: std::str::FromStr>(query: &str, what: &str) -> Result<T, String> {
+    let raw = param(query, "seconds").ok_or_else(|| format!("missing seconds={what}"))?;
+    raw.parse()
+        .map_err(|_| format!("seconds={raw:?}: expected {what}"))
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(bad(format!(
+            "body unreadable or larger than {MAX_BODY} bytes"
+        ))),
+    }
+}
+
+/// Quirks from a POST body, with an error that names the field at fault (serde's own message
+/// names only the value).
+fn read_quirks(body: &[u8]) -> Result<Quirks, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let Value::Object(fields) = &v else {
+        return Err("expected a JSON object such as {\"page_cap\": 100}".into());
+    };
+    for (k, field) in fields {
+        let one = Value::Object([(k.clone(), field.clone())].into_iter().collect());
+        if let Err(e) = serde_json::from_value::<Quirks>(one) {
+            return Err(format!("{k}: {e}"));
+        }
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+fn clock_text(sim: &Sim) -> Value {
+    json!(sim.clock.now().format("%Y-%m-%dT%H:%M:%S").to_string())
+}
+
+/// The methods each path answers, for a 405 that names them.
+fn allowed(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "/stats" | "/now" | "/truth" => "GET",
+        "/faults" => "POST, DELETE",
+        "/quirks" => "GET, POST",
+        "/advance" | "/step" | "/calls" | "/invalidate" => "POST",
+        _ => return None,
+    })
+}
+
+async fn route(sim: &Sim, req: Request<Incoming>) -> Reply {
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let json = |v: serde_json::Value| reply(StatusCode::OK, v.to_string());
     match (method, path.as_str()) {
         (Method::GET, "/stats") => {
-            json(serde_json::to_value(sim.stats().clone()).unwrap_or_default())
+            json_reply(serde_json::to_value(sim.stats().clone()).unwrap_or_default())
         }
-        (Method::GET, "/now") => json(serde_json::json!(sim
-            .clock
-            .now()
-            .format("%Y-%m-%dT%H:%M:%S")
-            .to_string())),
+        (Method::GET, "/now") => json_reply(clock_text(sim)),
         (Method::GET, "/truth") => {
             let (after, until) = match (time_param(&query, "after"), time_param(&query, "until")) {
                 (Ok(a), Ok(u)) => (a, u),
                 (Err(e), _) | (_, Err(e)) => return bad(e),
             };
-            json(serde_json::to_value(sim.truth(after, until)).unwrap_or_default())
+            let started_from = match param(&query, "started_from") {
+                None => None,
+                Some(_) => match time_param(&query, "started_from") {
+                    Ok(t) => Some(t),
+                    Err(e) => return bad(e),
+                },
+            };
+            json_reply(
+                serde_json::to_value(sim.truth(after, until, started_from)).unwrap_or_default(),
+            )
         }
         (Method::POST, "/faults") => {
-            let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return bad("body too large"),
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
             };
             match serde_json::from_slice::<FaultRule>(&body) {
                 Ok(rule) => {
                     tracing::info!(target: "ucm_sim", ?rule, "fault added");
                     sim.faults.lock().expect("faults lock").add(rule);
-                    json(serde_json::json!({"ok": true}))
+                    ok()
                 }
                 Err(e) => bad(format!("not a FaultRule: {e}")),
             }
         }
         (Method::DELETE, "/faults") => {
             sim.faults.lock().expect("faults lock").clear();
-            json(serde_json::json!({"ok": true}))
+            ok()
         }
-        (Method::POST, "/advance") => {
-            match param(&query, "seconds").and_then(|s| s.parse::<u64>().ok()) {
-                Some(s) => {
-                    sim.clock.advance(Duration::from_secs(s));
-                    sim.generated_now();
-                    json(serde_json::json!(sim
-                        .clock
-                        .now()
-                        .format("%Y-%m-%dT%H:%M:%S")
-                        .to_string()))
-                }
-                None => bad("missing seconds=N"),
+        (Method::GET, "/quirks") => {
+            json_reply(serde_json::to_value(sim.quirks()).unwrap_or_default())
+        }
+        (Method::POST, "/quirks") => {
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let quirks = match read_quirks(&body) {
+                Ok(q) => q,
+                Err(e) => return bad(format!("not Quirks: {e}")),
+            };
+            if let Err(e) = quirks.check() {
+                return bad(e);
             }
+            sim.set_quirks(quirks);
+            json_reply(serde_json::to_value(sim.quirks()).unwrap_or_default())
+        }
+        (Method::POST, "/advance") => match seconds_param::<u64>(&query, "a whole number >= 0") {
+            Ok(s) => {
+                sim.clock.advance(Duration::from_secs(s));
+                sim.generated_now();
+                json_reply(clock_text(sim))
+            }
+            Err(e) => bad(e),
+        },
+        (Method::POST, "/step") => match seconds_param::<i64>(&query, "a whole number, ±") {
+            Ok(s) => match chrono::Duration::try_seconds(s) {
+                Some(by) => {
+                    sim.step_clock(by);
+                    json_reply(clock_text(sim))
+                }
+                None => bad(format!("seconds={s}: too large a step")),
+            },
+            Err(e) => bad(e),
+        },
+        (Method::POST, "/calls") => {
+            let visible_now = match param(&query, "visible") {
+                None => false,
+                Some("now") => true,
+                Some(v) => return bad(format!("visible={v:?}: the only value is now")),
+            };
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let entry = match serde_json::from_slice::<Value>(&body) {
+                Ok(v) => v,
+                Err(e) => return bad(format!("not JSON: {e}")),
+            };
+            if entry_times(&entry).is_none() {
+                return bad(
+                    "not a cdr_root entry: an object with a start (main_cdr.start for a \
+                     grouped entry) as YYYY-MM-DD HH:MM:SS",
+                );
+            }
+            sim.add_call(&entry, visible_now);
+            ok()
         }
         (Method::POST, "/invalidate") => {
             sim.sessions.lock().expect("sessions lock").invalidate_all();
-            json(serde_json::json!({"ok": true}))
+            ok()
         }
-        _ => reply(StatusCode::NOT_FOUND, ROUTES.into()),
+        (_, p) => match allowed(p) {
+            Some(methods) => {
+                let mut r = reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{p} answers {methods}\n"),
+                );
+                r.headers_mut()
+                    .insert(ALLOW, methods.parse().expect("ASCII"));
+                r
+            }
+            None => reply(StatusCode::NOT_FOUND, ROUTES.into()),
+        },
     }
 }

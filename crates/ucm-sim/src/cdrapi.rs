@@ -1,12 +1,15 @@
 //! The `cdrapi` action: filters, paging and rendering, with the legacy API's habit of answering
 //! a filter it cannot read with an empty `cdr_root` instead of an error.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
-use super::clock::{to_secs, LocalSecs};
-use super::store::{Entry, Store};
+use super::clock::{to_secs, LocalSecs, SteadySecs};
+use super::quirks::{Order, Quirks};
+use super::store::{without_late_legs, Entry, Store};
 
 /// A parsed cdrapi request; `None` from [`Query::parse`] means "answer an empty cdr_root".
 #[derive(Debug)]
@@ -49,10 +52,16 @@ fn uint(v: &Value) -> Option<u64> {
     }
 }
 
-/// Parses the time formats of the legacy CDR API guide (ucm-api.md §5.1) into local time:
+/// Parses the time formats of the legacy CDR API guide (docs/ucm-api.md §5.1) into local time:
 /// `YYYY-MM-DD[T| ]HH:MM[:SS[.SSS]]`, date only (00:00), time only (2000-01-01), an optional
 /// `Z`/`±HH:MM`/`±HHMM` offset (converted into `tz`), epoch seconds, and `now`.
 pub fn parse_time(s: &str, tz: Tz, now: NaiveDateTime) -> Option<NaiveDateTime> {
+    read_time(s, tz, now, false)
+}
+
+/// [`parse_time`], reading a time without an offset as UTC when `naive_is_utc` (the
+/// `filter_reads_utc` quirk).
+fn read_time(s: &str, tz: Tz, now: NaiveDateTime, naive_is_utc: bool) -> Option<NaiveDateTime> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("now") {
         return Some(now);
@@ -64,6 +73,7 @@ pub fn parse_time(s: &str, tz: Tz, now: NaiveDateTime) -> Option<NaiveDateTime> 
     let (body, offset) = split_offset(s);
     let local = parse_naive(body)?;
     match offset {
+        None if naive_is_utc => Some(local.and_utc().with_timezone(&tz).naive_local()),
         None => Some(local),
         Some(off) => {
             let fixed = chrono::FixedOffset::east_opt(off)?;
@@ -172,11 +182,13 @@ fn matches(patterns: &[Pattern], number: &str) -> bool {
 
 impl Query {
     /// Reads the request; `None` = some parameter is unreadable (answer an empty list).
+    /// `quirks` decide the page cap, whether `offset` counts and how times are read.
     pub fn parse(
         req: &Map<String, Value>,
         tz: Tz,
         now: NaiveDateTime,
         max_records: usize,
+        quirks: &Quirks,
     ) -> Option<Query> {
         let text = |k: &str| -> Option<Option<&str>> {
             match req.get(k) {
@@ -202,7 +214,12 @@ impl Query {
         let time = |k: &str| -> Option<Option<LocalSecs>> {
             match text(k)? {
                 None => Some(None),
-                Some(s) => Some(Some(to_secs(parse_time(s, tz, now)?))),
+                Some(s) => Some(Some(to_secs(read_time(
+                    s,
+                    tz,
+                    now,
+                    quirks.filter_reads_utc,
+                )?))),
             }
         };
         let pats = |k: &str| -> Option<Option<Vec<Pattern>>> {
@@ -213,8 +230,8 @@ impl Query {
         };
         Some(Query {
             format,
-            num_records: num_records.min(max_records),
-            offset,
+            num_records: num_records.min(quirks.cap(max_records)),
+            offset: if quirks.ignore_offset { 0 } else { offset },
             start: time("startTime")?,
             end: time("endTime")?,
             caller: pats("caller")?,
@@ -224,46 +241,80 @@ impl Query {
         })
     }
 
-    fn selects(&self, e: &Entry, now: LocalSecs) -> bool {
-        e.end <= now
+    fn selects(&self, e: &Entry, now: SteadySecs) -> bool {
+        e.visible_at <= now
             && self.caller.as_ref().is_none_or(|p| matches(p, &e.src))
             && self.callee.as_ref().is_none_or(|p| matches(p, &e.dst))
             && self.min_dur.is_none_or(|m| e.billsec >= m)
             && self.max_dur.is_none_or(|m| e.billsec <= m)
     }
 
-    /// The page: visible matching entries, oldest first, `offset` top-level entries skipped.
-    pub fn page<'s>(&self, store: &'s Store, now: LocalSecs) -> Vec<&'s Entry> {
+    /// The page: visible matching entries in `order`, then `offset` top-level entries skipped.
+    pub fn page<'s>(&self, store: &'s Store, now: SteadySecs, order: Order) -> Vec<&'s Entry> {
         let range = store.start_range(self.start.unwrap_or(i64::MIN), self.end.unwrap_or(i64::MAX));
-        store.entries()[range]
+        let visible = store.entries()[range]
             .iter()
-            .filter(|e| self.selects(e, now))
-            .skip(self.offset)
-            .take(self.num_records)
-            .collect()
+            .filter(|e| self.selects(e, now));
+        match order {
+            Order::StartAsc => visible.skip(self.offset).take(self.num_records).collect(),
+            Order::StartDesc => visible
+                .rev()
+                .skip(self.offset)
+                .take(self.num_records)
+                .collect(),
+            Order::EndAsc => {
+                let mut all: Vec<&Entry> = visible.collect();
+                // Stable: calls that end in the same second stay in start order.
+                all.sort_by_key(|e| e.end);
+                all.into_iter()
+                    .skip(self.offset)
+                    .take(self.num_records)
+                    .collect()
+            }
+        }
     }
 }
 
+/// The entries' JSON as served at `now`: whole, or without the legs the late-legs quirk still
+/// holds back (`late` = that quirk's delay in seconds).
+pub fn as_served<'s>(
+    entries: &[&'s Entry],
+    now: SteadySecs,
+    late: Option<i64>,
+) -> (Vec<Cow<'s, str>>, u64) {
+    let mut partial = 0;
+    let texts = entries
+        .iter()
+        .map(|e| match (late, e.late_from) {
+            (Some(delay), Some(from)) if now < e.visible_at.saturating_add(delay) => {
+                partial += 1;
+                Cow::Owned(without_late_legs(&e.json, from))
+            }
+            _ => Cow::Borrowed(&*e.json),
+        })
+        .collect();
+    (texts, partial)
+}
+
 /// `{"cdr_root":[…]}` from the pre-rendered entries.
-pub fn render_json(entries: &[&Entry]) -> String {
-    let mut out =
-        String::with_capacity(14 + entries.iter().map(|e| e.json.len() + 1).sum::<usize>());
+pub fn render_json(entries: &[Cow<'_, str>]) -> String {
+    let mut out = String::with_capacity(14 + entries.iter().map(|e| e.len() + 1).sum::<usize>());
     out.push_str("{\"cdr_root\":[");
     for (i, e) in entries.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&e.json);
+        out.push_str(e);
     }
     out.push_str("]}");
     out
 }
 
 /// Legs as rows, the way the legacy API answered without `format=json`.
-fn leg_rows(entries: &[&Entry]) -> Vec<Map<String, Value>> {
+fn leg_rows(entries: &[Cow<'_, str>]) -> Vec<Map<String, Value>> {
     let mut rows = Vec::new();
     for e in entries {
-        let Ok(Value::Object(v)) = serde_json::from_str::<Value>(&e.json) else {
+        let Ok(Value::Object(v)) = serde_json::from_str::<Value>(e) else {
             continue;
         };
         if v.contains_key("main_cdr") {
@@ -310,7 +361,7 @@ const CSV_FIELDS: [&str; 22] = [
     "session",
 ];
 
-pub fn render_csv(entries: &[&Entry]) -> String {
+pub fn render_csv(entries: &[Cow<'_, str>]) -> String {
     let mut out = String::new();
     for row in leg_rows(entries) {
         let cells: Vec<String> = CSV_FIELDS
@@ -331,7 +382,7 @@ pub fn render_csv(entries: &[&Entry]) -> String {
     out
 }
 
-pub fn render_xml(entries: &[&Entry]) -> String {
+pub fn render_xml(entries: &[Cow<'_, str>]) -> String {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -405,6 +456,25 @@ mod tests {
         ] {
             assert_eq!(t(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn naive_times_read_as_utc() {
+        let now =
+            NaiveDateTime::parse_from_str("2024-05-01 12:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        let read = |s: &str| {
+            read_time(s, chrono_tz::Europe::Berlin, now, true)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        };
+        assert_eq!(
+            read("2024-05-01T09:00:00").as_deref(),
+            Some("2024-05-01 11:00:00")
+        );
+        assert_eq!(read("2024-05-01").as_deref(), Some("2024-05-01 02:00:00"));
+        // Times that say what they mean are read the same either way.
+        assert_eq!(t("2024-05-01T09:00:00Z"), read("2024-05-01T09:00:00Z"));
+        assert_eq!(t("1714554000"), read("1714554000"));
+        assert_eq!(t("now"), read("now"));
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum Fault {
     LoginFails,
     /// After N more cdrapi pages, all sessions become unknown (expiry in the middle of paging).
     InvalidateAfterPages(u32),
+    /// After N more cdrapi pages, the sessions open then die silently: cdrapi answers them a bare
+    /// empty `{"cdr_root":[]}` (a quiet PBX, not -6), other actions -6. A new login works.
+    /// Pages are counted over all sessions, as for `InvalidateAfterPages`.
+    SilentlyExpireAfterPages(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +50,15 @@ pub enum Effect {
     Delay(Duration),
     Status(i64),
     LoginFails,
+}
+
+/// What serving one cdrapi page set off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AfterPage {
+    /// Drop every session (`InvalidateAfterPages`).
+    pub invalidate: bool,
+    /// Silence every open session (`SilentlyExpireAfterPages`).
+    pub silence: bool,
 }
 
 #[derive(Debug, Default)]
@@ -73,7 +86,7 @@ impl Faults {
                 continue;
             }
             let effect = match &rule.fault {
-                Fault::InvalidateAfterPages(_) => continue,
+                Fault::InvalidateAfterPages(_) | Fault::SilentlyExpireAfterPages(_) => continue,
                 Fault::LoginFails if action != "login" => continue,
                 Fault::Delay(d) if !delayed => {
                     delayed = true;
@@ -98,19 +111,21 @@ impl Faults {
         effects
     }
 
-    /// Counts one served cdrapi page against every `InvalidateAfterPages`; true when sessions
-    /// must now be dropped.
-    pub fn page_served(&mut self) -> bool {
-        let mut fire = false;
-        self.rules.retain_mut(|r| match &mut r.fault {
-            Fault::InvalidateAfterPages(n) => {
-                *n = n.saturating_sub(1);
-                fire |= *n == 0;
-                *n > 0
-            }
-            _ => true,
+    /// Counts one served cdrapi page against every page-counting rule; each fires once, when its
+    /// count runs out.
+    pub fn page_served(&mut self) -> AfterPage {
+        let mut after = AfterPage::default();
+        self.rules.retain_mut(|r| {
+            let (n, fire) = match &mut r.fault {
+                Fault::InvalidateAfterPages(n) => (n, &mut after.invalidate),
+                Fault::SilentlyExpireAfterPages(n) => (n, &mut after.silence),
+                _ => return true,
+            };
+            *n = n.saturating_sub(1);
+            *fire |= *n == 0;
+            *n > 0
         });
-        fire
+        after
     }
 }
 
@@ -148,9 +163,39 @@ mod tests {
             times: None,
         });
         assert!(f.take("cdrapi").is_empty());
-        assert!(!f.page_served());
-        assert!(f.page_served());
-        assert!(!f.page_served());
+        assert!(!f.page_served().invalidate);
+        assert!(f.page_served().invalidate);
+        assert!(!f.page_served().invalidate);
+    }
+
+    #[test]
+    fn silent_expiry_counts_its_own_pages() {
+        let mut f = Faults::default();
+        for fault in [
+            Fault::SilentlyExpireAfterPages(1),
+            Fault::InvalidateAfterPages(2),
+        ] {
+            f.add(FaultRule {
+                fault,
+                action: None,
+                times: None,
+            });
+        }
+        assert!(f.take("cdrapi").is_empty());
+        let silence = AfterPage {
+            invalidate: false,
+            silence: true,
+        };
+        assert_eq!(f.page_served(), silence);
+        let invalidate = AfterPage {
+            invalidate: true,
+            silence: false,
+        };
+        assert_eq!(f.page_served(), invalidate);
+        assert_eq!(f.page_served(), AfterPage::default());
+        let r: FaultRule =
+            serde_json::from_str(r#"{"fault":{"SilentlyExpireAfterPages":3}}"#).unwrap();
+        assert_eq!(r.fault, Fault::SilentlyExpireAfterPages(3));
     }
 
     #[test]

@@ -1,19 +1,21 @@
 //! A simulated Grandstream UCM: its HTTPS API, a small business's call traffic and the faults a
 //! real device shows, so the exporter can be tested end to end and demonstrated without
-//! hardware. It follows the UCM API reference notes (ucm-api.md) for device behaviour and
-//! `contract.md` for what [`Truth`] computes.
+//! hardware. It follows docs/ucm-api.md for device behaviour and the counting rules of
+//! docs/design.md §6 for what [`Truth`] computes.
 //!
 //! Decisions where the reference leaves a choice: a request without `cookie` gets `-5` (need
 //! authentication), an unknown or expired one `-6`; an unknown action or a body without
 //! `request.action` gets `-1` with `error_msg "Invalid parameters!"`; cdrapi without `format`
 //! answers CSV (the legacy default); `timeFilterType` and other unknown parameters are ignored.
-//! Cookie lifetimes and lockouts run on the simulated clock.
+//! Cookie lifetimes and lockouts run on the simulated clock. Where the reference is uncertain,
+//! [`Quirks`] switch to the other reading at run time.
 
 mod admin;
 mod cdrapi;
 mod clock;
 mod faults;
 mod pbx;
+mod quirks;
 mod render;
 mod server;
 mod session;
@@ -31,15 +33,16 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use cdrapi::parse_time;
 pub use faults::{Fault, FaultRule};
+pub use quirks::{Order, Quirks};
 pub use session::token;
 pub use truth::{classify, is_extension, CallClass, Truth};
 
-use clock::{to_secs, LocalSecs, SimClock};
+use clock::{to_secs, Reading, SimClock};
 use session::Sessions;
 use store::Store;
 
@@ -88,7 +91,11 @@ pub struct SimConfig {
     pub history: Duration,
     /// Average over a day, shaped by time of day; 0 = no generated traffic at all.
     pub calls_per_hour: f64,
+    /// Cap on cdrapi `numRecords`, the documented maximum of 1000 by default;
+    /// `Quirks::page_cap` replaces it at run time.
     pub max_records: usize,
+    /// Uncertain API behaviours at start; change them later with [`SimHandle::set_quirks`].
+    pub quirks: Quirks,
 }
 
 impl Default for SimConfig {
@@ -112,6 +119,7 @@ impl Default for SimConfig {
             history: Duration::from_secs(24 * 3600),
             calls_per_hour: 60.0,
             max_records: 1000,
+            quirks: Quirks::default(),
         }
     }
 }
@@ -126,6 +134,17 @@ pub struct Stats {
     pub bytes_sent: u64,
     pub cdr_entries_served: u64,
     pub sessions_created: u64,
+    /// cdrapi answers listing entries for a live session, empty ones included.
+    #[serde(default)]
+    pub cdrapi_pages: u64,
+    /// cdrapi answers that were an empty list because the session had died silently
+    /// (`Quirks::silent_expiry`, `Fault::SilentlyExpireAfterPages`); not in `cdrapi_pages`.
+    #[serde(default)]
+    pub silent_expiry_pages: u64,
+    /// Entries served without the legs `Quirks::late_legs_delay` still held back; also in
+    /// `cdr_entries_served`.
+    #[serde(default)]
+    pub partial_entries_served: u64,
 }
 
 /// State shared by the API server, the admin endpoint and the handle.
@@ -135,23 +154,59 @@ pub(crate) struct Sim {
     store: RwLock<Store>,
     sessions: Mutex<Sessions>,
     faults: Mutex<faults::Faults>,
+    quirks: RwLock<Quirks>,
     stats: Mutex<Stats>,
 }
 
 impl Sim {
-    /// The clock in whole seconds, after generating every call that may have ended by then.
-    fn generated_now(&self) -> LocalSecs {
-        let now = self.clock.now_secs();
-        self.store.write().expect("store lock").generate_until(now);
+    /// The clock, after storing every call that has started by then. Read under the store lock,
+    /// so that a clock step falls cleanly between two readings.
+    fn generated_now(&self) -> Reading {
+        let mut store = self.store.write().expect("store lock");
+        let now = self.clock.reading();
+        store.generate_until(now);
         now
     }
 
-    fn truth(&self, after: NaiveDateTime, until: NaiveDateTime) -> Truth {
+    fn truth(
+        &self,
+        after: NaiveDateTime,
+        until: NaiveDateTime,
+        started_from: Option<NaiveDateTime>,
+    ) -> Truth {
         let now = self.generated_now();
-        self.store
-            .read()
-            .expect("store lock")
-            .truth(to_secs(after), to_secs(until).min(now))
+        let steps = self.clock.steps();
+        self.store.read().expect("store lock").truth_where(
+            (to_secs(after), to_secs(until).min(now.clock)),
+            started_from.map_or(i64::MIN, to_secs),
+            now,
+            &steps,
+        )
+    }
+
+    /// Steps the UCM's clock, after storing the calls placed before the step with the old one.
+    fn step_clock(&self, by: chrono::Duration) {
+        let mut store = self.store.write().expect("store lock");
+        let now = self.clock.reading();
+        store.generate_until(now);
+        self.clock.step(now.steady, by.num_seconds());
+        tracing::info!(target: "ucm_sim", seconds = by.num_seconds(), now = %self.clock.now(), "clock stepped");
+    }
+
+    fn add_call(&self, entry: &serde_json::Value, visible_now: bool) {
+        let mut store = self.store.write().expect("store lock");
+        let now = self.clock.reading();
+        store.generate_until(now);
+        store.add_value(entry, now, visible_now);
+    }
+
+    fn quirks(&self) -> Quirks {
+        self.quirks.read().expect("quirks lock").clone()
+    }
+
+    fn set_quirks(&self, quirks: Quirks) {
+        tracing::info!(target: "ucm_sim", ?quirks, "quirks set");
+        *self.quirks.write().expect("quirks lock") = quirks;
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
@@ -174,10 +229,16 @@ struct Inner {
     admin_addr: Option<SocketAddr>,
     ca_pem: String,
     ca_path: PathBuf,
-    /// Dropping the sender (with the last handle) stops the servers.
-    stop: watch::Sender<bool>,
+    /// Cancelled by `shutdown` or with the last handle; stops both listeners.
+    stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     _temp: Option<TempDir>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// Control of a running simulator; cheap to clone.
@@ -202,6 +263,9 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
             "the admin endpoint listens on loopback only, not {a}"
         );
     }
+    cfg.quirks
+        .check()
+        .map_err(|e| anyhow::anyhow!("quirks: {e}"))?;
     let start_time = cfg.start_time.unwrap_or_else(|| {
         chrono::Utc::now()
             .with_timezone(&cfg.timezone)
@@ -215,7 +279,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
         cfg.firmware,
         to_secs(start_time - history),
     );
-    store.generate_until(to_secs(start_time));
+    store.generate_until(Reading::unstepped(to_secs(start_time)));
 
     let (temp, dir) = match &cfg.cert_dir {
         Some(d) => {
@@ -255,19 +319,20 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
         clock,
         store: RwLock::new(store),
         faults: Mutex::new(faults::Faults::default()),
+        quirks: RwLock::new(cfg.quirks.clone()),
         stats: Mutex::new(Stats::default()),
         cfg,
     });
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let acceptor = sim.cfg.tls.then(|| tls.acceptor.clone());
     let mut tasks = vec![tokio::spawn(server::serve(
         listener,
         acceptor,
         sim.clone(),
-        stop_rx.clone(),
+        stop.clone(),
     ))];
     if let Some(l) = admin_listener {
-        tasks.push(tokio::spawn(admin::serve(l, sim.clone(), stop_rx)));
+        tasks.push(tokio::spawn(admin::serve(l, sim.clone(), stop.clone())));
     }
     tracing::info!(target: "ucm_sim", %addr, tls = sim.cfg.tls, admin = ?admin_addr, "UCM simulator listening");
     Ok(SimHandle {
@@ -311,6 +376,7 @@ impl SimHandle {
         self.inner.admin_addr.map(|a| format!("http://{a}"))
     }
 
+    /// The UCM's clock: what it stamps CDRs with and reads filters against.
     pub fn now(&self) -> NaiveDateTime {
         self.inner.sim.clock.now()
     }
@@ -320,19 +386,54 @@ impl SimHandle {
         self.inner.sim.clock.start()
     }
 
+    /// Lets time pass: calls are placed and end, sessions age.
     pub fn advance(&self, d: Duration) {
         self.inner.sim.clock.advance(d);
         self.inner.sim.generated_now();
     }
 
-    /// Injects one `cdr_root` entry; it becomes visible once its latest leg has ended.
+    /// Steps the UCM's clock by `by` (negative = back), like an NTP correction, without time
+    /// passing; whole seconds, the fraction dropped.
+    ///
+    /// Calls placed from now on are stamped with the stepped clock, and filters are read
+    /// against it. Nothing already stored changes: a call under way keeps the stamps of the
+    /// clock it started on and still ends after its own duration; entries already served stay
+    /// served, even when their times now lie ahead of the clock. Sessions and lockouts run on
+    /// time that passes, not on the clock, so a step does not expire them. For [`Truth`], an
+    /// entry counts at the clock reading when it became visible, and a backward step brings
+    /// that reading down to the clock's reading just after the step, so
+    /// `truth(early, now())` always covers exactly what the UCM serves.
+    pub fn step_clock(&self, by: chrono::Duration) {
+        self.inner.sim.step_clock(by);
+    }
+
+    /// Injects one `cdr_root` entry; it becomes visible once the clock, as it reads now,
+    /// reaches its latest leg end.
     pub fn add_call(&self, entry: serde_json::Value) {
-        self.inner
-            .sim
-            .store
-            .write()
-            .expect("store lock")
-            .add_value(&entry);
+        self.inner.sim.add_call(&entry, false);
+    }
+
+    /// Injects one `cdr_root` entry that is served from now on whatever its times say: a row
+    /// with a start in the clock's future, as a bogus record or a clock corrected backwards
+    /// leaves behind. [`Truth`] counts it at the current reading.
+    pub fn add_call_visible_now(&self, entry: serde_json::Value) {
+        self.inner.sim.add_call(&entry, true);
+    }
+
+    /// Bends the API's uncertain behaviours from the next request on.
+    ///
+    /// # Panics
+    ///
+    /// When [`Quirks::check`] refuses them: a test's own mistake.
+    pub fn set_quirks(&self, quirks: Quirks) {
+        if let Err(e) = quirks.check() {
+            panic!("invalid quirks: {e}");
+        }
+        self.inner.sim.set_quirks(quirks);
+    }
+
+    pub fn quirks(&self) -> Quirks {
+        self.inner.sim.quirks()
     }
 
     pub fn add_fault(&self, rule: FaultRule) {
@@ -352,10 +453,12 @@ impl SimHandle {
             .invalidate_all();
     }
 
-    /// Truth over the calls that became visible in `(visible_after, visible_until]`; a call is
-    /// visible from its latest leg end, and `visible_until` is capped at the sim's now.
+    /// Truth over the calls that became visible in `(visible_after, visible_until]`, in
+    /// readings of the UCM's clock; a call is visible from its latest leg end, and
+    /// `visible_until` is capped at the sim's now. Each call counts with all its legs, also
+    /// while `Quirks::late_legs_delay` still holds some back.
     pub fn truth(&self, visible_after: NaiveDateTime, visible_until: NaiveDateTime) -> Truth {
-        self.inner.sim.truth(visible_after, visible_until)
+        self.inner.sim.truth(visible_after, visible_until, None)
     }
 
     /// As [`SimHandle::truth`], over only the calls that started at or after `started_from`.
@@ -365,17 +468,9 @@ impl SimHandle {
         visible_until: NaiveDateTime,
         started_from: NaiveDateTime,
     ) -> Truth {
-        let now = self.inner.sim.generated_now();
         self.inner
             .sim
-            .store
-            .read()
-            .expect("store lock")
-            .truth_where(
-                to_secs(visible_after),
-                to_secs(visible_until).min(now),
-                to_secs(started_from),
-            )
+            .truth(visible_after, visible_until, Some(started_from))
     }
 
     pub fn stats(&self) -> Stats {
@@ -384,7 +479,7 @@ impl SimHandle {
 
     /// Stops the listeners and drops open connections.
     pub async fn shutdown(self) {
-        let _ = self.inner.stop.send(true);
+        self.inner.stop.cancel();
         let tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
         for t in tasks {
             let _ = t.await;

@@ -4,7 +4,7 @@
 use chrono::{Offset, TimeZone};
 use serde_json::{json, Map, Value};
 
-use super::clock::{fmt_secs, LocalSecs};
+use super::clock::{fmt_secs, to_secs, LocalSecs};
 use super::store::Store;
 use super::traffic::{EXTENSIONS, TRUNKS};
 use super::{Firmware, Sim};
@@ -49,13 +49,13 @@ fn active_bridges(store: &Store, now: LocalSecs) -> Vec<Value> {
 }
 
 pub fn list_bridged(sim: &Sim, req: &Map<String, Value>) -> Value {
-    let now = sim.generated_now();
+    let now = sim.generated_now().clock;
     let rows = active_bridges(&sim.store.read().expect("store lock"), now);
     page_of(req, "channel", rows)
 }
 
 pub fn list_account(sim: &Sim, req: &Map<String, Value>) -> Value {
-    let now = sim.generated_now();
+    let now = sim.generated_now().clock;
     let busy: Vec<String> = active_bridges(&sim.store.read().expect("store lock"), now)
         .iter()
         .flat_map(|b| {
@@ -100,7 +100,8 @@ pub fn list_voip_trunk(req: &Map<String, Value>) -> Value {
 
 pub fn system_status(sim: &Sim) -> Value {
     let now = sim.clock.now();
-    let up = (now - sim.clock.start()).num_seconds().max(0);
+    // Time that passed, not clock readings: a clock step does not reboot the UCM.
+    let up = (sim.clock.steady_secs() - to_secs(sim.clock.start())).max(0);
     let (days, rest) = (up / 86_400, up % 86_400);
     let hms = format!(
         "{:02}:{:02}:{:02}",

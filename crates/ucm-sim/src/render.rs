@@ -232,7 +232,7 @@ mod tests {
         assert!(saw_grouped);
     }
 
-    /// Every scenario's stated outcome is what the contract classifier reads from the rendering.
+    /// Every scenario's stated outcome is what the classifier of `truth.rs` reads from the rendering.
     #[test]
     fn classifier_agrees_with_generator_intent() {
         let mut n = 0;

@@ -15,13 +15,13 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use super::cdrapi::{self, Format, Query};
 use super::faults::Effect;
-use super::session::LoginOutcome;
+use super::session::{CookieState, LoginOutcome};
 use super::{pbx, Sim};
 
 /// The page a UCM's web server shows a client whose IP is not permitted.
@@ -34,12 +34,13 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     sim: Arc<Sim>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
+    // Dropped with this function: open connections end with the listener.
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.cancelled() => break,
             accepted = listener.accept() => {
                 let (tcp, peer) = match accepted {
                     Ok(a) => a,
@@ -196,7 +197,7 @@ fn dispatch(
             let (Some(user), Some(token)) = (text("user"), text("token")) else {
                 return (JSON, invalid());
             };
-            let now = sim.clock.now_secs();
+            let now = sim.clock.steady_secs();
             let outcome = sim.sessions.lock().expect("sessions lock").login(
                 ip,
                 user,
@@ -236,7 +237,15 @@ fn dispatch(
     };
     {
         let mut sessions = sim.sessions.lock().expect("sessions lock");
-        if !sessions.check(cookie, sim.clock.now_secs()) {
+        let state = sessions.state(cookie, sim.clock.steady_secs());
+        if state != CookieState::Live {
+            drop(sessions);
+            let silent = state == CookieState::Silenced
+                || sim.quirks.read().expect("quirks lock").silent_expiry;
+            if silent && action == "cdrapi" {
+                sim.stats().silent_expiry_pages += 1;
+                return empty_page(req);
+            }
             return (JSON, envelope(-6, json!({})));
         }
         if action == "logout" {
@@ -254,31 +263,75 @@ fn dispatch(
     }
 }
 
+fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Json => JSON,
+        Format::Csv => "text/csv",
+        Format::Xml => "text/xml",
+    }
+}
+
+fn render(format: Format, entries: &[std::borrow::Cow<'_, str>]) -> String {
+    match format {
+        Format::Json => cdrapi::render_json(entries),
+        Format::Csv => cdrapi::render_csv(entries),
+        Format::Xml => cdrapi::render_xml(entries),
+    }
+}
+
+/// What a dead session gets from cdrapi on a UCM that expires sessions silently: a list with
+/// nothing in it, in the format asked for (JSON when the format is unreadable).
+fn empty_page(req: &Map<String, Value>) -> (&'static str, String) {
+    let format = match req.get("format").and_then(Value::as_str) {
+        Some("xml") => Format::Xml,
+        None | Some("csv") => Format::Csv,
+        _ => Format::Json,
+    };
+    (content_type(format), render(format, &[]))
+}
+
 fn cdr(sim: &Sim, req: &Map<String, Value>) -> (&'static str, String) {
     let now = sim.generated_now();
-    let query = Query::parse(req, sim.cfg.timezone, sim.clock.now(), sim.cfg.max_records);
-    let (content_type, body, served) = match &query {
-        None => (JSON, "{\"cdr_root\":[]}".to_string(), 0),
+    let quirks = sim.quirks();
+    let query = Query::parse(
+        req,
+        sim.cfg.timezone,
+        sim.clock.now(),
+        sim.cfg.max_records,
+        &quirks,
+    );
+    let late = quirks
+        .late_legs_delay
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let (content_type, body, served, partial) = match &query {
+        None => (JSON, "{\"cdr_root\":[]}".to_string(), 0, 0),
         Some(q) => {
             let store = sim.store.read().expect("store lock");
-            let page = q.page(&store, now);
-            let body = match q.format {
-                Format::Json => cdrapi::render_json(&page),
-                Format::Csv => cdrapi::render_csv(&page),
-                Format::Xml => cdrapi::render_xml(&page),
-            };
-            let ct = match q.format {
-                Format::Json => JSON,
-                Format::Csv => "text/csv",
-                Format::Xml => "text/xml",
-            };
-            (ct, body, page.len() as u64)
+            let page = q.page(&store, now.steady, quirks.order);
+            let (texts, partial) = cdrapi::as_served(&page, now.steady, late);
+            (
+                content_type(q.format),
+                render(q.format, &texts),
+                page.len() as u64,
+                partial,
+            )
         }
     };
-    sim.stats().cdr_entries_served += served;
-    if sim.faults.lock().expect("faults lock").page_served() {
+    {
+        let mut stats = sim.stats();
+        stats.cdr_entries_served += served;
+        stats.partial_entries_served += partial;
+        stats.cdrapi_pages += 1;
+    }
+    let after = sim.faults.lock().expect("faults lock").page_served();
+    let mut sessions = sim.sessions.lock().expect("sessions lock");
+    if after.invalidate {
         tracing::info!(target: "ucm_sim", "fault: invalidating all sessions after the last page");
-        sim.sessions.lock().expect("sessions lock").invalidate_all();
+        sessions.invalidate_all();
+    }
+    if after.silence {
+        tracing::info!(target: "ucm_sim", "fault: sessions die silently after the last page");
+        sessions.silence_all();
     }
     (content_type, body)
 }

@@ -1,8 +1,9 @@
 //! Challenge/login, cookies and the UCM's login security.
 //!
-//! All times are sim-clock seconds, so tests expire cookies and lockouts with `advance()`.
+//! All times are steady sim seconds, so tests expire cookies and lockouts with `advance()`, and a
+//! step of the UCM's clock leaves sessions alone.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use md5::{Digest, Md5};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::clock::LocalSecs;
+use super::clock::SteadySecs;
 use super::CookieMode;
 
 /// Outstanding challenges kept per user; older ones are forgotten like an expired challenge.
@@ -29,16 +30,26 @@ pub enum LoginOutcome {
     },
 }
 
+/// What a cookie names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieState {
+    Live,
+    /// Never issued, logged out, expired or invalidated.
+    Dead,
+    /// Killed by `SilentlyExpireAfterPages`: cdrapi answers it an empty list.
+    Silenced,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Session {
-    created: LocalSecs,
-    last_used: LocalSecs,
+    created: SteadySecs,
+    last_used: SteadySecs,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Failures {
     count: u32,
-    locked_until: Option<LocalSecs>,
+    locked_until: Option<SteadySecs>,
 }
 
 pub struct Sessions {
@@ -51,6 +62,8 @@ pub struct Sessions {
     rng: ChaCha8Rng,
     challenges: HashMap<String, VecDeque<String>>,
     cookies: HashMap<String, Session>,
+    /// Cookies silenced by a fault; forgotten with `invalidate_all`.
+    silenced: HashSet<String>,
     failures: HashMap<IpAddr, Failures>,
 }
 
@@ -80,6 +93,7 @@ impl Sessions {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5E55_1015),
             challenges: HashMap::new(),
             cookies: HashMap::new(),
+            silenced: HashSet::new(),
             failures: HashMap::new(),
         }
     }
@@ -105,7 +119,7 @@ impl Sessions {
         ip: IpAddr,
         user: &str,
         token_given: &str,
-        now: LocalSecs,
+        now: SteadySecs,
         force_fail: bool,
     ) -> LoginOutcome {
         let f = self.failures.entry(ip).or_default();
@@ -153,10 +167,13 @@ impl Sessions {
         LoginOutcome::Ok(cookie)
     }
 
-    /// Whether `cookie` names a live session; in sliding mode a successful check extends it.
-    pub fn check(&mut self, cookie: &str, now: LocalSecs) -> bool {
+    /// What `cookie` names now; in sliding mode a live session is extended.
+    pub fn state(&mut self, cookie: &str, now: SteadySecs) -> CookieState {
+        if self.silenced.contains(cookie) {
+            return CookieState::Silenced;
+        }
         let Some(s) = self.cookies.get_mut(cookie) else {
-            return false;
+            return CookieState::Dead;
         };
         let since = match self.mode {
             CookieMode::Absolute => s.created,
@@ -164,10 +181,10 @@ impl Sessions {
         };
         if now - since >= self.ttl {
             self.cookies.remove(cookie);
-            return false;
+            return CookieState::Dead;
         }
         s.last_used = now;
-        true
+        CookieState::Live
     }
 
     pub fn logout(&mut self, cookie: &str) -> bool {
@@ -176,6 +193,12 @@ impl Sessions {
 
     pub fn invalidate_all(&mut self) {
         self.cookies.clear();
+        self.silenced.clear();
+    }
+
+    /// Every open session dies without telling its client (`SilentlyExpireAfterPages`).
+    pub fn silence_all(&mut self) {
+        self.silenced.extend(self.cookies.drain().map(|(c, _)| c));
     }
 }
 
@@ -230,7 +253,23 @@ mod tests {
         else {
             panic!()
         };
-        assert!(s.check(&cookie, 599));
-        assert!(!s.check(&cookie, 600));
+        assert_eq!(s.state(&cookie, 599), CookieState::Live);
+        assert_eq!(s.state(&cookie, 600), CookieState::Dead);
+    }
+
+    #[test]
+    fn silenced_sessions_stay_silenced_until_invalidated() {
+        let cfg = SimConfig::default();
+        let mut s = Sessions::new(&cfg);
+        let c = s.challenge("cdrapi");
+        let LoginOutcome::Ok(cookie) = s.login(ip(), "cdrapi", &token(&c, &cfg.password), 0, false)
+        else {
+            panic!()
+        };
+        s.silence_all();
+        assert_eq!(s.state(&cookie, 1), CookieState::Silenced);
+        assert!(!s.logout(&cookie));
+        s.invalidate_all();
+        assert_eq!(s.state(&cookie, 1), CookieState::Dead);
     }
 }

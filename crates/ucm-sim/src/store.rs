@@ -2,11 +2,17 @@
 //!
 //! Entries are kept as JSON text so that a 1000-entry page is a concatenation, not a
 //! serialisation; the few fields that filters and visibility need sit beside the text.
+//!
+//! Times: `start`/`end` are the stamps as served (the UCM's clock), `visible_at` is steady time
+//! (see `clock.rs`). A generated call is stamped with the clock offset in force when it starts,
+//! so calls placed after a clock step carry the stepped clock's times.
+
+use std::collections::VecDeque;
 
 use chrono::Datelike;
 use serde_json::Value;
 
-use super::clock::{from_secs, LocalSecs};
+use super::clock::{from_secs, LocalSecs, Reading, SteadySecs, Step};
 use super::render::{render, Layout};
 use super::traffic::{calls_in_slot, Call};
 use super::truth::{self, Truth};
@@ -28,8 +34,14 @@ pub struct Bridge {
 pub struct Entry {
     /// Call start (`main_cdr.start` or the flat `start`): what startTime/endTime filter on.
     pub start: LocalSecs,
-    /// Latest leg end: the entry is visible once the clock reaches it.
+    /// Latest leg end: when the UCM writes the CDR.
     pub end: LocalSecs,
+    /// Steady time from which the entry is served.
+    pub visible_at: SteadySecs,
+    /// Clock steps taken before the entry was stored (see [`visible_reading`]).
+    pub epoch: usize,
+    /// The first `sub_cdr_N` that the late-legs quirk holds back; None = nothing to hold back.
+    pub late_from: Option<u32>,
     pub src: String,
     pub dst: String,
     pub billsec: i64,
@@ -43,8 +55,11 @@ pub struct Store {
     seed: u64,
     calls_per_hour: f64,
     firmware: Firmware,
-    /// Start of the next hour slot to generate.
-    next_slot: LocalSecs,
+    /// Start (steady) of the next hour slot to generate.
+    next_slot: SteadySecs,
+    /// Generated calls that have not started yet, oldest first, in steady time: they are
+    /// stamped when they start, with the clock as it is then.
+    pending: VecDeque<Call>,
     /// (year * 12 + month, next AcctId): the UCM keeps monthly CDR tables, so AcctId restarts.
     acct: (i32, u64),
     generated: u64,
@@ -64,14 +79,79 @@ fn num_of(v: &Value, k: &str) -> i64 {
     str_of(v, k).parse().unwrap_or(0)
 }
 
+/// The first leg is written with the entry, and so is a ForkCDR copy placed before it: a copy is
+/// written with the leg it copies.
+fn late_from(legs: usize, grouped: bool, first_is_fork: bool) -> Option<u32> {
+    let early = if first_is_fork { 2 } else { 1 };
+    (grouped && legs > early).then(|| early as u32 + 1)
+}
+
+/// (start, latest leg end) of a `cdr_root` entry as a test writes it; None without a readable
+/// start.
+pub fn entry_times(v: &Value) -> Option<(LocalSecs, LocalSecs)> {
+    v.as_object()?;
+    let start = secs_of(v.get("main_cdr").unwrap_or(v), "start")?;
+    Some((start, latest_end(v, start)))
+}
+
+/// The latest leg end, and never before `start`; `start` when no leg has readable times.
+fn latest_end(v: &Value, start: LocalSecs) -> LocalSecs {
+    legs_of(v)
+        .iter()
+        .filter_map(|(_, l)| Some(secs_of(l, "start")? + num_of(l, "duration")))
+        .max()
+        .unwrap_or(start)
+        .max(start)
+}
+
+fn legs_of(v: &Value) -> Vec<(u32, &Value)> {
+    match v.get("main_cdr") {
+        Some(_) => {
+            let mut legs: Vec<(u32, &Value)> = v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, l)| Some((k.strip_prefix("sub_cdr_")?.parse().ok()?, l)))
+                .collect();
+            legs.sort_by_key(|(n, _)| *n);
+            legs
+        }
+        None => vec![(0, v)],
+    }
+}
+
+/// The clock's reading when an entry became visible: where it lies on the clock's time line,
+/// which is what `Truth` windows are given in.
+///
+/// Steps before visibility set the offset it is read with. A backward step after it brings the
+/// reading down to the clock's reading just after that step: the entry stays served while the
+/// clock shows earlier times, so `truth(any early time, now)` keeps covering everything served.
+pub fn visible_reading(e: &Entry, steps: &[Step]) -> LocalSecs {
+    let mut offset = 0;
+    let mut reading: Option<LocalSecs> = None;
+    for (j, s) in steps.iter().enumerate() {
+        if j < e.epoch || s.at < e.visible_at {
+            offset = s.offset;
+            continue;
+        }
+        let r = reading.get_or_insert(e.visible_at + offset);
+        if s.offset < offset {
+            *r = (*r).min(s.at + s.offset);
+        }
+        offset = s.offset;
+    }
+    reading.unwrap_or_else(|| e.visible_at + offset)
+}
+
 impl Store {
-    pub fn new(seed: u64, calls_per_hour: f64, firmware: Firmware, first_slot: LocalSecs) -> Self {
+    pub fn new(seed: u64, calls_per_hour: f64, firmware: Firmware, first_slot: SteadySecs) -> Self {
         Store {
             entries: Vec::new(),
             seed,
             calls_per_hour,
             firmware,
             next_slot: first_slot.div_euclid(3600) * 3600,
+            pending: VecDeque::new(),
             acct: (0, 1),
             generated: 0,
         }
@@ -81,21 +161,33 @@ impl Store {
         &self.entries
     }
 
-    /// Generates every hour slot that has begun by `now`. Calls of the current slot that have
-    /// not ended yet are stored but stay invisible until the clock passes their end.
-    pub fn generate_until(&mut self, now: LocalSecs) {
-        if self.calls_per_hour <= 0.0 {
-            return;
-        }
-        while self.next_slot <= now {
-            for call in calls_in_slot(self.seed, self.next_slot, self.calls_per_hour) {
-                self.push_generated(&call);
+    /// Stores every generated call that has started by `now`. Calls that have not ended yet are
+    /// stored but stay invisible until steady time passes their end.
+    pub fn generate_until(&mut self, now: Reading) {
+        if self.calls_per_hour > 0.0 {
+            while self.next_slot <= now.steady {
+                self.pending.extend(calls_in_slot(
+                    self.seed,
+                    self.next_slot,
+                    self.calls_per_hour,
+                ));
+                self.next_slot += 3600;
             }
-            self.next_slot += 3600;
+        }
+        while self
+            .pending
+            .front()
+            .is_some_and(|c| c.start() <= now.steady)
+        {
+            let mut call = self.pending.pop_front().expect("front checked");
+            for l in &mut call.legs {
+                l.start += now.offset();
+            }
+            self.push_generated(&call, now);
         }
     }
 
-    fn push_generated(&mut self, call: &Call) {
+    fn push_generated(&mut self, call: &Call, now: Reading) {
         let start = call.start();
         let day = from_secs(start).date();
         let month = day.year() * 12 + day.month() as i32;
@@ -126,9 +218,13 @@ impl Store {
             })
             .collect();
         let first = &call.legs[0];
+        let grouped = call.grouped || call.legs.len() > 1;
         self.insert(Entry {
             start,
             end: call.end(),
+            visible_at: call.end() - now.offset(),
+            epoch: now.epoch,
+            late_from: late_from(call.legs.len(), grouped, first.lastapp == "ForkCDR"),
             src: first.src.clone(),
             dst: first.dst.clone(),
             billsec: call.legs.iter().map(|l| l.billsec).sum(),
@@ -137,29 +233,27 @@ impl Store {
         });
     }
 
-    /// Adds an entry written by a test, as a UCM would render it.
-    pub fn add_value(&mut self, v: &Value) {
+    /// Adds an entry written by a test, as a UCM would render it. It becomes visible when the
+    /// clock, as it reads at `now`, reaches its latest leg end; or at once with `visible_now`.
+    pub fn add_value(&mut self, v: &Value, now: Reading, visible_now: bool) {
         let head = v.get("main_cdr").unwrap_or(v);
-        let legs: Vec<&Value> = match v.get("main_cdr") {
-            Some(_) => v
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| k.starts_with("sub_cdr_"))
-                .map(|(_, l)| l)
-                .collect(),
-            None => vec![v],
-        };
+        // An unreadable start is kept as 1970 (a test of what a client does with it).
         let start = secs_of(head, "start").unwrap_or_default();
-        let end = legs
-            .iter()
-            .filter_map(|l| Some(secs_of(l, "start")? + num_of(l, "duration")))
-            .max()
-            .unwrap_or(start)
-            .max(start);
+        let end = latest_end(v, start);
+        let legs = legs_of(v);
+        let first_is_fork = legs
+            .first()
+            .is_some_and(|(_, l)| str_of(l, "lastapp").eq_ignore_ascii_case("ForkCDR"));
+        let mut visible_at = end - now.offset();
+        if visible_now {
+            visible_at = visible_at.min(now.steady);
+        }
         self.insert(Entry {
             start,
             end,
+            visible_at,
+            epoch: now.epoch,
+            late_from: late_from(legs.len(), v.get("main_cdr").is_some(), first_is_fork),
             src: str_of(head, "src").to_string(),
             dst: str_of(head, "dst").to_string(),
             billsec: num_of(head, "billsec"),
@@ -180,24 +274,23 @@ impl Store {
         lo..hi.max(lo)
     }
 
-    /// Ground truth over entries that became visible in `(after, until]`.
-    pub fn truth(&self, after: LocalSecs, until: LocalSecs) -> Truth {
-        self.truth_where(after, until, LocalSecs::MIN)
-    }
-
-    /// Truth over the calls visible in `(after, until]` that started at or after `started_from`.
+    /// Truth over the entries visible at `now` whose visible reading lies in `(after, until]`
+    /// and whose start is at or after `started_from`. Each call is classified from all its
+    /// legs, whether or not some are still held back by the late-legs quirk.
     pub fn truth_where(
         &self,
-        after: LocalSecs,
-        until: LocalSecs,
+        (after, until): (LocalSecs, LocalSecs),
         started_from: LocalSecs,
+        now: Reading,
+        steps: &[Step],
     ) -> Truth {
         let mut t = Truth::default();
-        for e in self
-            .entries
-            .iter()
-            .filter(|e| e.end > after && e.end <= until && e.start >= started_from)
-        {
+        for e in self.entries.iter().filter(|e| {
+            e.visible_at <= now.steady && e.start >= started_from && {
+                let r = visible_reading(e, steps);
+                r > after && r <= until
+            }
+        }) {
             let v: Value = serde_json::from_str(&e.json).expect("stored entries are JSON");
             if let Some(c) = truth::classify(&v) {
                 t.add(&c);
@@ -205,6 +298,34 @@ impl Store {
         }
         t
     }
+}
+
+/// `e` as served before its late legs are written: the legs from `late_from` on removed and
+/// `main_cdr`'s sums taken over the legs that remain.
+pub fn without_late_legs(json: &str, late_from: u32) -> String {
+    let Ok(Value::Object(mut v)) = serde_json::from_str::<Value>(json) else {
+        return json.to_string();
+    };
+    v.retain(|k, _| {
+        k.strip_prefix("sub_cdr_")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_none_or(|n| n < late_from)
+    });
+    let sum = |key: &str| -> i64 {
+        v.iter()
+            .filter(|(k, _)| k.starts_with("sub_cdr_"))
+            .map(|(_, l)| num_of(l, key))
+            .sum()
+    };
+    let (duration, billsec) = (sum("duration"), sum("billsec"));
+    if let Some(Value::Object(main)) = v.get_mut("main_cdr") {
+        for (k, n) in [("duration", duration), ("billsec", billsec)] {
+            if main.contains_key(k) {
+                main.insert(k.into(), Value::String(n.to_string()));
+            }
+        }
+    }
+    Value::Object(v).to_string()
 }
 
 #[cfg(test)]
@@ -216,9 +337,9 @@ mod tests {
     fn generation_does_not_depend_on_the_steps_taken() {
         let mut a = Store::new(5, 200.0, Firmware::Mixed, 1000 * 3600);
         let mut b = Store::new(5, 200.0, Firmware::Mixed, 1000 * 3600);
-        a.generate_until(1010 * 3600);
+        a.generate_until(Reading::unstepped(1010 * 3600));
         for h in 0..=40 {
-            b.generate_until(1000 * 3600 + h * 900);
+            b.generate_until(Reading::unstepped(1000 * 3600 + h * 900));
         }
         let ja: Vec<&str> = a.entries().iter().map(|e| &*e.json).collect();
         let jb: Vec<&str> = b.entries().iter().map(|e| &*e.json).collect();
@@ -234,10 +355,75 @@ mod tests {
             "2024-01-01 10:00:01",
             "2024-01-01 10:00:03",
         ] {
-            s.add_value(&json!({"start": start, "duration": "10", "disposition": "ANSWERED"}));
+            s.add_value(
+                &json!({"start": start, "duration": "10", "disposition": "ANSWERED"}),
+                Reading::unstepped(0),
+                false,
+            );
         }
         let starts: Vec<i64> = s.entries().iter().map(|e| e.start % 60).collect();
         assert_eq!(starts, [1, 3, 5]);
         assert_eq!(s.entries()[0].end - s.entries()[0].start, 10);
+    }
+
+    fn entry(visible_at: SteadySecs, epoch: usize) -> Entry {
+        Entry {
+            start: 0,
+            end: 0,
+            visible_at,
+            epoch,
+            late_from: None,
+            src: String::new(),
+            dst: String::new(),
+            billsec: 0,
+            json: "{}".into(),
+            bridges: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn visible_reading_follows_the_clock_and_backward_steps() {
+        let steps = [
+            Step {
+                at: 100,
+                offset: 50,
+            }, // forward 50
+            Step {
+                at: 200,
+                offset: -30,
+            }, // back 80
+            Step { at: 300, offset: 0 }, // forward 30
+        ];
+        // Visible before any step: its own time, then brought down by the step back at 200.
+        assert_eq!(visible_reading(&entry(90, 0), &steps[..1]), 90);
+        assert_eq!(visible_reading(&entry(90, 0), &steps), 170);
+        // Visible between the steps, read with the offset of the time; 250 was visible at
+        // reading 250 (before the step back) and stays there only if that is not later.
+        assert_eq!(visible_reading(&entry(150, 0), &steps), 170);
+        assert_eq!(visible_reading(&entry(250, 0), &steps), 220);
+        assert_eq!(visible_reading(&entry(350, 0), &steps), 350);
+        // Stored right after the step at 100 and visible at that instant: the new offset.
+        assert_eq!(visible_reading(&entry(100, 1), &steps[..1]), 150);
+        // Visible at 100 but stored before the step: it was visible at the old reading.
+        assert_eq!(visible_reading(&entry(100, 0), &steps[..1]), 100);
+    }
+
+    #[test]
+    fn late_legs_are_the_ones_after_the_first() {
+        assert_eq!(late_from(1, false, false), None);
+        assert_eq!(late_from(1, true, false), None);
+        assert_eq!(late_from(2, true, false), Some(2));
+        assert_eq!(late_from(2, true, true), None);
+        assert_eq!(late_from(3, true, true), Some(3));
+        let whole = json!({"cdr": "c", "main_cdr": {"start": "2024-01-01 10:00:00", "duration": "75", "billsec": "50", "src": "1"},
+            "sub_cdr_1": {"duration": "10", "billsec": "0"},
+            "sub_cdr_2": {"duration": "30", "billsec": "25"},
+            "sub_cdr_10": {"duration": "35", "billsec": "25"}});
+        let early: Value = serde_json::from_str(&without_late_legs(&whole.to_string(), 2)).unwrap();
+        assert_eq!(
+            early,
+            json!({"cdr": "c", "main_cdr": {"start": "2024-01-01 10:00:00", "duration": "10", "billsec": "0", "src": "1"},
+                   "sub_cdr_1": {"duration": "10", "billsec": "0"}})
+        );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Calls are produced per hour slot from an RNG seeded by `(seed, slot)`, so the set of calls is a
 //! pure function of the seed and the slot: however a test moves the clock, the same seed yields
-//! the same entries. Each scenario states the contract outcome it means to produce ([`Intent`]),
-//! which the unit tests hold against the independent classifier in `truth.rs`.
+//! the same entries. Each scenario states the outcome it means to produce ([`Intent`], in the
+//! label values of docs/design.md §6), which the unit tests hold against the independent
+//! classifier in `truth.rs`.
 
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -33,7 +34,7 @@ const SHAPE: [f64; 24] = [
     0.8, 0.5, 0.3, 0.2, 0.12, 0.08,
 ];
 
-/// The outcome a scenario means to produce, in contract label values.
+/// The outcome a scenario means to produce, in the label values of docs/design.md §6.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
     pub direction: &'static str,

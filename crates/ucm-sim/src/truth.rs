@@ -1,9 +1,9 @@
 //! Ground truth: what the exporter should show for a set of CDR entries.
 //!
-//! This is a deliberately separate, literal reading of contract.md "Label values" over the JSON a
-//! UCM serves. It never looks at the generator's own idea of a call, so a test that compares the
-//! exporter with this module compares two independent readings of the contract, and the
-//! generator's intent is checked against it in unit tests.
+//! This is a deliberately separate, literal reading of the counting rules of docs/design.md §6
+//! over the JSON a UCM serves. It never looks at the generator's own idea of a call, so a test
+//! that compares the exporter with this module compares two independent readings of those rules,
+//! and the generator's intent is checked against it in unit tests.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Label values exactly as the contract's metrics would carry them.
+/// Label values exactly as the exporter's metrics would carry them (docs/design.md §6).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truth {
     /// (direction, trunk, disposition) -> calls
@@ -58,7 +58,7 @@ mod tuple_map {
     }
 }
 
-/// One call as the contract sees it.
+/// One call as the counting rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallClass {
     pub direction: &'static str,
@@ -86,17 +86,17 @@ fn time(leg: &Value, key: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(field(leg, key), "%Y-%m-%d %H:%M:%S").ok()
 }
 
-/// The contract's default `extensions.pattern`, `^[0-9]{2,7}$`.
+/// The default `extensions.pattern` of docs/design.md §6, `^[0-9]{2,7}$`.
 pub fn is_extension(s: &str) -> bool {
     (2..=7).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Firmware differs in case and stray blanks; the contract's values are words, not bytes.
+/// Firmware differs in case and stray blanks; the rules' values are words, not bytes.
 fn is(leg: &Value, key: &str, word: &str) -> bool {
     field(leg, key).trim().eq_ignore_ascii_case(word)
 }
 
-/// Legs in contract order: flat = itself; grouped = sub_cdr_N by numeric N; ForkCDR dropped.
+/// Legs in the rules' order: flat = itself; grouped = sub_cdr_N by numeric N; ForkCDR dropped.
 pub fn legs(entry: &Value) -> Vec<&Value> {
     let Some(obj) = entry.as_object() else {
         return Vec::new();
@@ -130,7 +130,7 @@ fn person_answered(leg: &Value) -> bool {
     answered(leg) && !field(leg, "dstchannel").is_empty() && !is_voicemail(leg)
 }
 
-/// Outcome rank, best first, as the contract orders extension outcomes.
+/// Outcome rank, best first, as docs/design.md §6 orders extension outcomes.
 const OUTCOMES: [&str; 5] = ["answered", "voicemail", "no_answer", "busy", "failed"];
 
 fn leg_outcome(leg: &Value) -> &'static str {
@@ -314,7 +314,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// ucm-api.md §5.2, flat record, verbatim.
+    /// docs/ucm-api.md §5.2, flat record, verbatim.
     pub fn flat_example() -> Value {
         json!({
           "cdr": "1683833430724538-2001",
@@ -333,7 +333,7 @@ mod tests {
         })
     }
 
-    /// ucm-api.md §5.2, grouped record, verbatim; sub_cdr_2's "(remaining fields as above)"
+    /// docs/ucm-api.md §5.2, grouped record, verbatim; sub_cdr_2's "(remaining fields as above)"
     /// filled in from sub_cdr_1.
     pub fn grouped_example() -> Value {
         json!({
@@ -375,7 +375,7 @@ mod tests {
         })
     }
 
-    /// ucm-api.md §5.2, UCM6302 parked call, verbatim excerpt (absent keys stay absent).
+    /// docs/ucm-api.md §5.2, UCM6302 parked call, verbatim excerpt (absent keys stay absent).
     pub fn parked_example() -> Value {
         json!({
           "cdr": "",
@@ -447,7 +447,7 @@ mod tests {
         // Park leg ANSWERED by the application at 09:33:56; sub_cdr_2 carries no start in the
         // excerpt, so the wait falls back to that leg's ring time (duration - billsec = 0).
         assert_eq!((c.talk, c.wait, c.legs), (30, 0, 2));
-        // The excerpt has no dstchannel_ext, and the contract takes extensions from that field
+        // The excerpt has no dstchannel_ext, and the rules take extensions from that field
         // only; with the field present, 203 is the answering callee.
         assert!(c.extensions.is_empty());
         let mut full = parked_example();
@@ -458,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn aggregation_matches_contract_keys() {
+    fn aggregation_matches_label_keys() {
         let mut t = Truth::default();
         for e in [flat_example(), grouped_example(), parked_example()] {
             t.add(&classify(&e).unwrap());

@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use serde_json::{json, Value};
-use ucm_sim::{self as sim, CookieMode, Fault, FaultRule, SimConfig, SimHandle, Truth};
+use ucm_sim::{
+    self as sim, CookieMode, Fault, FaultRule, Order, Quirks, SimConfig, SimHandle, Truth,
+};
 
-/// The three entries of ucm-api.md §5.2 (verbatim; the grouped one's elided sub_cdr_2 fields
+/// The three entries of docs/ucm-api.md §5.2 (verbatim; the grouped one's elided sub_cdr_2 fields
 /// filled in from sub_cdr_1, the UCM6302 excerpt left as captured).
 const REFERENCE_EXAMPLES: &str = r#"[
 {"cdr":"1683833430724538-2001","AcctId":"1","accountcode":"","src":"2001","dst":"2000","dcontext":"from-internal","clid":"\"\" <2001>","channel":"PJSIP/2001-00000000","dstchannel":"PJSIP/2000-00000001","lastapp":"Dial","lastdata":"PJSIP/2000/sip:2000@172.168.1.243:5060,60,zb(callee-handler^s^1)","start":"2023-05-11 16:30:30","answer":"2023-05-11 16:30:35","end":"2023-05-11 16:30:42","duration":"12","billsec":"6","disposition":"ANSWERED","amaflags":"DOCUMENTATION","uniqueid":"1683833430.0","userfield":"Internal","channel_ext":"2001","dstchannel_ext":"2000","service":"s","caller_name":"","recordfiles":"","dstanswer":"2000","chanext":"","dstchanext":"","session":"1683833430724538-2001","action_owner":"2001","action_type":"DIAL","src_trunk_name":"","dst_trunk_name":""},
@@ -198,7 +200,7 @@ async fn login_checks_the_md5_token_and_the_cookie() {
         unknown,
         json!({"response": {"error_msg": "Invalid parameters!"}, "status": -1})
     );
-    // The wrong-endpoint mistake of ucm-api.md §2.1.
+    // The wrong-endpoint mistake of docs/ucm-api.md §2.1.
     let r = ucm
         .http
         .post(format!("{}/api/challenge", ucm.sim.url()))
@@ -735,4 +737,623 @@ async fn plain_http_admin_endpoint_and_status_actions() {
     );
     assert_eq!(get("/nope").await.unwrap().status(), 404);
     ucm.sim.shutdown().await;
+}
+
+// Quirks: a UCM that bends the uncertain parts of docs/ucm-api.md.
+
+fn srcs(page: &Value) -> Vec<String> {
+    page["cdr_root"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["src"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// 25 flat calls, one second apart from 10:00:00, each 5 s long.
+fn twenty_five(sim: &SimHandle) -> Vec<String> {
+    (0..25)
+        .map(|i| {
+            let start = format!("2024-05-01 10:00:{i:02}");
+            sim.add_call(flat(&start, 5, "2001"));
+            start
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn page_cap_quirk_caps_pages_at_run_time() {
+    let mut ucm = Ucm::start(SimConfig {
+        max_records: 20,
+        ..quiet()
+    })
+    .await;
+    let expected = twenty_five(&ucm.sim);
+    ucm.login().await;
+    let asked = |offset: usize| json!({"numRecords": "1000", "offset": offset.to_string()});
+    assert_eq!(starts(&ucm.cdr(asked(0)).await).len(), 20, "max_records");
+
+    ucm.sim.set_quirks(Quirks {
+        page_cap: Some(10),
+        ..Quirks::default()
+    });
+    assert_eq!(ucm.sim.quirks().page_cap, Some(10));
+    let mut all = Vec::new();
+    for offset in [0, 10, 20] {
+        all.extend(starts(&ucm.cdr(asked(offset)).await));
+    }
+    assert_eq!(all, expected, "paging by what came back reads everything");
+    assert_eq!(starts(&ucm.cdr(asked(0)).await).len(), 10);
+    assert_eq!(
+        starts(&ucm.cdr(json!({"numRecords": "3"})).await).len(),
+        3,
+        "asking for less than the cap"
+    );
+
+    // The quirk replaces max_records, so a UCM can also answer more than the documented cap.
+    ucm.sim.set_quirks(Quirks {
+        page_cap: Some(2000),
+        ..Quirks::default()
+    });
+    assert_eq!(starts(&ucm.cdr(asked(0)).await).len(), 25);
+    ucm.sim.set_quirks(Quirks::default());
+    assert_eq!(starts(&ucm.cdr(asked(0)).await).len(), 20);
+    assert_eq!(ucm.sim.stats().cdrapi_pages, 8);
+}
+
+#[tokio::test]
+#[should_panic(expected = "page_cap")]
+async fn page_cap_of_zero_is_refused() {
+    let ucm = Ucm::start(quiet()).await;
+    ucm.sim.set_quirks(Quirks {
+        page_cap: Some(0),
+        ..Quirks::default()
+    });
+}
+
+#[tokio::test]
+async fn ignore_offset_quirk_repeats_the_first_page() {
+    let mut ucm = Ucm::start(SimConfig {
+        quirks: Quirks {
+            ignore_offset: true,
+            ..Quirks::default()
+        },
+        ..quiet()
+    })
+    .await;
+    let expected = twenty_five(&ucm.sim);
+    ucm.login().await;
+    for offset in ["0", "10", "20", "25", "1000"] {
+        let page = ucm.cdr(json!({"numRecords": "10", "offset": offset})).await;
+        assert_eq!(starts(&page), expected[..10], "offset {offset}");
+    }
+    // Filters still apply; only the offset is ignored.
+    let page = ucm
+        .cdr(json!({"startTime": "2024-05-01T10:00:20", "numRecords": "3", "offset": "1"}))
+        .await;
+    assert_eq!(starts(&page), expected[20..23]);
+    ucm.sim.set_quirks(Quirks::default());
+    let page = ucm.cdr(json!({"numRecords": "10", "offset": "20"})).await;
+    assert_eq!(starts(&page), expected[20..]);
+}
+
+#[tokio::test]
+async fn order_quirk_sorts_before_paging() {
+    let mut ucm = Ucm::start(quiet()).await;
+    // (src, start, duration): call starts and ends come in different orders.
+    for (src, start, duration) in [
+        ("2001", "2024-05-01 10:00:00", 300), // ends 10:05:00
+        ("2002", "2024-05-01 10:01:00", 10),  // ends 10:01:10
+        ("2003", "2024-05-01 10:02:00", 100), // ends 10:03:40
+        ("2004", "2024-05-01 10:03:00", 30),  // ends 10:03:30
+    ] {
+        ucm.sim.add_call(flat(start, duration, src));
+    }
+    ucm.login().await;
+    for (order, expected) in [
+        (Order::StartAsc, ["2001", "2002", "2003", "2004"]),
+        (Order::EndAsc, ["2002", "2004", "2003", "2001"]),
+        (Order::StartDesc, ["2004", "2003", "2002", "2001"]),
+    ] {
+        ucm.sim.set_quirks(Quirks {
+            order,
+            ..Quirks::default()
+        });
+        assert_eq!(srcs(&ucm.cdr(json!({})).await), expected, "{order:?}");
+        // offset counts in the same order.
+        let mut paged = srcs(&ucm.cdr(json!({"numRecords": "3", "offset": "0"})).await);
+        paged.extend(srcs(
+            &ucm.cdr(json!({"numRecords": "3", "offset": "3"})).await,
+        ));
+        assert_eq!(paged, expected, "{order:?} paged");
+    }
+    // The start filter selects before sorting.
+    let page = ucm
+        .cdr(json!({"startTime": "2024-05-01T10:01:00", "endTime": "2024-05-01T10:02:00"}))
+        .await;
+    assert_eq!(srcs(&page), ["2003", "2002"]);
+}
+
+#[tokio::test]
+async fn silent_expiry_quirk_answers_dead_sessions_an_empty_list() {
+    let mut ucm = Ucm::start(quiet()).await;
+    twenty_five(&ucm.sim);
+    ucm.login().await;
+    assert_eq!(starts(&ucm.cdr(json!({})).await).len(), 25);
+    ucm.sim.invalidate_sessions();
+    assert_eq!(ucm.cdr(json!({})).await["status"], -6);
+
+    ucm.sim.set_quirks(Quirks {
+        silent_expiry: true,
+        ..Quirks::default()
+    });
+    assert_eq!(ucm.cdr(json!({})).await, json!({"cdr_root": []}));
+    let cookie = ucm.cookie.clone().unwrap();
+    assert_eq!(
+        ucm.call(json!({"action": "getSystemStatus", "cookie": cookie}))
+            .await["status"],
+        -6,
+        "only cdrapi is silent"
+    );
+    assert_eq!(
+        ucm.call(json!({"action": "cdrapi", "format": "json"}))
+            .await["status"],
+        -5,
+        "no cookie at all is still -5"
+    );
+    // Expiry by lifetime is silent too.
+    ucm.login().await;
+    assert_eq!(starts(&ucm.cdr(json!({})).await).len(), 25);
+    ucm.sim.advance(Duration::from_secs(600));
+    assert_eq!(ucm.cdr(json!({})).await, json!({"cdr_root": []}));
+    ucm.login().await;
+    assert_eq!(starts(&ucm.cdr(json!({})).await).len(), 25);
+
+    let stats = ucm.sim.stats();
+    assert_eq!((stats.silent_expiry_pages, stats.cdrapi_pages), (2, 3));
+}
+
+#[tokio::test]
+async fn silently_expire_after_pages_fault_ends_one_session_quietly() {
+    let mut ucm = Ucm::start(quiet()).await;
+    let expected = twenty_five(&ucm.sim);
+    ucm.login().await;
+    ucm.sim.add_fault(FaultRule {
+        fault: Fault::SilentlyExpireAfterPages(2),
+        action: None,
+        times: None,
+    });
+    let page = |offset: &str| json!({"numRecords": "10", "offset": offset});
+    assert_eq!(starts(&ucm.cdr(page("0")).await), expected[..10]);
+    assert_eq!(starts(&ucm.cdr(page("10")).await), expected[10..20]);
+    // The third page would hold five entries; the session died without saying so.
+    assert_eq!(ucm.cdr(page("20")).await, json!({"cdr_root": []}));
+    assert_eq!(ucm.cdr(page("0")).await, json!({"cdr_root": []}));
+    let cookie = ucm.cookie.clone().unwrap();
+    assert_eq!(
+        ucm.call(json!({"action": "listAccount", "cookie": cookie}))
+            .await["status"],
+        -6
+    );
+    // The fault fired once: a new session reads on.
+    ucm.login().await;
+    assert_eq!(starts(&ucm.cdr(page("20")).await), expected[20..]);
+    assert_eq!(starts(&ucm.cdr(page("0")).await), expected[..10]);
+    let stats = ucm.sim.stats();
+    assert_eq!((stats.cdrapi_pages, stats.silent_expiry_pages), (4, 2));
+    assert_eq!(stats.cdr_entries_served, 35);
+}
+
+#[tokio::test]
+async fn filter_reads_utc_quirk_shifts_the_filter_window() {
+    // Berlin is UTC+2 in May; CDR times are Berlin local.
+    let mut ucm = Ucm::start(SimConfig {
+        timezone: chrono_tz::Europe::Berlin,
+        ..quiet()
+    })
+    .await;
+    for h in ["09", "10", "11"] {
+        ucm.sim
+            .add_call(flat(&format!("2024-05-01 {h}:00:00"), 5, "2001"));
+    }
+    ucm.login().await;
+    let window = json!({"startTime": "2024-05-01T08:30:00", "endTime": "2024-05-01T10:00:00"});
+    let local = [
+        "2024-05-01 09:00:00".to_string(),
+        "2024-05-01 10:00:00".to_string(),
+    ];
+    assert_eq!(starts(&ucm.cdr(window.clone()).await), local);
+
+    ucm.sim.set_quirks(Quirks {
+        filter_reads_utc: true,
+        ..Quirks::default()
+    });
+    // 08:30..10:00 UTC is 10:30..12:00 in Berlin: the window moved two hours later, and the
+    // entries still carry local times.
+    assert_eq!(
+        starts(&ucm.cdr(window).await),
+        ["2024-05-01 11:00:00".to_string()]
+    );
+    // A time that names its offset, and Unix seconds, mean the same instant either way.
+    let explicit = json!({"startTime": "2024-05-01T08:30:00+02:00", "endTime": "1714550400"});
+    assert_eq!(starts(&ucm.cdr(explicit.clone()).await), local);
+    ucm.sim.set_quirks(Quirks::default());
+    assert_eq!(starts(&ucm.cdr(explicit).await), local);
+}
+
+#[tokio::test]
+async fn a_call_can_be_visible_ahead_of_the_clock() {
+    let mut ucm = Ucm::start(quiet()).await;
+    ucm.login().await;
+    // Starts tomorrow: a bogus row, or one written before the clock was corrected backwards.
+    let ahead = flat("2024-05-02 08:00:00", 30, "2009");
+    ucm.sim.add_call(ahead.clone());
+    assert_eq!(ucm.cdr(json!({})).await, json!({"cdr_root": []}));
+    ucm.sim.add_call_visible_now(ahead.clone());
+    assert_eq!(ucm.cdr(json!({})).await, json!({"cdr_root": [ahead]}));
+    let early = t("2000-01-01 00:00:00");
+    let truth = ucm.sim.truth(early, ucm.sim.now());
+    assert_eq!(truth.total_calls, 1);
+    assert_eq!(truth.newest_start, Some(t("2024-05-02 08:00:00")));
+    assert_eq!(
+        ucm.sim.truth(early, t("2024-05-01 11:59:59")).total_calls,
+        0,
+        "counted at the reading it appeared"
+    );
+}
+
+/// Everything the UCM serves, classified: what `truth(early, now)` must equal.
+async fn served_truth(ucm: &Ucm) -> (Truth, Vec<Value>) {
+    let entries = ucm.all_entries().await;
+    let mut truth = Truth::default();
+    for e in &entries {
+        if let Some(c) = sim::classify(e) {
+            truth.add(&c);
+        }
+    }
+    (truth, entries)
+}
+
+fn count_started(entries: &[Value], from: &str, to: &str) -> usize {
+    entries
+        .iter()
+        .filter(|e| {
+            let s = t(e.get("main_cdr").unwrap_or(e)["start"].as_str().unwrap());
+            s > t(from) && s <= t(to)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn clock_steps_stamp_new_calls_and_keep_old_ones() {
+    let cfg = SimConfig {
+        calls_per_hour: 600.0,
+        history: Duration::from_secs(3600),
+        ..quiet()
+    };
+    let early = t("2000-01-01 00:00:00");
+    let mut ucm = Ucm::start(cfg.clone()).await;
+    ucm.sim.advance(Duration::from_secs(1800));
+    ucm.login().await;
+    ucm.sim.step_clock(chrono::Duration::hours(2));
+    assert_eq!(ucm.sim.now(), t("2024-05-01 14:30:00"));
+    // Sessions run on time that passes, not on the clock.
+    assert!(ucm.cdr(json!({"numRecords": "1"})).await["cdr_root"].is_array());
+    ucm.sim.advance(Duration::from_secs(1800));
+    ucm.login().await;
+    let (before_back, _) = served_truth(&ucm).await;
+    assert_eq!(before_back, ucm.sim.truth(early, ucm.sim.now()));
+
+    ucm.sim.step_clock(chrono::Duration::hours(-3));
+    assert_eq!(ucm.sim.now(), t("2024-05-01 12:00:00"));
+    assert_eq!(ucm.sim.start_time(), t("2024-05-01 12:00:00"));
+    // Nothing served before the step back disappears, though much of it now lies ahead.
+    let (after_back, entries) = served_truth(&ucm).await;
+    assert_eq!(after_back, before_back);
+    assert!(count_started(&entries, "2024-05-01 14:30:00", "2024-05-01 15:00:00") > 100);
+    assert_eq!(after_back, ucm.sim.truth(early, ucm.sim.now()));
+
+    ucm.sim.advance(Duration::from_secs(1800));
+    assert_eq!(ucm.sim.now(), t("2024-05-01 12:30:00"));
+    ucm.login().await;
+    let (last, entries) = served_truth(&ucm).await;
+    assert_eq!(last, ucm.sim.truth(early, ucm.sim.now()));
+    assert!(last.total_calls > after_back.total_calls);
+
+    // The same seed without steps: every half hour's calls carry the clock they were placed on.
+    let plain = Ucm::start(cfg).await;
+    let mut plain = plain;
+    plain.sim.advance(Duration::from_secs(5400));
+    plain.login().await;
+    let reference = plain.all_entries().await;
+    let between = |e: &[Value], a: &str, b: &str| count_started(e, a, b);
+    assert_eq!(
+        between(&entries, "2024-05-01 14:30:00", "2024-05-01 15:00:00"),
+        between(&reference, "2024-05-01 12:30:00", "2024-05-01 13:00:00"),
+    );
+    assert_eq!(
+        between(&entries, "2024-05-01 12:00:00", "2024-05-01 12:30:00"),
+        between(&reference, "2024-05-01 12:00:00", "2024-05-01 12:30:00")
+            + between(&reference, "2024-05-01 13:00:00", "2024-05-01 13:30:00"),
+        "after the step back, new calls reuse the times of earlier ones"
+    );
+    assert_eq!(entries.len(), reference.len());
+}
+
+/// A call that rang 2000 unanswered and was then answered by 2001: `no_answer` on its first leg,
+/// `answered` in the end.
+fn rang_then_answered() -> Value {
+    let leg = |n: u32, start: &str, duration: u32, disposition: &str, ext: &str| {
+        json!({"AcctId": n.to_string(), "session": "1714564680000001-030555", "uniqueid": "1714564680.7",
+               "src": "030555", "dst": ext, "start": start, "duration": duration.to_string(),
+               "billsec": if disposition == "ANSWERED" { (duration - 10).to_string() } else { "0".into() },
+               "disposition": disposition, "userfield": "Inbound", "src_trunk_name": "groff",
+               "channel": "PJSIP/trunk_2-00000001", "channel_ext": "trunk_2", "dstchannel_ext": ext,
+               "dstchannel": if disposition == "ANSWERED" { format!("PJSIP/{ext}-00000002") } else { String::new() },
+               "lastapp": "Dial", "action_type": "DIAL"})
+    };
+    json!({"cdr": "1714564680000001-030555",
+           "main_cdr": {"session": "1714564680000001-030555", "src": "030555", "dst": "2000",
+                        "start": "2024-05-01 11:58:00", "duration": "120", "billsec": "90", "action_type": "DIAL"},
+           "sub_cdr_1": leg(1, "2024-05-01 11:58:00", 20, "NO ANSWER", "2000"),
+           "sub_cdr_2": leg(2, "2024-05-01 11:58:20", 100, "ANSWERED", "2001")})
+}
+
+#[tokio::test]
+async fn late_legs_quirk_serves_the_remaining_legs_later() {
+    let mut ucm = Ucm::start(SimConfig {
+        quirks: Quirks {
+            late_legs_delay: Some(Duration::from_secs(120)),
+            ..Quirks::default()
+        },
+        ..quiet()
+    })
+    .await;
+    let whole = rang_then_answered();
+    ucm.sim.add_call(whole.clone());
+    ucm.sim.add_call(flat("2024-05-01 11:59:00", 30, "2005"));
+    ucm.login().await;
+    let k3 = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+
+    let page = ucm.cdr(json!({})).await;
+    let first = &page["cdr_root"][0];
+    assert_eq!(first["sub_cdr_1"], whole["sub_cdr_1"]);
+    assert!(first.get("sub_cdr_2").is_none(), "{first}");
+    assert_eq!(
+        first["main_cdr"]["duration"], "20",
+        "sums over the legs written"
+    );
+    assert_eq!(first["main_cdr"]["billsec"], "0");
+    assert_eq!(sim::classify(first).unwrap().disposition, "no_answer");
+    assert_eq!(page["cdr_root"][1]["src"], "2005", "flat entries are whole");
+    // Truth counts the call once, with its final outcome.
+    let truth = ucm.sim.truth(t("2000-01-01 00:00:00"), ucm.sim.now());
+    assert_eq!(truth.calls[&k3("inbound", "groff", "answered")], 1);
+    assert_eq!(truth.total_calls, 2);
+    assert_eq!(ucm.sim.stats().partial_entries_served, 1);
+
+    // The call ended at 12:00:00; its second leg is written at 12:02:00.
+    ucm.sim.advance(Duration::from_secs(119));
+    assert!(ucm.cdr(json!({})).await["cdr_root"][0]
+        .get("sub_cdr_2")
+        .is_none());
+    ucm.sim.advance(Duration::from_secs(1));
+    let page = ucm.cdr(json!({})).await;
+    assert_eq!(page["cdr_root"][0], whole);
+    assert_eq!(
+        sim::classify(&page["cdr_root"][0]).unwrap().disposition,
+        "answered"
+    );
+    assert_eq!(ucm.sim.stats().partial_entries_served, 2);
+    assert_eq!(
+        ucm.sim.truth(t("2000-01-01 00:00:00"), ucm.sim.now()),
+        truth
+    );
+}
+
+#[tokio::test]
+async fn late_legs_quirk_applies_to_generated_traffic() {
+    let mut ucm = Ucm::start(SimConfig {
+        calls_per_hour: 2000.0,
+        history: Duration::from_secs(3600),
+        start_time: Some(t("2024-05-01 10:00:00")),
+        ..quiet()
+    })
+    .await;
+    ucm.login().await;
+    let whole = ucm.all_entries().await;
+    ucm.sim.set_quirks(Quirks {
+        late_legs_delay: Some(Duration::from_secs(600)),
+        ..Quirks::default()
+    });
+    let served = ucm.all_entries().await;
+    assert_eq!(served.len(), whole.len());
+    let mut partial = 0;
+    for (s, w) in served.iter().zip(&whole) {
+        if s == w {
+            continue;
+        }
+        partial += 1;
+        let (s, w) = (s.as_object().unwrap(), w.as_object().unwrap());
+        assert!(s.len() < w.len());
+        assert!(s.keys().all(|k| w.contains_key(k)));
+        assert!(s.contains_key("sub_cdr_1"));
+        // The legs held back all end within the delay before now.
+        let held: Vec<&Value> = w
+            .iter()
+            .filter(|(k, _)| !s.contains_key(*k))
+            .map(|(_, v)| v)
+            .collect();
+        assert!(held
+            .iter()
+            .all(|l| l["end"].as_str().unwrap() <= "2024-05-01 10:00:00"));
+    }
+    assert!(partial > 5, "{partial}");
+    assert_eq!(ucm.sim.stats().partial_entries_served, partial);
+    let mut final_truth = Truth::default();
+    for e in &whole {
+        final_truth.add(&sim::classify(e).unwrap());
+    }
+    assert_eq!(
+        ucm.sim.truth(t("2000-01-01 00:00:00"), ucm.sim.now()),
+        final_truth
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoint_sets_quirks_steps_the_clock_and_refuses_bad_input() {
+    let mut ucm = Ucm::start(SimConfig {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..quiet()
+    })
+    .await;
+    let admin = ucm.sim.admin_url().unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: &str| {
+        http.post(format!("{admin}{path}"))
+            .body(body.to_string())
+            .send()
+    };
+    let quirks: Quirks = body(http.get(format!("{admin}/quirks")).send().await.unwrap()).await;
+    assert_eq!(quirks, Quirks::default());
+
+    let set = post(
+        "/quirks",
+        r#"{"page_cap": 5, "order": "end-asc", "late_legs_delay": "90s", "silent_expiry": true}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(set.status(), 200);
+    let expected = Quirks {
+        page_cap: Some(5),
+        order: Order::EndAsc,
+        late_legs_delay: Some(Duration::from_secs(90)),
+        silent_expiry: true,
+        ..Quirks::default()
+    };
+    assert_eq!(body::<Quirks>(set).await, expected);
+    assert_eq!(ucm.sim.quirks(), expected);
+
+    for (path, bad, says) in [
+        ("/quirks", r#"{"page_cap": 0}"#, "page_cap"),
+        ("/quirks", r#"{"page_cap": -3}"#, "page_cap: invalid value"),
+        ("/quirks", r#"{"ignore_ofset": true}"#, "unknown field"),
+        ("/quirks", r#"{"order": "sideways"}"#, "sideways"),
+        (
+            "/quirks",
+            r#"{"late_legs_delay": "soon"}"#,
+            "late_legs_delay",
+        ),
+        ("/quirks", "page_cap=5", "not Quirks"),
+        ("/quirks", "[1]", "expected a JSON object"),
+        ("/faults", r#"{"fault": "Meteor"}"#, "not a FaultRule"),
+        ("/step", "", "missing seconds"),
+        ("/step?seconds=1.5", "", "whole number"),
+        ("/advance?seconds=-5", "", "whole number >= 0"),
+        ("/calls", "[]", "not a cdr_root entry"),
+        ("/calls", r#"{"start": "soon"}"#, "not a cdr_root entry"),
+        ("/calls", "{", "not JSON"),
+        ("/calls?visible=later", "{}", "visible"),
+    ] {
+        let r = post(path, bad).await.unwrap();
+        assert_eq!(r.status(), 400, "{path} {bad}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{path} {bad}: {text}");
+    }
+    assert_eq!(ucm.sim.quirks(), expected, "a refused POST changes nothing");
+    for query in [
+        "after=2024-05-01&until=2024-05-01T12:00:00",
+        "after=2024-05-01T00:00:00",
+        "after=2024-05-01T00:00:00&until=2024-05-01T12:00:00&started_from=noon",
+    ] {
+        let r = http
+            .get(format!("{admin}/truth?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+    }
+    let wrong_method = http.delete(format!("{admin}/quirks")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "GET, POST");
+
+    // The clock steps back and forward; an entry ahead of it can be made visible at once.
+    let stepped: Value = body(post("/step?seconds=-3600", "").await.unwrap()).await;
+    assert_eq!(stepped, "2024-05-01T11:00:00");
+    let stepped: Value = body(post("/step?seconds=90", "").await.unwrap()).await;
+    assert_eq!(stepped, "2024-05-01T11:01:30");
+    assert_eq!(ucm.sim.now(), t("2024-05-01 11:01:30"));
+    let ahead = flat("2024-05-01 11:30:00", 5, "2003");
+    assert!(post("/calls", &ahead.to_string())
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    ucm.login().await;
+    assert_eq!(ucm.cdr(json!({})).await, json!({"cdr_root": []}));
+    assert!(post("/calls?visible=now", &ahead.to_string())
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert_eq!(ucm.cdr(json!({})).await, json!({"cdr_root": [ahead]}));
+    let truth: Truth = body(
+        http.get(format!(
+            "{admin}/truth?after=2024-05-01T00:00:00&until=2024-05-01T11:01:30&started_from=2024-05-01T11:30:00"
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(truth.total_calls, 1);
+
+    let stats: sim::Stats = body(http.get(format!("{admin}/stats")).send().await.unwrap()).await;
+    assert_eq!((stats.cdrapi_pages, stats.cdr_entries_served), (2, 1));
+    ucm.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_both_listeners_and_drops_open_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let ucm = Ucm::start(SimConfig {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..quiet()
+    })
+    .await;
+    let api = ucm.sim.addr();
+    let admin: std::net::SocketAddr = ucm
+        .sim
+        .admin_url()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    // An HTTPS connection that never finishes its handshake, and a kept-alive admin connection.
+    let mut idle_api = TcpStream::connect(api).await.unwrap();
+    let mut kept = TcpStream::connect(admin).await.unwrap();
+    kept.write_all(b"GET /now HTTP/1.1\r\nHost: sim\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    ucm.sim.clone().shutdown().await;
+    for conn in [&mut idle_api, &mut kept] {
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "connection still open after shutdown");
+    }
+    assert!(TcpStream::connect(api).await.is_err());
+    assert!(TcpStream::connect(admin).await.is_err());
 }

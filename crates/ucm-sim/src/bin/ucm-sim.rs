@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use clap::{Parser, ValueEnum};
-use ucm_sim::{self as sim, CookieMode, Firmware, SimConfig};
+use ucm_sim::{self as sim, CookieMode, Firmware, Order, Quirks, SimConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,7 +18,9 @@ use ucm_sim::{self as sim, CookieMode, Firmware, SimConfig};
     after_help = "Clients POST {\"request\":{...}} to <url>/api. The admin endpoint (plain HTTP, loopback) offers \
                   GET /stats, GET /now, GET /truth?after=YYYY-MM-DDTHH:MM:SS&until=..., POST /faults (a FaultRule as JSON, \
                   e.g. {\"fault\":{\"Status\":-45},\"action\":\"cdrapi\",\"times\":3}), DELETE /faults, \
-                  POST /advance?seconds=N and POST /invalidate."
+                  GET/POST /quirks (e.g. {\"page_cap\":100,\"order\":\"EndAsc\"}), POST /advance?seconds=N, \
+                  POST /step?seconds=-3600, POST /calls[?visible=now] (one cdr_root entry) and POST /invalidate. \
+                  See crates/ucm-sim/README.md."
 )]
 struct Args {
     /// Address of the API listener (a real UCM uses port 8089).
@@ -80,6 +82,27 @@ struct Args {
     /// Cap on cdrapi numRecords.
     #[arg(long, default_value_t = 1000)]
     max_records: usize,
+    /// Quirk: cap every cdrapi answer at N entries, replacing --max-records (changeable later
+    /// through POST /quirks).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    page_cap: Option<u64>,
+    /// Quirk: cdrapi ignores offset and always answers the first page.
+    #[arg(long)]
+    ignore_offset: bool,
+    /// Quirk: order of cdr_root entries, which offset counts in: by call start (the documented
+    /// order), by call end (when the CDR was written) or newest start first.
+    #[arg(long, value_enum, default_value_t = EntryOrder::StartAsc)]
+    order: EntryOrder,
+    /// Quirk: an expired or unknown cookie gets an empty {"cdr_root":[]} from cdrapi instead of -6.
+    #[arg(long)]
+    silent_expiry: bool,
+    /// Quirk: startTime/endTime without an offset are read as UTC, while CDR times stay in --timezone.
+    #[arg(long)]
+    filter_reads_utc: bool,
+    /// Quirk: grouped entries are served with their first leg only until this long after the call
+    /// ended, then with the rest of their legs (e.g. 2m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    late_legs_delay: Option<Duration>,
     /// Log filter (tracing EnvFilter syntax), e.g. info or ucm_sim=debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -89,6 +112,13 @@ struct Args {
 enum Mode {
     Absolute,
     Sliding,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EntryOrder {
+    StartAsc,
+    EndAsc,
+    StartDesc,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -135,6 +165,20 @@ async fn main() -> anyhow::Result<()> {
         history: args.history,
         calls_per_hour: args.calls_per_hour,
         max_records: args.max_records,
+        quirks: Quirks {
+            page_cap: args
+                .page_cap
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            ignore_offset: args.ignore_offset,
+            order: match args.order {
+                EntryOrder::StartAsc => Order::StartAsc,
+                EntryOrder::EndAsc => Order::EndAsc,
+                EntryOrder::StartDesc => Order::StartDesc,
+            },
+            silent_expiry: args.silent_expiry,
+            filter_reads_utc: args.filter_reads_utc,
+            late_legs_delay: args.late_legs_delay,
+        },
     };
     let ucm = sim::start(cfg).await?;
     println!("UCM API:     {}/api", ucm.url());
@@ -143,6 +187,9 @@ async fn main() -> anyhow::Result<()> {
         println!("admin:       {admin}");
     }
     println!("sim clock:   {}", ucm.now().format("%Y-%m-%d %H:%M:%S"));
+    if ucm.quirks() != Quirks::default() {
+        println!("quirks:      {}", serde_json::to_string(&ucm.quirks())?);
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
