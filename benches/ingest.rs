@@ -124,8 +124,16 @@ struct Case {
 fn ingest_once(page: &[u8], state: Option<&PollState>, ext: &ExtensionPattern) -> usize {
     let mut pending = Pending::default();
     let mut read = Default::default();
-    let page = poll::ingest(page, state, &mut pending, &mut read, ext, chrono_tz::UTC, i64::MIN)
-        .expect("a page of records");
+    let page = poll::ingest(
+        page,
+        state,
+        &mut pending,
+        &mut read,
+        ext,
+        chrono_tz::UTC,
+        i64::MIN,
+    )
+    .expect("a page of records");
     page.entries + page.fresh + pending.tally().call_count() as usize
 }
 

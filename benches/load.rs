@@ -14,7 +14,7 @@ use chrono::NaiveDateTime;
 use serde_json::Value;
 use ucm_exporter::cdr::{Disposition, Role};
 use ucm_exporter::clock::SystemClock;
-use ucm_exporter::config::{self, Secret, Settings, Target};
+use ucm_exporter::config::{Secret, Settings, Target};
 use ucm_exporter::metrics::CallTally;
 use ucm_exporter::poll::Poller;
 use ucm_sim::{self as sim, Fault, FaultRule, SimConfig};
@@ -518,7 +518,8 @@ async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
     })
     .await?;
     let dir = tempfile::tempdir()?;
-    let ext = ucm_exporter::cdr::ExtensionPattern::new(config::DEFAULT_EXTENSION_PATTERN)?;
+    let ext =
+        ucm_exporter::cdr::ExtensionPattern::new(ucm_exporter::cdr::ExtensionPattern::DEFAULT)?;
     let metrics = Arc::new(ucm_exporter::metrics::TargetMetrics::new(5000));
     let target = bench_target(&ucm.url(), ucm.ca_path(), "perpoll");
     let mut p = Poller::new(

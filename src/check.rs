@@ -5,11 +5,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
-use crate::ucm::login_guard::LoginGuard;
 use crate::config::Settings;
 use crate::error::UcmError;
 use crate::state::local_secs;
 use crate::ucm::cdrapi::{decode_page, page_params};
+use crate::ucm::login_guard::LoginGuard;
 use crate::ucm::{decode_envelope, Session};
 
 /// Checks every target; returns the report lines and whether all passed. Each target gets one

@@ -13,9 +13,6 @@ use serde::Deserialize;
 
 use crate::cdr::ExtensionPattern;
 
-/// The documented default of `extensions.pattern`. An alias, so that the classifier's fast path
-/// for the default pattern cannot drift from the default the config file gets.
-pub const DEFAULT_EXTENSION_PATTERN: &str = ExtensionPattern::DEFAULT;
 pub const DEFAULT_EXTENSION_MAX: usize = 5000;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ucm-exporter";
@@ -142,7 +139,7 @@ impl Settings {
 }
 
 fn default_extension_pattern() -> ExtensionPattern {
-    ExtensionPattern::new(DEFAULT_EXTENSION_PATTERN).expect("the default pattern compiles")
+    ExtensionPattern::new(ExtensionPattern::DEFAULT).expect("the default pattern compiles")
 }
 
 /// One UCM to poll.

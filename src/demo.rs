@@ -2,13 +2,40 @@
 //! see the metrics move without a PBX.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::clock::{Clock, SharedClock};
 use crate::config::{Secret, Settings, Target};
 use crate::exporter::{self, Exporter};
-use ucm_sim::{self as sim, SimConfig};
+use ucm_sim::{self as sim, SimConfig, SimHandle};
+
+/// The simulator's clock as the exporter's: in the demo, where the simulated day runs ahead of
+/// the host's, and in tests, where the frozen simulated clock makes sweeps, cookie renewal and
+/// back-offs come due by `advance()` instead of by sleeping, on any date the tests run.
+/// The simulator's naive local time is taken as UTC, the zone demo and tests give it.
+#[derive(Clone)]
+pub struct SimTime(pub SimHandle);
+
+impl SimTime {
+    pub fn shared(sim: &SimHandle) -> SharedClock {
+        Arc::new(SimTime(sim.clone()))
+    }
+}
+
+impl Clock for SimTime {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.now().and_utc()
+    }
+
+    fn monotonic(&self) -> Duration {
+        (self.0.now() - self.0.start_time())
+            .to_std()
+            .unwrap_or_default()
+    }
+}
 
 /// Calls per hour of the demo's simulated office: busy enough that counters move every poll.
 const DEMO_CALLS_PER_HOUR: f64 = 1200.0;
@@ -23,7 +50,8 @@ pub async fn run(
     state_dir: Option<&Path>,
 ) -> Result<()> {
     // The simulated office day starts at 10:00 today (UTC), so the demo is busy whatever the
-    // hour: traffic follows the time of day.
+    // hour: traffic follows the time of day. The exporter reads the simulator's clock, so the
+    // simulated morning is its "now" too.
     let morning = chrono::Utc::now()
         .date_naive()
         .and_hms_opt(10, 0, 0)
@@ -56,6 +84,7 @@ pub async fn run(
     let running = Exporter::new(settings.clone())
         .listen(listen_address)
         .telemetry_path(telemetry_path)
+        .clock(SimTime::shared(&sim))
         .start()
         .await?;
     let port = running.addr().port();

@@ -76,7 +76,9 @@ pub enum UcmError {
     Auth(String),
     #[error("the API user may not use action {action} (status -47): grant it under HTTPS API Settings (New)")]
     Permission { action: String },
-    #[error("the UCM asks to wait (status {status}: asked too often, or overloaded); waiting {wait:?}")]
+    #[error(
+        "the UCM asks to wait (status {status}: asked too often, or overloaded); waiting {wait:?}"
+    )]
     RateLimited { status: i64, wait: Duration },
     #[error("unexpected answer from the UCM: {0}")]
     Protocol(String),

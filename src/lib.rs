@@ -15,7 +15,8 @@
 //! - [`poll`]: one target's collection: the poll plan, de-duplication, commit order.
 //! - [`state`]: the poll state and its file.
 //! - [`metrics`]: per-target series; `exposition` encodes call series once per change.
-//! - [`status`]: each target's readiness, last success and last error.
+//! - [`status`]: each target's readiness, last success and last error; [`journal`]: the log of
+//!   each target's last poll, for `/probe?target=NAME&debug=true`.
 //! - [`http`]: `/`, `/metrics`, `/probe`, `/-/healthy`, `/-/ready`; [`web_config`] secures it.
 //! - [`exporter`]: wires targets, pollers and the HTTP server; one token stops them all.
 //! - [`check`]: `ucm-exporter check`; `demo` (feature `demo`): the exporter against the

@@ -2,8 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ucm_exporter::check;
-use ucm_exporter::clock::SystemClock;
 use ucm_exporter::cli::{init_logging, Cli, Command};
+use ucm_exporter::clock::SystemClock;
 use ucm_exporter::exporter::{self, Exporter};
 
 #[tokio::main]

@@ -30,9 +30,16 @@ async fn a_state_file_that_cannot_be_written_fails_the_poll_and_loses_nothing() 
     sim.advance(MIN * 20);
     let err = poller.poll_and_record().await.unwrap_err();
     assert_eq!(err.reason().as_str(), "state", "{err}");
-    assert!(err.to_string().contains("office.json"), "names the path: {err}");
+    assert!(
+        err.to_string().contains("office.json"),
+        "names the path: {err}"
+    );
     let scrape = Scrape::of(&metrics);
-    assert_eq!(scrape.sum("ucm_calls_total"), 0.0, "nothing of the failed poll counts");
+    assert_eq!(
+        scrape.sum("ucm_calls_total"),
+        0.0,
+        "nothing of the failed poll counts"
+    );
     assert_eq!(
         scrape.value("ucm_poll_errors_total", &[("reason", "state")]),
         1.0
@@ -105,7 +112,10 @@ async fn lowering_max_call_duration_and_changing_windows_between_runs_stays_exac
         second.poll_and_record().await.unwrap();
     }
     sim.advance(MIN * 30);
-    assert_eq!(second.poll_and_record().await.unwrap().kind, PollKind::Sweep);
+    assert_eq!(
+        second.poll_and_record().await.unwrap().kind,
+        PollKind::Sweep
+    );
     assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
     sim.shutdown().await;
 }
@@ -135,14 +145,17 @@ async fn a_wrong_password_costs_at_most_three_logins_an_hour_across_restarts_and
         p.close().await;
         if run == 2 {
             let settings = ucm_exporter::config::Settings::new(dir.path(), vec![target.clone()]);
-            let (lines, ok) =
-                ucm_exporter::check::run(&settings, sim_clock(&sim), false).await;
+            let (lines, ok) = ucm_exporter::check::run(&settings, sim_clock(&sim), false).await;
             assert!(!ok);
             assert!(lines[0].contains("FAILED (auth)"), "{lines:?}");
         }
     }
     assert!(sim.now() - t0 < chrono::Duration::hours(1));
-    assert_eq!(sim.stats().logins_failed, 3, "three attempts in the hour, then none");
+    assert_eq!(
+        sim.stats().logins_failed,
+        3,
+        "three attempts in the hour, then none"
+    );
 
     // An hour after the third, one more attempt; then none for another hour.
     sim.advance(MIN * 40);
@@ -157,7 +170,206 @@ async fn a_wrong_password_costs_at_most_three_logins_an_hour_across_restarts_and
     let mut fixed = target.clone();
     fixed.password = ucm_exporter::config::Secret::new("the-right-one");
     let (mut p, _) = poller(&sim, fixed, dir.path());
-    p.poll_and_record().await.expect("a corrected password logs in at once");
+    p.poll_and_record()
+        .await
+        .expect("a corrected password logs in at once");
     assert_eq!(sim.stats().logins_ok, 1);
+    sim.shutdown().await;
+}
+
+/// Polls like a day at the office: a baseline, steps of a few minutes and a long gap, then a
+/// last sweep; returns the moment counting began. Every call that ended after it is then
+/// counted exactly once, which the caller checks against the ground truth.
+async fn office_day(
+    sim: &ucm_sim::SimHandle,
+    poller: &mut ucm_exporter::poll::Poller,
+) -> chrono::NaiveDateTime {
+    let base = poller.poll_and_record().await.expect("baseline");
+    assert_eq!(base.kind, PollKind::Baseline);
+    let t0 = sim.now();
+    for m in [2, 3, 1, 5, 45, 2, 4, 30, 1] {
+        sim.advance(MIN * m);
+        poller.poll_and_record().await.expect("poll");
+    }
+    sim.advance(MIN * 10);
+    assert_eq!(
+        poller.poll_and_record().await.unwrap().kind,
+        PollKind::Sweep
+    );
+    t0
+}
+
+fn day_target(sim: &ucm_sim::SimHandle) -> ucm_exporter::config::Target {
+    let mut target = target_for(sim, "office");
+    target.sweep_interval = MIN * 10;
+    target
+}
+
+/// A UCM that answers at most 100 (or 500) entries a page although 1000 were asked: the first
+/// short page is not taken for the end until the next one shows it is. (Guard: `Pager`'s
+/// confirmation of a short page of a new size.)
+#[tokio::test]
+async fn a_ucm_that_caps_pages_below_1000_is_read_to_the_end() {
+    for cap in [100, 500] {
+        let sim = start_sim(busy_sim_config(75)).await;
+        sim.set_quirks(ucm_sim::Quirks {
+            page_cap: Some(cap),
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+        let t0 = office_day(&sim, &mut poller).await;
+        assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+        assert_eq!(
+            poller.state().unwrap().paging.cap,
+            Some(cap),
+            "the cap is learned"
+        );
+        // Once learned, a poll of a few hundred entries costs what the cap makes it cost.
+        let before = sim.stats().requests["cdrapi"];
+        sim.advance(MIN);
+        let r = poller.poll_and_record().await.unwrap();
+        let sent = sim.stats().requests["cdrapi"] - before;
+        assert!(
+            sent as usize <= r.entries / cap + 2,
+            "{sent} requests for {} entries",
+            r.entries
+        );
+        sim.shutdown().await;
+    }
+}
+
+/// A UCM that ignores `offset` and serves page 1 again: caught on the first repeated page, the
+/// read stops with reason `protocol` after a few requests, not 2000 pages, and nothing is
+/// counted twice; once the UCM behaves, the next poll counts what was left exactly. (Guard:
+/// `Pager`'s check for a page with no entry new to the read.)
+#[tokio::test]
+async fn a_ucm_that_ignores_offset_is_caught_on_its_first_repeated_page() {
+    let sim = start_sim(busy_sim_config(76)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+    poller.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    sim.set_quirks(ucm_sim::Quirks {
+        ignore_offset: true,
+        ..Default::default()
+    });
+    // An hour and a half of calls: more than a page.
+    sim.advance(MIN * 90);
+    let before = sim.stats().requests["cdrapi"];
+    let err = poller.poll_and_record().await.unwrap_err();
+    assert_eq!(err.reason().as_str(), "protocol", "{err}");
+    assert!(err.to_string().contains("offset"), "{err}");
+    let sent = sim.stats().requests["cdrapi"] - before;
+    assert!(sent <= 3, "{sent} requests");
+    // Only the first page was read (calls already counted at the start of the window).
+    let counted = Scrape::of(&metrics).sum("ucm_calls_total") as u64;
+    let truth = sim.truth(t0, sim.now());
+    assert!(
+        counted < truth.total_calls,
+        "{counted} of {}",
+        truth.total_calls
+    );
+
+    sim.set_quirks(ucm_sim::Quirks::default());
+    sim.advance(MIN * 10);
+    poller.poll_and_record().await.unwrap();
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
+/// A UCM that sorts by `AcctId` (end order) or newest first: exact all the same, also across a
+/// catch-up long enough to commit part-way. (Guard: `Poller::commit` keeps the keys a poll may
+/// still meet, whatever order the pages come in.)
+#[tokio::test]
+async fn a_ucm_that_sorts_by_end_or_newest_first_counts_exactly() {
+    for order in [ucm_sim::Order::EndAsc, ucm_sim::Order::StartDesc] {
+        let sim = start_sim(ucm_sim::SimConfig {
+            calls_per_hour: 4000.0,
+            ..busy_sim_config(77)
+        })
+        .await;
+        sim.set_quirks(ucm_sim::Quirks {
+            order,
+            page_cap: Some(100),
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+        let t0 = office_day(&sim, &mut poller).await;
+        assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+        sim.shutdown().await;
+    }
+}
+
+/// A session the UCM drops without a status answers an empty `cdr_root`: in the middle of a
+/// baseline that must not look like the end of the history, or the rest of it would be counted
+/// as new calls later. (Guard: `Pager`'s fresh login after an empty page where calls were due.)
+#[tokio::test]
+async fn a_silently_expired_session_does_not_end_a_baseline_early() {
+    let sim = start_sim(ucm_sim::SimConfig {
+        cookie_ttl: Duration::from_secs(86400),
+        ..busy_sim_config(78)
+    })
+    .await;
+    sim.set_quirks(ucm_sim::Quirks {
+        silent_expiry: true,
+        ..Default::default()
+    });
+    sim.add_fault(ucm_sim::FaultRule {
+        fault: ucm_sim::Fault::SilentlyExpireAfterPages(4),
+        action: None,
+        times: Some(1),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = day_target(&sim);
+    target.session_renew_after = Duration::from_secs(86400);
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
+    let base = poller.poll_and_record().await.unwrap();
+    assert_eq!(base.kind, PollKind::Baseline);
+    assert!(base.pages > 6, "{base:?}");
+    assert!(sim.stats().silent_expiry_pages >= 1, "the fault fired");
+    assert_eq!(Scrape::of(&metrics).value("ucm_logins_total", &[]), 2.0);
+    let t0 = sim.now();
+    sim.advance(MIN * 10);
+    poller.poll_and_record().await.unwrap();
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
+/// One CDR stamped two days ahead (a clock corrected by NTP, a bogus row) is counted, but the
+/// watermark stops a few minutes ahead of the exporter's clock, so the calls after it are still
+/// read. (Guard: `Plan::ceiling` in `Poller::commit`.)
+#[tokio::test]
+async fn a_cdr_from_the_future_is_counted_without_moving_the_window_past_later_calls() {
+    let sim = start_sim(busy_sim_config(79)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+    poller.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    sim.advance(Duration::from_secs(1));
+    let at = |d: chrono::Duration| (sim.now() + d).format("%Y-%m-%d %H:%M:%S").to_string();
+    sim.add_call_visible_now(serde_json::json!({
+        "AcctId": "999999", "src": "2001", "dst": "2002", "channel": "PJSIP/2001-00ff",
+        "dstchannel": "PJSIP/2002-0100", "lastapp": "Dial",
+        "start": at(chrono::Duration::days(2)),
+        "answer": at(chrono::Duration::days(2) + chrono::Duration::seconds(4)),
+        "end": at(chrono::Duration::days(2) + chrono::Duration::seconds(64)),
+        "duration": "64", "billsec": "60", "disposition": "ANSWERED", "userfield": "Internal",
+        "channel_ext": "2001", "dstchannel_ext": "2002", "session": "future-1",
+        "src_trunk_name": "", "dst_trunk_name": ""
+    }));
+    for _ in 0..6 {
+        sim.advance(MIN * 5);
+        poller.poll_and_record().await.unwrap();
+    }
+    let ceiling = ucm_exporter::state::local_secs(sim.now()) + ucm_exporter::poll::WATERMARK_SLACK;
+    assert!(poller.state().unwrap().watermark.unwrap() <= ceiling);
+    sim.advance(MIN * 10);
+    assert_eq!(
+        poller.poll_and_record().await.unwrap().kind,
+        PollKind::Sweep
+    );
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }

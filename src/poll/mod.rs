@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use crate::cdr::ExtensionPattern;
 use crate::clock::SharedClock;
@@ -242,15 +243,35 @@ impl Poller {
         let mut pager = Pager::new(paging, entries_due);
         let mut pending = Pending::default();
         let mut read = HashSet::default();
-        let mut request = page_params(plan.from, 0, PAGE_SIZE);
-        let mut prefetched: Option<AbortOnDropHandle<Result<Bytes, UcmError>>> = None;
+        let mut offset = 0;
+        // After a full page the next one is likely full too (a backlog or a sweep): while a page
+        // is decoded, the one after it is already asked for, so the UCM serves it meanwhile. A
+        // read of several pages thus asks for one page past its end; one page still costs one
+        // request.
+        let mut read_ahead = false;
+        let mut prefetched: Option<(usize, AbortOnDropHandle<Result<Bytes, UcmError>>)> = None;
         loop {
             let body = match prefetched.take() {
-                Some(fetch) => fetch
+                Some((at, fetch)) if at == offset => fetch
                     .await
                     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
-                None => self.session.fetch("cdrapi", request).await?,
+                // A read-ahead at another offset (the page before was short after all) is
+                // dropped, which aborts it.
+                _ => {
+                    self.session
+                        .fetch("cdrapi", page_params(plan.from, offset, PAGE_SIZE))
+                        .await?
+                }
             };
+            if read_ahead {
+                let at = offset + pager.full_page();
+                let session = self.session.clone();
+                let params = page_params(plan.from, at, PAGE_SIZE);
+                // In the poll's span, so its log lines name the target and reach the poll's
+                // journal.
+                let fetch = async move { session.fetch("cdrapi", params).await }.in_current_span();
+                prefetched = Some((at, AbortOnDropHandle::new(tokio::spawn(fetch))));
+            }
             let tz = self.target.timezone;
             let page = match ingest(
                 &body,
@@ -270,30 +291,22 @@ impl Poller {
             };
             drop(body);
             report.entries += page.entries;
-            // After a full page the next one is likely full too (a backlog or a sweep): it is
-            // asked for while this one is decoded, so the UCM serves it meanwhile. A read of
-            // several pages thus asks for one page past its end; one page still costs one
-            // request.
             let next = pager.next(page.entries, page.fresh);
             report.pages = pager.pages();
             match next {
-                Ok(Next::Page { offset }) => {
-                    request = page_params(plan.from, offset, PAGE_SIZE);
-                    if pager.is_full(page.entries) {
-                        let session = self.session.clone();
-                        let params = request.clone();
-                        prefetched = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                            session.fetch("cdrapi", params).await
-                        })));
-                    }
+                Ok(Next::Page { offset: at }) => {
+                    offset = at;
+                    read_ahead = pager.is_full(page.entries);
                 }
-                Ok(Next::Relogin { offset }) => {
+                Ok(Next::Relogin { offset: at }) => {
+                    drop(prefetched.take());
                     tracing::info!(
-                        offset,
+                        offset = at,
                         "an empty cdrapi page where calls were due: asking again with a fresh login, in case the UCM dropped the session without saying so"
                     );
                     self.session.renew().await;
-                    request = page_params(plan.from, offset, PAGE_SIZE);
+                    offset = at;
+                    read_ahead = false;
                 }
                 Ok(Next::Done) => break,
                 Err(e) => {

@@ -109,7 +109,13 @@ impl Pager {
         self.pages
     }
 
-    /// Whether a page just received is full, so the next one is worth asking for ahead.
+    /// Entries in a full page of this UCM: the step of a read-ahead.
+    pub fn full_page(&self) -> usize {
+        self.paging.full()
+    }
+
+    /// Whether a page just received is full, so the one after the next is worth asking for
+    /// ahead.
     pub fn is_full(&self, entries: usize) -> bool {
         entries >= self.paging.full()
     }

@@ -164,7 +164,13 @@ mod tests {
             ..state(b, Some(w))
         };
         // (state, since last sweep, expected kind, from, horizon)
-        type Case = (Option<PollState>, Option<Duration>, PollKind, LocalSecs, LocalSecs);
+        type Case = (
+            Option<PollState>,
+            Option<Duration>,
+            PollKind,
+            LocalSecs,
+            LocalSecs,
+        );
         #[rustfmt::skip]
         let cases: [Case; 8] = [
             // First start: 4 h + a day back from now; nothing older is ever looked at.

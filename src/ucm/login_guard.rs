@@ -40,7 +40,10 @@ struct Record {
 pub enum Verdict {
     Allowed,
     /// Not before this time.
-    Blocked { until: DateTime<Utc>, failures: u32 },
+    Blocked {
+        until: DateTime<Utc>,
+        failures: u32,
+    },
 }
 
 /// The shared count of one UCM user's rejected logins.
@@ -215,13 +218,25 @@ mod tests {
             assert_eq!(g.begin("wrong", at(i * 60), false), Verdict::Allowed);
             g.finish(NO, at(i * 60));
         }
-        assert!(matches!(g.begin("wrong", at(200), false), Verdict::Blocked { failures: 3, .. }));
+        assert!(matches!(
+            g.begin("wrong", at(200), false),
+            Verdict::Blocked { failures: 3, .. }
+        ));
         // Another process (a restart, `check`, a second target on the same UCM) shares the count.
         let other = LoginGuard::new(dir.path(), "https://ucm:8089/", "cdrapi");
-        assert!(matches!(other.begin("wrong", at(3000), false), Verdict::Blocked { .. }));
-        assert_eq!(other.begin("wrong", at(120 + 3600), false), Verdict::Allowed);
+        assert!(matches!(
+            other.begin("wrong", at(3000), false),
+            Verdict::Blocked { .. }
+        ));
+        assert_eq!(
+            other.begin("wrong", at(120 + 3600), false),
+            Verdict::Allowed
+        );
         other.finish(NO, at(120 + 3600));
-        assert!(matches!(g.begin("wrong", at(120 + 3700), false), Verdict::Blocked { .. }));
+        assert!(matches!(
+            g.begin("wrong", at(120 + 3700), false),
+            Verdict::Blocked { .. }
+        ));
         // `check --force` may try anyway.
         assert_eq!(g.begin("wrong", at(120 + 3700), true), Verdict::Allowed);
     }
@@ -252,7 +267,10 @@ mod tests {
         for i in 0..3 {
             assert_eq!(g.begin("pw", at(10 + i), false), Verdict::Allowed);
         }
-        assert!(matches!(g.begin("pw", at(20), false), Verdict::Blocked { .. }));
+        assert!(matches!(
+            g.begin("pw", at(20), false),
+            Verdict::Blocked { .. }
+        ));
     }
 
     #[test]
@@ -267,7 +285,10 @@ mod tests {
             },
             at(0),
         );
-        assert!(matches!(g.begin("pw", at(60), false), Verdict::Blocked { .. }));
+        assert!(matches!(
+            g.begin("pw", at(60), false),
+            Verdict::Blocked { .. }
+        ));
         let g = LoginGuard::new(dir.path(), "https://other", "u");
         g.begin("pw", at(0), false);
         g.finish(

@@ -284,9 +284,9 @@ impl Session {
         if let Some(guard) = &self.guard {
             let attempt = match &result {
                 Ok(_) => Attempt::Accepted,
-                Err(f) if f.status.is_some_and(|s| {
-                    classify_status(s) == StatusClass::LoginRejected
-                }) =>
+                Err(f)
+                    if f.status
+                        .is_some_and(|s| classify_status(s) == StatusClass::LoginRejected) =>
                 {
                     Attempt::Rejected {
                         remaining: f.remaining,

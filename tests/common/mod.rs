@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use ucm_exporter::cdr::ExtensionPattern;
-use ucm_exporter::clock::{Clock, SharedClock};
+use ucm_exporter::clock::SharedClock;
 use ucm_exporter::config::{self, Secret, Target};
+use ucm_exporter::demo::SimTime;
 use ucm_exporter::metrics::TargetMetrics;
 use ucm_exporter::poll::Poller;
 use ucm_sim::{self as sim, SimConfig, SimHandle, Truth};
@@ -21,26 +22,9 @@ pub fn office_morning() -> NaiveDateTime {
     NaiveDateTime::parse_from_str("2026-03-04 10:00:00", "%Y-%m-%d %H:%M:%S").unwrap()
 }
 
-/// The simulator's frozen clock as the exporter's clock: `sim.advance()` moves both, so sweeps,
-/// cookie renewal and back-offs come due by moving simulated time, never by sleeping. The
-/// simulator runs in UTC, so its naive local time is UTC.
-#[derive(Clone)]
-pub struct SimTime(pub SimHandle);
-
-impl Clock for SimTime {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.now().and_utc()
-    }
-
-    fn monotonic(&self) -> Duration {
-        (self.0.now() - self.0.start_time())
-            .to_std()
-            .unwrap_or_default()
-    }
-}
-
+/// The exporter on the simulator's clock (see [`SimTime`]).
 pub fn sim_clock(sim: &SimHandle) -> SharedClock {
-    Arc::new(SimTime(sim.clone()))
+    SimTime::shared(sim)
 }
 
 /// A simulator at the host's real time, frozen, for tests that run the exporter binary (which
@@ -96,7 +80,7 @@ pub fn target_for(sim: &SimHandle, name: &str) -> Target {
 /// A poller of `target` on the simulator's clock.
 pub fn poller(sim: &SimHandle, target: Target, state_dir: &Path) -> (Poller, Arc<TargetMetrics>) {
     let metrics = Arc::new(TargetMetrics::new(config::DEFAULT_EXTENSION_MAX));
-    let ext = ExtensionPattern::new(config::DEFAULT_EXTENSION_PATTERN).unwrap();
+    let ext = ExtensionPattern::new(ExtensionPattern::DEFAULT).unwrap();
     let p = Poller::new(target, metrics.clone(), ext, state_dir, sim_clock(sim))
         .expect("poller builds");
     (p, metrics)

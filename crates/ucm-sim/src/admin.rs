@@ -28,6 +28,8 @@ const ROUTES: &str = "GET /stats, GET /now, GET /truth?after=&until=[&started_fr
                       POST /advance?seconds=N, POST /step?seconds=±N, POST /calls[?visible=now], \
                       POST /invalidate\n";
 
+const MAX_ADVANCE: u64 = 366 * 86_400;
+
 /// Bodies are a fault rule, quirks or one `cdr_root` entry (a 12-leg call is about 15 kB).
 const MAX_BODY: usize = 1 << 20;
 
@@ -201,6 +203,10 @@ async fn route(sim: &Sim, req: Request<Incoming>) -> Reply {
             json_reply(serde_json::to_value(sim.quirks()).unwrap_or_default())
         }
         (Method::POST, "/advance") => match seconds_param::<u64>(&query, "a whole number >= 0") {
+            Ok(s) if s > MAX_ADVANCE => bad(format!(
+                "seconds={s}: at most {MAX_ADVANCE} (a year) per request, since every call of \
+                 the span is generated at once"
+            )),
             Ok(s) => {
                 sim.clock.advance(Duration::from_secs(s));
                 sim.generated_now();
@@ -209,11 +215,9 @@ async fn route(sim: &Sim, req: Request<Incoming>) -> Reply {
             Err(e) => bad(e),
         },
         (Method::POST, "/step") => match seconds_param::<i64>(&query, "a whole number, ±") {
-            Ok(s) => match chrono::Duration::try_seconds(s) {
-                Some(by) => {
-                    sim.step_clock(by);
-                    json_reply(clock_text(sim))
-                }
+            Ok(s) => match chrono::Duration::try_seconds(s).map(|by| sim.step_clock(by)) {
+                Some(Ok(())) => json_reply(clock_text(sim)),
+                Some(Err(e)) => bad(e),
                 None => bad(format!("seconds={s}: too large a step")),
             },
             Err(e) => bad(e),

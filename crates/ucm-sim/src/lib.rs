@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::NaiveDateTime;
+use chrono::{Datelike, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -185,12 +185,31 @@ impl Sim {
     }
 
     /// Steps the UCM's clock, after storing the calls placed before the step with the old one.
-    fn step_clock(&self, by: chrono::Duration) {
+    /// Refuses a step that leaves the years 1–9999, where dates stop being printable.
+    fn step_clock(&self, by: chrono::Duration) -> Result<(), String> {
         let mut store = self.store.write().expect("store lock");
         let now = self.clock.reading();
+        let lowest = to_secs(
+            NaiveDateTime::MIN
+                .with_year(1)
+                .unwrap_or(NaiveDateTime::MIN),
+        );
+        let highest = to_secs(
+            NaiveDateTime::MAX
+                .with_year(9999)
+                .unwrap_or(NaiveDateTime::MAX),
+        );
+        let target = now.clock.saturating_add(by.num_seconds());
+        if !(lowest..=highest).contains(&target) {
+            return Err(format!(
+                "a step of {} s takes the clock out of the years 1-9999",
+                by.num_seconds()
+            ));
+        }
         store.generate_until(now);
         self.clock.step(now.steady, by.num_seconds());
         tracing::info!(target: "ucm_sim", seconds = by.num_seconds(), now = %self.clock.now(), "clock stepped");
+        Ok(())
     }
 
     fn add_call(&self, entry: &serde_json::Value, visible_now: bool) {
@@ -403,8 +422,14 @@ impl SimHandle {
     /// entry counts at the clock reading when it became visible, and a backward step brings
     /// that reading down to the clock's reading just after the step, so
     /// `truth(early, now())` always covers exactly what the UCM serves.
+    ///
+    /// # Panics
+    ///
+    /// When the step takes the clock out of the years 1–9999.
     pub fn step_clock(&self, by: chrono::Duration) {
-        self.inner.sim.step_clock(by);
+        if let Err(e) = self.inner.sim.step_clock(by) {
+            panic!("{e}");
+        }
     }
 
     /// Injects one `cdr_root` entry; it becomes visible once the clock, as it reads now,

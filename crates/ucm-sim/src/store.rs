@@ -394,12 +394,13 @@ mod tests {
             }, // back 80
             Step { at: 300, offset: 0 }, // forward 30
         ];
-        // Visible before any step: its own time, then brought down by the step back at 200.
-        assert_eq!(visible_reading(&entry(90, 0), &steps[..1]), 90);
-        assert_eq!(visible_reading(&entry(90, 0), &steps), 170);
-        // Visible between the steps, read with the offset of the time; 250 was visible at
-        // reading 250 (before the step back) and stays there only if that is not later.
+        // Visible before any step: its own time, which the step back at 200 (to reading 170)
+        // leaves alone.
+        assert_eq!(visible_reading(&entry(90, 0), &steps), 90);
+        // Visible at reading 200 (steady 150 + 50): brought down to 170 by the step back.
+        assert_eq!(visible_reading(&entry(150, 0), &steps[..1]), 200);
         assert_eq!(visible_reading(&entry(150, 0), &steps), 170);
+        // After the step back, read with the offset of its time; a later forward step keeps it.
         assert_eq!(visible_reading(&entry(250, 0), &steps), 220);
         assert_eq!(visible_reading(&entry(350, 0), &steps), 350);
         // Stored right after the step at 100 and visible at that instant: the new offset.

@@ -222,8 +222,9 @@ pub fn classify(entry: &Value) -> Option<CallClass> {
     };
 
     let mut extensions = Vec::new();
+    // A caller extension only for calls placed inside the PBX (docs/design.md §6).
     let caller = field(first, "channel_ext");
-    if is_extension(caller) {
+    if is_extension(caller) && matches!(direction, "internal" | "outbound") {
         extensions.push((caller.to_string(), "caller", disposition));
     }
     let mut callee: BTreeMap<&str, &'static str> = BTreeMap::new();
