@@ -2,15 +2,17 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::error::UcmError;
-use crate::state::local_secs;
+use crate::state::{local_secs, LocalSecs};
 use crate::ucm::cdrapi::{decode_page, page_params};
 use crate::ucm::login_guard::LoginGuard;
-use crate::ucm::{decode_envelope, Session};
+use crate::ucm::{decode_envelope, Refusal, Session};
 
 /// Checks every target; returns the report lines and whether all passed. Each target gets one
 /// login attempt at most, and none while rejected logins are rationed (see
@@ -21,7 +23,10 @@ pub async fn run(settings: &Settings, clock: SharedClock, force: bool) -> (Vec<S
     for t in &settings.targets {
         let guard = LoginGuard::new(&settings.state_dir, &t.url, &t.username);
         match check_target(t, clock.clone(), guard, force).await {
-            Ok(summary) => lines.push(format!("{}: OK: {summary}", t.name)),
+            Ok((summary, paging)) => {
+                lines.push(format!("{}: OK: {summary}", t.name));
+                lines.extend(paging.into_iter().map(|p| format!("  {p}")));
+            }
             Err(e) => {
                 ok = false;
                 lines.push(format!("{}: FAILED ({}): {e}", t.name, e.reason()));
@@ -36,7 +41,7 @@ async fn check_target(
     clock: SharedClock,
     guard: LoginGuard,
     force: bool,
-) -> Result<String, UcmError> {
+) -> Result<(String, Vec<String>), UcmError> {
     let session = Session::new(t, clock.clone(), Arc::new(()))
         .map_err(|e| UcmError::Protocol(format!("{e:#}")))?
         .with_login_guard(guard, force);
@@ -71,12 +76,80 @@ async fn check_target(
             ))
         })
         .await?;
+    let paging = probe_paging(&session, since, entries).await?;
     session.logout().await;
-    Ok(format!(
+    let summary = format!(
         "logged in as {} on {model}; first CDR page of the last 24 h holds {entries} entries{}",
         t.username,
         newest
             .map(|n| format!(", newest call started {n} (UCM local time)"))
             .unwrap_or_default()
-    ))
+    );
+    Ok((summary, paging))
+}
+
+/// The call key and start of each entry of a page.
+fn keys(body: &Bytes) -> Result<Vec<(u64, Option<NaiveDateTime>)>, Refusal> {
+    Ok(decode_page(body)?
+        .iter()
+        .map(|e| (e.call_key(), e.start()))
+        .collect())
+}
+
+/// Asks a few small pages to see how this UCM pages (docs/ucm-api.md §5.4), and says what the
+/// exporter will do about anything unusual. `first_page` is how many of 100 entries the first
+/// page held.
+async fn probe_paging(
+    session: &Session,
+    since: LocalSecs,
+    first_page: usize,
+) -> Result<Vec<String>, UcmError> {
+    let page = |from: LocalSecs, offset: usize, n: usize| {
+        session.call("cdrapi", page_params(from, offset, n), keys)
+    };
+    let mut notes = Vec::new();
+    let a = page(since, 0, 2).await?;
+    if a.len() > 2 {
+        notes.push(format!(
+            "paging: WARNING: numRecords is ignored (asked for 2, got {}): the exporter takes such an answer as the whole window",
+            a.len()
+        ));
+    }
+    if a.len() < 2 {
+        notes.push("paging: too few calls in the last 24 h to probe paging".into());
+        return Ok(notes);
+    }
+    let b = page(since, 1, 2).await?;
+    notes.push(match b.first() {
+        Some(k) if k.0 == a[1].0 => "paging: OK: offset is honoured".into(),
+        Some(k) if k.0 == a[0].0 => "paging: WARNING: offset is ignored (offset 1 repeats the first entry): reads longer than a page stop with reason protocol".into(),
+        _ => "paging: WARNING: offset 1 answered neither the first nor the second entry of offset 0; counts stay exact, a poll may read more".into(),
+    });
+    notes.push(match (a[0].1, a[1].1) {
+        (Some(x), Some(y)) if x <= y => "paging: OK: oldest call first".into(),
+        (Some(_), Some(_)) => "paging: OK: newest call first (the exporter does not depend on the order)".into(),
+        _ => "paging: WARNING: a call start does not parse; such entries are counted in ucm_cdr_skipped_total".into(),
+    });
+    if first_page > 0 && first_page < 100 {
+        let more = page(since, first_page, 100).await?;
+        notes.push(if more.is_empty() {
+            "paging: OK: no page cap below 100 seen".into()
+        } else {
+            format!("paging: WARNING: pages hold at most {first_page} entries: the exporter learns the cap and pages through it")
+        });
+    }
+    // A window that starts exactly at a known call must hold it: if not, the UCM reads the
+    // filter in another zone than it writes its CDR times in.
+    if let Some(start) = a[1].1 {
+        let from = local_secs(start);
+        let probe = page(from, 0, 2).await?;
+        notes.push(if probe.iter().any(|k| k.0 == a[1].0) {
+            "paging: OK: startTime is read in the UCM's local time, like its CDR times".into()
+        } else {
+            "paging: WARNING: a window starting at a call's own start misses that call: the UCM seems to read startTime in \
+             another zone (UTC?) than its CDR times; check the UCM's time zone settings"
+                .into()
+        });
+    }
+    Ok(notes)
 }

@@ -110,7 +110,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the config, log in to each UCM, fetch one CDR page, print a summary; exit non-zero on any problem.
-    Check,
+    Check {
+        /// Try to log in even while rejected logins are rationed (3 in a row, then one an hour).
+        /// The UCM blacklists an IP after a few failures: use once the password is fixed.
+        #[arg(long)]
+        force: bool,
+    },
     /// Start an in-process simulated UCM and the exporter against it, and print the URLs.
     Demo,
 }
@@ -217,7 +222,7 @@ mod tests {
             "check",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Some(Command::Check)));
+        assert!(matches!(cli.command, Some(Command::Check { force: false })));
         assert_eq!(cli.poll_interval, Some(Duration::from_secs(30)));
         assert!(!cli.nothing_configured());
         let s = cli

@@ -31,9 +31,7 @@ impl Clock for SimTime {
     }
 
     fn monotonic(&self) -> Duration {
-        (self.0.now() - self.0.start_time())
-            .to_std()
-            .unwrap_or_default()
+        self.0.elapsed()
     }
 }
 

@@ -44,9 +44,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return run_demo(&cli).await;
     }
     match cli.command {
-        Some(Command::Check) => {
+        Some(Command::Check { force }) => {
             let settings = cli.settings(&env)?;
-            let (lines, ok) = check::run(&settings, SystemClock::shared(), false).await;
+            let (lines, ok) = check::run(&settings, SystemClock::shared(), force).await;
             for l in lines {
                 println!("{l}");
             }

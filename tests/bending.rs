@@ -373,3 +373,107 @@ async fn a_cdr_from_the_future_is_counted_without_moving_the_window_past_later_c
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }
+
+/// `check` probes the paging the exporter relies on with a few small requests and says what it
+/// found, as OK or as a warning with what the exporter does about it.
+#[tokio::test]
+async fn check_reports_how_the_ucm_pages() {
+    let cases: [(ucm_sim::Quirks, chrono_tz::Tz, &[&str]); 5] = [
+        (
+            Default::default(),
+            chrono_tz::UTC,
+            &[
+                "OK: offset is honoured",
+                "OK: oldest call first",
+                "OK: startTime is read in the UCM's local time",
+            ],
+        ),
+        (
+            ucm_sim::Quirks {
+                ignore_offset: true,
+                ..Default::default()
+            },
+            chrono_tz::UTC,
+            &["WARNING: offset is ignored"],
+        ),
+        (
+            ucm_sim::Quirks {
+                order: ucm_sim::Order::StartDesc,
+                ..Default::default()
+            },
+            chrono_tz::UTC,
+            &["OK: newest call first"],
+        ),
+        (
+            ucm_sim::Quirks {
+                page_cap: Some(50),
+                ..Default::default()
+            },
+            chrono_tz::UTC,
+            &["WARNING: pages hold at most 50 entries"],
+        ),
+        (
+            ucm_sim::Quirks {
+                filter_reads_utc: true,
+                ..Default::default()
+            },
+            chrono_tz::Europe::Berlin,
+            &["WARNING: a window starting at a call's own start misses that call"],
+        ),
+    ];
+    for (quirks, tz, want) in cases {
+        let sim = start_sim(ucm_sim::SimConfig {
+            timezone: tz,
+            quirks: quirks.clone(),
+            ..busy_sim_config(80)
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut target = target_for(&sim, "office");
+        target.timezone = tz;
+        let settings = ucm_exporter::config::Settings::new(dir.path(), vec![target]);
+        let (lines, ok) = ucm_exporter::check::run(&settings, sim_clock(&sim), false).await;
+        assert!(ok, "{lines:?}");
+        let text = lines.join("\n");
+        for w in want {
+            assert!(text.contains(w), "{quirks:?}: want {w:?} in\n{text}");
+        }
+        sim.shutdown().await;
+    }
+}
+
+/// The UCM's clock steps back an hour (DST fall-back, or an NTP correction) or forward an hour
+/// (spring-forward) in the middle of the day: calls stamped in the repeated hour start before
+/// the watermark and are read by the next sweep; every call is counted once. (Guard: the sweep's
+/// reach; a step back past it would lose calls.)
+#[tokio::test]
+async fn dst_steps_of_the_ucm_clock_count_every_call_once() {
+    for step in [-60, 60] {
+        let sim = start_sim(busy_sim_config(81)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+        poller.poll_and_record().await.unwrap();
+        let t0 = sim.now();
+        for _ in 0..6 {
+            sim.advance(MIN * 5);
+            poller.poll_and_record().await.unwrap();
+        }
+        // What became visible before the step; a step back lowers those readings, so the
+        // truth is taken in two spans.
+        let mut truth = sim.truth(t0, sim.now());
+        sim.step_clock(chrono::Duration::minutes(step));
+        let t1 = sim.now();
+        for _ in 0..12 {
+            sim.advance(MIN * 5);
+            poller.poll_and_record().await.unwrap();
+        }
+        sim.advance(MIN * 10);
+        assert_eq!(
+            poller.poll_and_record().await.unwrap().kind,
+            PollKind::Sweep
+        );
+        truth.merge(&sim.truth(t1, sim.now()));
+        assert_matches_truth(&Scrape::of(&metrics), &truth);
+        sim.shutdown().await;
+    }
+}

@@ -132,24 +132,19 @@ impl Poller {
         self.status.clone()
     }
 
-    /// Polls at once, then every `poll_interval` shifted by `phase`, until `shutdown`; then saves
-    /// the state and logs out. Targets started together get different phases so that their
-    /// sweeps, which read hours of records, do not all hold their pages in memory at once.
+    /// Polls first after `phase`, then every `poll_interval`, until `shutdown`; then saves the
+    /// state and logs out. Targets started together get phases spread over the interval, the
+    /// first poll included (a baseline or a sweep, which reads hours of records), so that their
+    /// long reads do not all hold their pages in memory at once.
     pub async fn run(mut self, shutdown: CancellationToken, phase: Duration) {
         let interval = self.target.poll_interval;
-        let mut ticker = tokio::time::interval_at(Instant::now() + interval + phase, interval);
+        let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut polled = false;
         loop {
-            if polled {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
-            } else if shutdown.is_cancelled() {
-                break;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
             }
-            polled = true;
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     tracing::info!("shutdown: abandoning the poll in flight; its uncommitted records will be read again");

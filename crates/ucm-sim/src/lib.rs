@@ -405,6 +405,13 @@ impl SimHandle {
         self.inner.sim.clock.start()
     }
 
+    /// Time passed since start on the steady time line, which clock steps do not move: what a
+    /// client's monotonic clock would show.
+    pub fn elapsed(&self) -> Duration {
+        let steady = self.inner.sim.clock.steady_secs() - to_secs(self.inner.sim.clock.start());
+        Duration::from_secs(steady.max(0) as u64)
+    }
+
     /// Lets time pass: calls are placed and end, sessions age.
     pub fn advance(&self, d: Duration) {
         self.inner.sim.clock.advance(d);

@@ -308,6 +308,32 @@ impl Truth {
             self.newest_start = c.start;
         }
     }
+
+    /// Adds another truth, as of two spans of time read one after the other.
+    pub fn merge(&mut self, other: &Truth) {
+        fn sum<K: Ord + Clone, V: Copy + Default>(
+            a: &mut BTreeMap<K, V>,
+            b: &BTreeMap<K, V>,
+            add: impl Fn(V, V) -> V,
+        ) {
+            for (k, v) in b {
+                let e = a.entry(k.clone()).or_default();
+                *e = add(*e, *v);
+            }
+        }
+        sum(&mut self.calls, &other.calls, |x, y| x + y);
+        sum(&mut self.talk, &other.talk, |x, y| (x.0 + y.0, x.1 + y.1));
+        sum(&mut self.wait, &other.wait, |x, y| (x.0 + y.0, x.1 + y.1));
+        sum(&mut self.extension_calls, &other.extension_calls, |x, y| {
+            x + y
+        });
+        sum(&mut self.extension_talk, &other.extension_talk, |x, y| {
+            x + y
+        });
+        self.records += other.records;
+        self.total_calls += other.total_calls;
+        self.newest_start = self.newest_start.max(other.newest_start);
+    }
 }
 
 #[cfg(test)]
