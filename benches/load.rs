@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 use serde_json::Value;
 use ucm_exporter::cdr::{Disposition, Role};
-use ucm_exporter::clock::SystemClock;
 use ucm_exporter::config::{Secret, Settings, Target};
+use ucm_exporter::demo::SimTime;
 use ucm_exporter::metrics::CallTally;
 use ucm_exporter::poll::Poller;
 use ucm_sim::{self as sim, Fault, FaultRule, SimConfig};
@@ -254,6 +254,9 @@ async fn probe_sum(url: &str, targets: usize, name: &str) -> f64 {
 /// simulator's own serving rate and a Python poller on the same window, in the same run.
 async fn catch_up(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
+    // 25 h behind the host's clock, so that after the 24 h outage the simulated UCM is still
+    // behind it: the exporter (on the host's clock) never sees a call from its future.
+    let start = chrono::Utc::now().naive_utc() - chrono::Duration::hours(25);
     let sim = start_sim(
         dir.path(),
         &[
@@ -263,6 +266,9 @@ async fn catch_up(rows: &mut Vec<String>) -> anyhow::Result<()> {
             "1h",
             "--calls-per-hour",
             "4167",
+            "--flat-traffic",
+            "--start-time",
+            &fmt_time(start),
         ],
     )
     .await?;
@@ -415,10 +421,11 @@ fn memchr_count(hay: &[u8], needle: &[u8]) -> usize {
 async fn steady(rows: &mut Vec<String>, window: Duration) -> anyhow::Result<()> {
     const SPEED: f64 = 10.0;
     let dir = tempfile::tempdir()?;
-    let start = chrono::Utc::now()
-        .date_naive()
-        .and_hms_opt(9, 0, 0)
-        .unwrap_or_default();
+    // The simulated UCM runs ten times faster than the host's clock, which the exporter reads:
+    // it starts far enough behind that it is still behind at the end of the window, and its
+    // traffic is flat, so the figures do not depend on the hour the benchmark runs.
+    let lead = chrono::Duration::from_std(window.mul_f64(SPEED))? + chrono::Duration::minutes(15);
+    let start = chrono::Utc::now().naive_utc() - lead;
     let sim = start_sim(
         dir.path(),
         &[
@@ -428,6 +435,7 @@ async fn steady(rows: &mut Vec<String>, window: Duration) -> anyhow::Result<()> 
             "5h",
             "--calls-per-hour",
             "2000",
+            "--flat-traffic",
             "--start-time",
             &fmt_time(start),
         ],
@@ -505,9 +513,9 @@ fn bench_target(url: &str, ca: PathBuf, name: &str) -> Target {
 /// Requests per normal poll and per sweep, exactly: an in-process simulator with a frozen clock
 /// moved 30 s between polls.
 async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
-    let start = chrono::Utc::now()
-        .date_naive()
-        .and_hms_opt(10, 0, 0)
+    // A fixed busy morning, on the simulator's clock, which the poller reads too.
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 3, 4)
+        .and_then(|d| d.and_hms_opt(10, 0, 0))
         .unwrap_or_default();
     let ucm = sim::start(SimConfig {
         start_time: Some(start),
@@ -527,7 +535,7 @@ async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
         metrics.clone(),
         ext.clone(),
         dir.path(),
-        SystemClock::shared(),
+        SimTime::shared(&ucm),
     )?;
     p.poll_once().await?;
     let cdrapi = |s: &sim::Stats| s.requests.get("cdrapi").copied().unwrap_or(0);
@@ -547,7 +555,7 @@ async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let s1 = ucm.stats();
     p.close().await;
     // A restarted poller sweeps first: the cost of one sweep over max_call_duration (4 h).
-    let mut p = Poller::new(target, metrics, ext, dir.path(), SystemClock::shared())?;
+    let mut p = Poller::new(target, metrics, ext, dir.path(), SimTime::shared(&ucm))?;
     let s2 = ucm.stats();
     let sweep = p.poll_once().await?;
     let s3 = ucm.stats();

@@ -12,7 +12,7 @@ if ! python3 -c 'import prometheus_client, requests' 2>/dev/null; then
     echo "warning: no prometheus_client/requests; the Python comparison is skipped" >&2
 fi
 echo "building..." >&2
-cargo build --release --locked --bins -q
+cargo build --release --locked --workspace --bins -q
 cargo bench --locked --no-run -q --bench ingest --bench load 2>/dev/null
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

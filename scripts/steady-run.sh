@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-600}
-cargo build --release --locked --bins -q
+cargo build --release --locked --workspace --bins -q
 bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 sim_pid=; exp_pid=
@@ -14,7 +14,7 @@ sim_pid=; exp_pid=
 trap 'kill $exp_pid 2>/dev/null; wait $exp_pid 2>/dev/null; kill $sim_pid 2>/dev/null; wait $sim_pid 2>/dev/null; rm -rf "$work"' EXIT
 
 "$bin/ucm-sim" --listen 127.0.0.1:18089 --admin-listen 127.0.0.1:18090 --cert-dir "$work" \
-  --calls-per-hour 600 --start-time "$(date -u +%Y-%m-%d)T10:00:00" --log-level warn &
+  --calls-per-hour 600 --flat-traffic --start-time "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%S)" --log-level warn &
 sim_pid=$!
 for _ in $(seq 100); do [ -s "$work/ca.pem" ] && break; sleep 0.1; done
 printf 'cdrapi-secret\n' > "$work/password"

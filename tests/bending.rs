@@ -477,3 +477,51 @@ async fn dst_steps_of_the_ucm_clock_count_every_call_once() {
         sim.shutdown().await;
     }
 }
+
+/// A UCM in a zone ahead of UTC that reads `startTime` as UTC moves every window later by its
+/// offset, so a poll would miss the calls of the overlap. Seen on the first poll after the
+/// baseline (the newest known call is missing from a window that starts before it), logged,
+/// and from then on windows are sent in UTC: the same poll reads its window again and counts
+/// exactly. (Guard: `Poller::window_came_back_shifted`.)
+#[tokio::test]
+async fn a_ucm_that_reads_start_time_as_utc_is_detected_and_read_exactly() {
+    let berlin = chrono_tz::Europe::Berlin;
+    let sim = start_sim(ucm_sim::SimConfig {
+        timezone: berlin,
+        quirks: ucm_sim::Quirks {
+            filter_reads_utc: true,
+            ..Default::default()
+        },
+        ..busy_sim_config(82)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = day_target(&sim);
+    target.timezone = berlin;
+    let overlap = target.overlap;
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
+    poller.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    let watermark = poller.state().unwrap().watermark.expect("calls were seen");
+    let from = ucm_exporter::state::from_local_secs(watermark) - overlap;
+    sim.advance(MIN * 2);
+    let r = poller.poll_and_record().await.unwrap();
+    assert_eq!(r.kind, PollKind::Incremental);
+    assert!(poller.state().unwrap().paging.filter_reads_utc, "detected");
+    assert_matches_truth(
+        &Scrape::of(&metrics),
+        &sim.truth_started_from(t0, sim.now(), from),
+    );
+    // And on through a sweep, exactly.
+    for _ in 0..5 {
+        sim.advance(MIN * 3);
+        poller.poll_and_record().await.unwrap();
+    }
+    sim.advance(MIN * 10);
+    assert_eq!(
+        poller.poll_and_record().await.unwrap().kind,
+        PollKind::Sweep
+    );
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}

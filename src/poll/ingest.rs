@@ -50,6 +50,8 @@ pub struct PageSummary {
     /// Entries not already read earlier in the same read (new to it, whether counted before or
     /// not): a later page with none is a page served again.
     pub fresh: usize,
+    /// The oldest call start on the page.
+    pub oldest: Option<LocalSecs>,
 }
 
 /// Decodes one cdrapi page and adds what is new in it to `pending`. `read` holds the call keys
@@ -67,6 +69,7 @@ pub fn ingest(
 ) -> Result<PageSummary, Refusal> {
     let entries = decode_page(body)?;
     let mut fresh = 0;
+    let mut oldest: Option<LocalSecs> = None;
     for entry in &entries {
         let Some(call) = cdr::classify(entry, extensions) else {
             // Without a key it cannot be told apart from a repeat; taken as fresh, so that a
@@ -77,6 +80,7 @@ pub fn ingest(
         };
         fresh += usize::from(read.insert(call.key));
         let start = local_secs(call.start);
+        oldest = Some(oldest.map_or(start, |o| o.min(start)));
         if start < horizon {
             pending.tally.skipped[Skip::TooOld as usize] += 1;
             continue;
@@ -110,5 +114,6 @@ pub fn ingest(
     Ok(PageSummary {
         entries: entries.len(),
         fresh,
+        oldest,
     })
 }

@@ -28,7 +28,7 @@ use crate::clock::SharedClock;
 use crate::config::Target;
 use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
-use crate::state::{self, local_secs, Loaded, PollState};
+use crate::state::{self, from_local_secs, local_secs, Loaded, LocalSecs, PollState};
 use crate::status::TargetStatus;
 use crate::ucm::cdrapi::{page_params, PAGE_SIZE};
 use crate::ucm::login_guard::LoginGuard;
@@ -37,6 +37,14 @@ use crate::ucm::{decode_envelope, Session};
 pub use ingest::{ingest, PageSummary, Pending};
 pub use pager::{Next, Pager, Paging, PagingError, MAX_PAGES_PER_READ};
 pub use plan::{plan, Plan, PollKind, Reach, BASELINE_SLACK, WATERMARK_SLACK};
+
+/// The naive UTC time of a naive local time in `tz`, in the same unit.
+fn as_utc(tz: chrono_tz::Tz, local: LocalSecs) -> LocalSecs {
+    use chrono::TimeZone;
+    tz.from_local_datetime(&from_local_secs(local))
+        .earliest()
+        .map_or(local, |t| local_secs(t.naive_utc()))
+}
 
 /// A catch-up commits (state written, counters applied) at least every this many pages, so a
 /// long backlog shows progress and bounds what a crash can lose.
@@ -218,6 +226,30 @@ impl Poller {
     /// One poll, as [`Poller::next_plan`] says.
     pub async fn poll_once(&mut self) -> Result<PollReport, UcmError> {
         let plan = self.next_plan();
+        let report = match self.read(&plan).await? {
+            Some(report) => report,
+            // The window came back shifted; read it again, now sent in UTC.
+            None => self.read(&plan).await?.ok_or_else(|| {
+                UcmError::Protocol(
+                    "the window came back shifted again after converting it to UTC".into(),
+                )
+            })?,
+        };
+        if plan.kind.reads_back_fully() {
+            self.last_sweep = Some(self.clock.monotonic());
+        }
+        if !self.trunks_listed {
+            self.trunks_listed = true;
+            self.list_trunks().await;
+        }
+        Ok(report)
+    }
+
+    /// Reads the plan's window and commits what it finds. `None` when the answer shows that the
+    /// UCM reads `startTime` as UTC: nothing is committed, and the next read sends the window in
+    /// UTC.
+    async fn read(&mut self, plan: &Plan) -> Result<Option<PollReport>, UcmError> {
+        let plan = *plan;
         let baseline = plan.kind == PollKind::Baseline;
         let mut report = PollReport {
             kind: plan.kind,
@@ -235,6 +267,13 @@ impl Poller {
                 .and_then(|s| s.watermark)
                 .is_some_and(|w| w >= plan.from);
         let paging = self.state.as_ref().map(|s| s.paging).unwrap_or_default();
+        let tz = self.target.timezone;
+        let from = if paging.filter_reads_utc {
+            as_utc(tz, plan.from)
+        } else {
+            plan.from
+        };
+        let mut oldest: Option<LocalSecs> = None;
         let mut pager = Pager::new(paging, entries_due);
         let mut pending = Pending::default();
         let mut read = HashSet::default();
@@ -254,20 +293,19 @@ impl Poller {
                 // dropped, which aborts it.
                 _ => {
                     self.session
-                        .fetch("cdrapi", page_params(plan.from, offset, PAGE_SIZE))
+                        .fetch("cdrapi", page_params(from, offset, PAGE_SIZE))
                         .await?
                 }
             };
             if read_ahead {
                 let at = offset + pager.full_page();
                 let session = self.session.clone();
-                let params = page_params(plan.from, at, PAGE_SIZE);
+                let params = page_params(from, at, PAGE_SIZE);
                 // In the poll's span, so its log lines name the target and reach the poll's
                 // journal.
                 let fetch = async move { session.fetch("cdrapi", params).await }.in_current_span();
                 prefetched = Some((at, AbortOnDropHandle::new(tokio::spawn(fetch))));
             }
-            let tz = self.target.timezone;
             let page = match ingest(
                 &body,
                 self.state.as_ref(),
@@ -286,6 +324,10 @@ impl Poller {
             };
             drop(body);
             report.entries += page.entries;
+            oldest = match (oldest, page.oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let next = pager.next(page.entries, page.fresh);
             report.pages = pager.pages();
             match next {
@@ -321,15 +363,41 @@ impl Poller {
             }
         }
         drop(prefetched);
+        if self.window_came_back_shifted(&plan, oldest) {
+            if let Some(s) = &mut self.state {
+                s.paging.filter_reads_utc = true;
+            }
+            return Ok(None);
+        }
         self.commit(&mut pending, &mut report, &plan, pager.paging())?;
-        if plan.kind.reads_back_fully() {
-            self.last_sweep = Some(self.clock.monotonic());
+        Ok(Some(report))
+    }
+
+    /// Whether an incremental read missed the newest call known, although the window asked for
+    /// starts before it, while the UCM's zone is ahead of UTC: the UCM read the window's start
+    /// as UTC, which moved it later by the zone's offset (docs/ucm-api.md §5.1). Logged once;
+    /// from then on windows are sent converted to UTC.
+    fn window_came_back_shifted(&self, plan: &Plan, oldest: Option<LocalSecs>) -> bool {
+        let Some(s) = &self.state else {
+            return false;
+        };
+        let Some(w) = s.watermark else {
+            return false;
+        };
+        let tz = self.target.timezone;
+        let shifted = plan.kind == PollKind::Incremental
+            && !s.paging.filter_reads_utc
+            && w >= plan.from
+            && oldest.is_none_or(|o| o > w)
+            && as_utc(tz, plan.from) < plan.from;
+        if shifted {
+            tracing::warn!(
+                timezone = %tz,
+                "the UCM left out its newest known call from a window that starts before it: it reads startTime as UTC, \
+                 not in its own time zone; windows are sent in UTC from now on"
+            );
         }
-        if !self.trunks_listed {
-            self.trunks_listed = true;
-            self.list_trunks().await;
-        }
-        Ok(report)
+        shifted
     }
 
     /// Marks the pending keys seen and saves the state, then applies the counts. When the state

@@ -22,6 +22,10 @@ pub struct Paging {
     /// The largest short page that was shown to be the end (the next offset was empty): the cap,
     /// if any, lies above it, so a page of at most this many entries ends a read.
     pub short_page_ends: usize,
+    /// The UCM reads `startTime` as UTC, not as the local time of its CDRs: windows are sent
+    /// converted to UTC.
+    #[serde(default)]
+    pub filter_reads_utc: bool,
 }
 
 impl Paging {
@@ -209,8 +213,8 @@ mod tests {
     #[test]
     fn a_known_short_page_ends_a_read_in_one_request() {
         let known = Paging {
-            cap: None,
             short_page_ends: 400,
+            ..Paging::default()
         };
         assert_eq!(run(known, true, &[330]).0, vec![Next::Done]);
     }

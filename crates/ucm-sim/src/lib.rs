@@ -91,6 +91,8 @@ pub struct SimConfig {
     pub history: Duration,
     /// Average over a day, shaped by time of day; 0 = no generated traffic at all.
     pub calls_per_hour: f64,
+    /// Every hour at `calls_per_hour`, for loads that must not depend on the hour of day.
+    pub flat_traffic: bool,
     /// Cap on cdrapi `numRecords`, the documented maximum of 1000 by default;
     /// `Quirks::page_cap` replaces it at run time.
     pub max_records: usize,
@@ -118,6 +120,7 @@ impl Default for SimConfig {
             clock_speed: 1.0,
             history: Duration::from_secs(24 * 3600),
             calls_per_hour: 60.0,
+            flat_traffic: false,
             max_records: 1000,
             quirks: Quirks::default(),
         }
@@ -294,7 +297,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
     let history = chrono::Duration::from_std(cfg.history).context("history too long")?;
     let mut store = Store::new(
         cfg.seed,
-        cfg.calls_per_hour,
+        (cfg.calls_per_hour, cfg.flat_traffic),
         cfg.firmware,
         to_secs(start_time - history),
     );

@@ -54,6 +54,7 @@ pub struct Store {
     entries: Vec<Entry>,
     seed: u64,
     calls_per_hour: f64,
+    flat: bool,
     firmware: Firmware,
     /// Start (steady) of the next hour slot to generate.
     next_slot: SteadySecs,
@@ -144,11 +145,17 @@ pub fn visible_reading(e: &Entry, steps: &[Step]) -> LocalSecs {
 }
 
 impl Store {
-    pub fn new(seed: u64, calls_per_hour: f64, firmware: Firmware, first_slot: SteadySecs) -> Self {
+    pub fn new(
+        seed: u64,
+        (calls_per_hour, flat): (f64, bool),
+        firmware: Firmware,
+        first_slot: SteadySecs,
+    ) -> Self {
         Store {
             entries: Vec::new(),
             seed,
             calls_per_hour,
+            flat,
             firmware,
             next_slot: first_slot.div_euclid(3600) * 3600,
             pending: VecDeque::new(),
@@ -170,6 +177,7 @@ impl Store {
                     self.seed,
                     self.next_slot,
                     self.calls_per_hour,
+                    self.flat,
                 ));
                 self.next_slot += 3600;
             }
@@ -335,8 +343,8 @@ mod tests {
 
     #[test]
     fn generation_does_not_depend_on_the_steps_taken() {
-        let mut a = Store::new(5, 200.0, Firmware::Mixed, 1000 * 3600);
-        let mut b = Store::new(5, 200.0, Firmware::Mixed, 1000 * 3600);
+        let mut a = Store::new(5, (200.0, false), Firmware::Mixed, 1000 * 3600);
+        let mut b = Store::new(5, (200.0, false), Firmware::Mixed, 1000 * 3600);
         a.generate_until(Reading::unstepped(1010 * 3600));
         for h in 0..=40 {
             b.generate_until(Reading::unstepped(1000 * 3600 + h * 900));
@@ -349,7 +357,7 @@ mod tests {
 
     #[test]
     fn injected_entries_keep_start_order() {
-        let mut s = Store::new(1, 0.0, Firmware::Mixed, 0);
+        let mut s = Store::new(1, (0.0, false), Firmware::Mixed, 0);
         for start in [
             "2024-01-01 10:00:05",
             "2024-01-01 10:00:01",

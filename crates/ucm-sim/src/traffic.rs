@@ -99,13 +99,23 @@ impl Call {
     }
 }
 
-/// The calls whose start falls in the hour slot beginning at `slot_start`, oldest first.
-pub fn calls_in_slot(seed: u64, slot_start: LocalSecs, calls_per_hour: f64) -> Vec<Call> {
+/// The calls whose start falls in the hour slot beginning at `slot_start`, oldest first. With
+/// `flat`, every hour gets the average rate: a load that does not depend on the hour of day.
+pub fn calls_in_slot(
+    seed: u64,
+    slot_start: LocalSecs,
+    calls_per_hour: f64,
+    flat: bool,
+) -> Vec<Call> {
     let slot = slot_start.div_euclid(3600);
     let mut rng =
         ChaCha8Rng::seed_from_u64(seed ^ (slot as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mean: f64 = SHAPE.iter().sum::<f64>() / 24.0;
-    let rate = calls_per_hour * SHAPE[slot.rem_euclid(24) as usize] / mean;
+    let rate = if flat {
+        calls_per_hour
+    } else {
+        calls_per_hour * SHAPE[slot.rem_euclid(24) as usize] / mean
+    };
     let mut calls = Vec::new();
     if rate <= 0.0 {
         return calls;
@@ -827,9 +837,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_calls_other_seed_other_calls() {
-        let a = calls_in_slot(7, 36 * 3600, 120.0);
-        let b = calls_in_slot(7, 36 * 3600, 120.0);
-        let c = calls_in_slot(8, 36 * 3600, 120.0);
+        let a = calls_in_slot(7, 36 * 3600, 120.0, false);
+        let b = calls_in_slot(7, 36 * 3600, 120.0, false);
+        let c = calls_in_slot(8, 36 * 3600, 120.0, false);
         let key = |v: &[Call]| {
             v.iter()
                 .map(|c| (c.start(), c.legs.len(), c.legs[0].dst.clone()))
@@ -847,10 +857,10 @@ mod tests {
     #[test]
     fn nights_are_quiet() {
         let day: usize = (0..30)
-            .map(|d| calls_in_slot(1, (d * 24 + 10) * 3600, 60.0).len())
+            .map(|d| calls_in_slot(1, (d * 24 + 10) * 3600, 60.0, false).len())
             .sum();
         let night: usize = (0..30)
-            .map(|d| calls_in_slot(1, (d * 24 + 3) * 3600, 60.0).len())
+            .map(|d| calls_in_slot(1, (d * 24 + 3) * 3600, 60.0, false).len())
             .sum();
         assert!(day > 20 * night.max(1), "day {day} night {night}");
     }

@@ -79,6 +79,9 @@ struct Args {
     /// Average calls per hour over a day, shaped by time of day; 0 disables generated traffic.
     #[arg(long, default_value_t = 60.0)]
     calls_per_hour: f64,
+    /// Every hour at --calls-per-hour instead of shaped by time of day (for benchmarks).
+    #[arg(long)]
+    flat_traffic: bool,
     /// Cap on cdrapi numRecords.
     #[arg(long, default_value_t = 1000)]
     max_records: usize,
@@ -164,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
         clock_speed: args.clock_speed,
         history: args.history,
         calls_per_hour: args.calls_per_hour,
+        flat_traffic: args.flat_traffic,
         max_records: args.max_records,
         quirks: Quirks {
             page_cap: args
