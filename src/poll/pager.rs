@@ -19,8 +19,9 @@ pub const MAX_PAGES_PER_READ: usize = 2000;
 pub struct Paging {
     /// The UCM answered at most this many entries per page although it was asked for more.
     pub cap: Option<usize>,
-    /// The largest short page that was shown to be the end (the next offset was empty): the cap,
-    /// if any, lies above it, so a page of at most this many entries ends a read.
+    /// The largest short page that was shown to be the end (the next offset was empty). A cap,
+    /// if any, is at least this large (it may be exactly this: the window may have held a cap's
+    /// worth), so a page of fewer entries ends a read.
     pub short_page_ends: usize,
     /// The UCM reads `startTime` as UTC, not as the local time of its CDRs: windows are sent
     /// converted to UTC.
@@ -179,7 +180,7 @@ impl Pager {
                 offset: self.offset,
             });
         }
-        if entries <= self.paging.short_page_ends || self.paging.cap.is_some() {
+        if entries < self.paging.short_page_ends || self.paging.cap.is_some() {
             return Ok(Next::Done);
         }
         // A short page of a size never shown to be an end: it may be a cap. One more request
@@ -217,6 +218,24 @@ mod tests {
             ..Paging::default()
         };
         assert_eq!(run(known, true, &[330]).0, vec![Next::Done]);
+    }
+
+    #[test]
+    fn a_page_as_large_as_a_proven_end_is_confirmed_again() {
+        // A window of exactly 100 entries at a UCM that caps pages at 100 looks like an end of
+        // 100; a later page of 100 may still be a capped one.
+        let (_, learned) = run(Paging::default(), true, &[100, 0]);
+        assert_eq!(learned.short_page_ends, 100);
+        let (reqs, learned) = run(learned, true, &[100, 100, 3]);
+        assert_eq!(
+            reqs,
+            vec![
+                Next::Page { offset: 100 },
+                Next::Page { offset: 200 },
+                Next::Done
+            ]
+        );
+        assert_eq!(learned.cap, Some(100));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub const STRIKES: u32 = 3;
 /// At most one attempt per this, once rationed.
 pub const RATION: Duration = Duration::from_secs(3600);
 /// A lockout the UCM states is honoured up to this long; a larger figure is taken as this.
-const MAX_LOCKOUT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_LOCKOUT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Record {

@@ -18,7 +18,7 @@ use super::envelope::{
     classify_status, decode_envelope, lenient_i64, refusal_error, status_meaning, status_refusal,
     Refusal, StatusClass,
 };
-use super::login_guard::{Attempt, LoginGuard, Verdict};
+use super::login_guard::{Attempt, LoginGuard, Verdict, MAX_LOCKOUT};
 use super::transport::Transport;
 use crate::clock::SharedClock;
 use crate::config::{Secret, Target};
@@ -379,7 +379,7 @@ impl Session {
             let mut failure = login_refusal("login", r);
             failure.lockout = field("remain_time")
                 .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(s.unsigned_abs()));
+                .map(|s| Duration::from_secs(s.unsigned_abs()).min(MAX_LOCKOUT));
             failure.remaining = field("remain_num").and_then(|n| u32::try_from(n).ok());
             failure
         })?;
