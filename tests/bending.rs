@@ -68,10 +68,7 @@ async fn raising_max_call_duration_between_runs_counts_nothing_twice() {
     let (mut first, m1) = poller(&sim, target.clone(), dir.path());
     first.poll_and_record().await.unwrap();
     let t0 = sim.now();
-    for _ in 0..12 {
-        sim.advance(MIN * 20);
-        first.poll_and_record().await.unwrap();
-    }
+    poll_every(&sim, &mut first, MIN * 20, 12).await;
     let t1 = sim.now();
     assert_matches_truth(&Scrape::of(&m1), &sim.truth(t0, t1));
     first.close().await;
@@ -95,10 +92,7 @@ async fn lowering_max_call_duration_and_changing_windows_between_runs_stays_exac
     let (mut first, m1) = poller(&sim, target.clone(), dir.path());
     first.poll_and_record().await.unwrap();
     let t0 = sim.now();
-    for _ in 0..4 {
-        sim.advance(MIN * 10);
-        first.poll_and_record().await.unwrap();
-    }
+    poll_every(&sim, &mut first, MIN * 10, 4).await;
     let t1 = sim.now();
     assert_matches_truth(&Scrape::of(&m1), &sim.truth(t0, t1));
     first.close().await;
@@ -107,15 +101,8 @@ async fn lowering_max_call_duration_and_changing_windows_between_runs_stays_exac
     target.overlap = MIN * 3;
     target.sweep_interval = MIN * 30;
     let (mut second, m2) = poller(&sim, target, dir.path());
-    for _ in 0..7 {
-        sim.advance(MIN * 5);
-        second.poll_and_record().await.unwrap();
-    }
-    sim.advance(MIN * 30);
-    assert_eq!(
-        second.poll_and_record().await.unwrap().kind,
-        PollKind::Sweep
-    );
+    poll_every(&sim, &mut second, MIN * 5, 7).await;
+    sweep_after(&sim, &mut second, MIN * 30).await;
     assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
     sim.shutdown().await;
 }
@@ -191,11 +178,7 @@ async fn office_day(
         sim.advance(MIN * m);
         poller.poll_and_record().await.expect("poll");
     }
-    sim.advance(MIN * 10);
-    assert_eq!(
-        poller.poll_and_record().await.unwrap().kind,
-        PollKind::Sweep
-    );
+    sweep_after(sim, poller, MIN * 10).await;
     t0
 }
 
@@ -359,17 +342,10 @@ async fn a_cdr_from_the_future_is_counted_without_moving_the_window_past_later_c
         "channel_ext": "2001", "dstchannel_ext": "2002", "session": "future-1",
         "src_trunk_name": "", "dst_trunk_name": ""
     }));
-    for _ in 0..6 {
-        sim.advance(MIN * 5);
-        poller.poll_and_record().await.unwrap();
-    }
+    poll_every(&sim, &mut poller, MIN * 5, 6).await;
     let ceiling = ucm_exporter::state::local_secs(sim.now()) + ucm_exporter::poll::WATERMARK_SLACK;
     assert!(poller.state().unwrap().watermark.unwrap() <= ceiling);
-    sim.advance(MIN * 10);
-    assert_eq!(
-        poller.poll_and_record().await.unwrap().kind,
-        PollKind::Sweep
-    );
+    sweep_after(&sim, &mut poller, MIN * 10).await;
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }
@@ -454,24 +430,14 @@ async fn dst_steps_of_the_ucm_clock_count_every_call_once() {
         let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
         poller.poll_and_record().await.unwrap();
         let t0 = sim.now();
-        for _ in 0..6 {
-            sim.advance(MIN * 5);
-            poller.poll_and_record().await.unwrap();
-        }
+        poll_every(&sim, &mut poller, MIN * 5, 6).await;
         // What became visible before the step; a step back lowers those readings, so the
         // truth is taken in two spans.
         let mut truth = sim.truth(t0, sim.now());
         sim.step_clock(chrono::Duration::minutes(step));
         let t1 = sim.now();
-        for _ in 0..12 {
-            sim.advance(MIN * 5);
-            poller.poll_and_record().await.unwrap();
-        }
-        sim.advance(MIN * 10);
-        assert_eq!(
-            poller.poll_and_record().await.unwrap().kind,
-            PollKind::Sweep
-        );
+        poll_every(&sim, &mut poller, MIN * 5, 12).await;
+        sweep_after(&sim, &mut poller, MIN * 10).await;
         truth.merge(&sim.truth(t1, sim.now()));
         assert_matches_truth(&Scrape::of(&metrics), &truth);
         sim.shutdown().await;
@@ -513,15 +479,8 @@ async fn a_ucm_that_reads_start_time_as_utc_is_detected_and_read_exactly() {
         &sim.truth_started_from(t0, sim.now(), from),
     );
     // And on through a sweep, exactly.
-    for _ in 0..5 {
-        sim.advance(MIN * 3);
-        poller.poll_and_record().await.unwrap();
-    }
-    sim.advance(MIN * 10);
-    assert_eq!(
-        poller.poll_and_record().await.unwrap().kind,
-        PollKind::Sweep
-    );
+    poll_every(&sim, &mut poller, MIN * 3, 5).await;
+    sweep_after(&sim, &mut poller, MIN * 10).await;
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }

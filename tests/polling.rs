@@ -140,11 +140,7 @@ async fn a_fast_poll_reads_only_the_overlap_and_costs_one_request() {
     let t1 = sim.now();
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth_started_from(t0, t1, from));
     // The next sweep counts the rest of the step's calls, and what ended since.
-    sim.advance(sweep_interval);
-    assert_eq!(
-        poller.poll_and_record().await.unwrap().kind,
-        PollKind::Sweep
-    );
+    sweep_after(&sim, &mut poller, sweep_interval).await;
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }
@@ -229,8 +225,7 @@ async fn restart_counts_the_calls_of_the_downtime_once() {
     let (mut first, m1) = poller(&sim, target.clone(), dir.path());
     first.poll_and_record().await.unwrap();
     let t0 = sim.now();
-    sim.advance(target.sweep_interval);
-    assert_eq!(first.poll_and_record().await.unwrap().kind, PollKind::Sweep);
+    sweep_after(&sim, &mut first, target.sweep_interval).await;
     let t1 = sim.now();
     assert_matches_truth(&Scrape::of(&m1), &sim.truth(t0, t1));
     first.close().await; // the clean-stop path: state saved, logged out
@@ -244,11 +239,7 @@ async fn restart_counts_the_calls_of_the_downtime_once() {
         "the saved state is used, and the first poll after a start sweeps"
     );
     assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
-    sim.advance(target.sweep_interval);
-    assert_eq!(
-        second.poll_and_record().await.unwrap().kind,
-        PollKind::Sweep
-    );
+    sweep_after(&sim, &mut second, target.sweep_interval).await;
     assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
     sim.shutdown().await;
 }

@@ -19,10 +19,10 @@ pub const MAX_PAGES_PER_READ: usize = 2000;
 pub struct Paging {
     /// The UCM answered at most this many entries per page although it was asked for more.
     pub cap: Option<usize>,
-    /// The largest short page that was shown to be the end (the next offset was empty). A cap,
-    /// if any, is at least this large (it may be exactly this: the window may have held a cap's
-    /// worth), so a page of fewer entries ends a read.
-    pub short_page_ends: usize,
+    /// The largest page the UCM has served (up to [`PAGE_SIZE`]). A cap, if any, is at least
+    /// this large (or exactly this: that page may have been a capped one), so a page of fewer
+    /// entries is the end of a read. Once a page of 1000 was served, every short page is.
+    pub largest_page: usize,
     /// The UCM reads `startTime` as UTC, not as the local time of its CDRs: windows are sent
     /// converted to UTC.
     #[serde(default)]
@@ -129,6 +129,8 @@ impl Pager {
     /// not already read earlier in this read.
     pub fn next(&mut self, entries: usize, fresh: usize) -> Result<Next, PagingError> {
         self.pages += 1;
+        let largest = self.paging.largest_page;
+        self.paging.largest_page = largest.max(entries.min(PAGE_SIZE));
         if self.pages > 1 && entries > 0 && fresh == 0 {
             return Err(PagingError::OffsetIgnored {
                 page: self.pages,
@@ -137,11 +139,8 @@ impl Pager {
         }
         if let Some(short) = self.confirming.take() {
             match entries {
-                // The short page was the end, so any cap lies above it.
-                0 => {
-                    self.paging.short_page_ends = self.paging.short_page_ends.max(short);
-                    return Ok(Next::Done);
-                }
+                // The short page was the end.
+                0 => return Ok(Next::Done),
                 // Two pages of the same short size in a row: the UCM caps pages at that size.
                 n if n == short => {
                     tracing::warn!(
@@ -180,11 +179,12 @@ impl Pager {
                 offset: self.offset,
             });
         }
-        if entries < self.paging.short_page_ends || self.paging.cap.is_some() {
+        if entries < largest || self.paging.cap.is_some() {
             return Ok(Next::Done);
         }
-        // A short page of a size never shown to be an end: it may be a cap. One more request
-        // tells, and is needed only until the pages of this UCM have shown it.
+        // A short page as large as any this UCM has served: it may be a cap. One more request
+        // tells; needed only until the UCM has served a larger page (a 1000-entry page ends it
+        // for good).
         self.confirming = Some(entries);
         Ok(Next::Page {
             offset: self.offset,
@@ -214,10 +214,15 @@ mod tests {
     #[test]
     fn a_known_short_page_ends_a_read_in_one_request() {
         let known = Paging {
-            short_page_ends: 400,
+            largest_page: 400,
             ..Paging::default()
         };
         assert_eq!(run(known, true, &[330]).0, vec![Next::Done]);
+        // Once a page of 1000 came, every short page is an end.
+        assert_eq!(
+            run(Paging::default(), false, &[1000, 999]).0,
+            vec![Next::Page { offset: 1000 }, Next::Done]
+        );
     }
 
     #[test]
@@ -225,7 +230,7 @@ mod tests {
         // A window of exactly 100 entries at a UCM that caps pages at 100 looks like an end of
         // 100; a later page of 100 may still be a capped one.
         let (_, learned) = run(Paging::default(), true, &[100, 0]);
-        assert_eq!(learned.short_page_ends, 100);
+        assert_eq!(learned.largest_page, 100);
         let (reqs, learned) = run(learned, true, &[100, 100, 3]);
         assert_eq!(
             reqs,
@@ -242,7 +247,7 @@ mod tests {
     fn a_short_page_of_a_new_size_is_confirmed_once() {
         let (reqs, learned) = run(Paging::default(), true, &[330, 0]);
         assert_eq!(reqs, vec![Next::Page { offset: 330 }, Next::Done]);
-        assert_eq!(learned.short_page_ends, 330);
+        assert_eq!(learned.largest_page, 330);
         assert_eq!(learned.cap, None);
     }
 

@@ -13,7 +13,7 @@ use ucm_exporter::clock::SharedClock;
 use ucm_exporter::config::{self, Secret, Target};
 use ucm_exporter::demo::SimTime;
 use ucm_exporter::metrics::TargetMetrics;
-use ucm_exporter::poll::Poller;
+use ucm_exporter::poll::{PollKind, Poller};
 use ucm_sim::{self as sim, SimConfig, SimHandle, Truth};
 
 /// A fixed busy office hour (UTC). Tests that run the exporter in-process give it the
@@ -84,6 +84,22 @@ pub fn poller(sim: &SimHandle, target: Target, state_dir: &Path) -> (Poller, Arc
     let p = Poller::new(target, metrics.clone(), ext, state_dir, sim_clock(sim))
         .expect("poller builds");
     (p, metrics)
+}
+
+/// Polls `times` times, `every` apart on the simulator's clock.
+pub async fn poll_every(sim: &SimHandle, poller: &mut Poller, every: Duration, times: usize) {
+    for _ in 0..times {
+        sim.advance(every);
+        poller.poll_and_record().await.expect("poll");
+    }
+}
+
+/// Moves the clock by `after` and polls: that poll must be a sweep, after which every call that
+/// ended is counted.
+pub async fn sweep_after(sim: &SimHandle, poller: &mut Poller, after: Duration) {
+    sim.advance(after);
+    let r = poller.poll_and_record().await.expect("sweep");
+    assert_eq!(r.kind, PollKind::Sweep, "{r:?}");
 }
 
 /// One sample of the text exposition.
