@@ -484,3 +484,89 @@ async fn a_ucm_that_reads_start_time_as_utc_is_detected_and_read_exactly() {
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
     sim.shutdown().await;
 }
+
+/// A flat internal call from `ext` to 2001, starting `start` and lasting `secs`.
+fn flat_call(ext: &str, start: chrono::NaiveDateTime, secs: i64, id: &str) -> serde_json::Value {
+    let at = |d: i64| {
+        (start + chrono::Duration::seconds(d))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    serde_json::json!({
+        "AcctId": id, "src": ext, "dst": "2001", "channel": format!("PJSIP/{ext}-00aa"),
+        "dstchannel": "PJSIP/2001-00ab", "lastapp": "Dial", "start": at(0), "answer": at(5),
+        "end": at(secs), "duration": secs.to_string(), "billsec": (secs - 5).to_string(),
+        "disposition": "ANSWERED", "userfield": "Internal", "channel_ext": ext,
+        "dstchannel_ext": "2001", "session": format!("s-{id}"), "src_trunk_name": "",
+        "dst_trunk_name": ""
+    })
+}
+
+/// A call of exactly `max_call_duration` that ends just after a sweep is read by the next
+/// sweep, a sweep interval and a poll later, when the watermark has moved on by as much.
+/// (Guard: `Reach::sweep_back`; a sweep reaching back only `max_call_duration` misses it.)
+#[tokio::test]
+async fn a_call_of_exactly_max_call_duration_ending_after_a_sweep_is_counted() {
+    let sim = start_sim(busy_sim_config(83)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = day_target(&sim);
+    target.max_call_duration = MIN * 30;
+    let (mut poller, metrics) = poller(&sim, target, dir.path());
+    poller.poll_and_record().await.unwrap();
+    sweep_after(&sim, &mut poller, MIN * 10).await;
+    // Ends a second after that sweep; lasts exactly max_call_duration.
+    let start = sim.now() - chrono::Duration::minutes(30) + chrono::Duration::seconds(1);
+    sim.add_call(flat_call("4999", start, 30 * 60, "777001"));
+    poll_every(&sim, &mut poller, MIN, 9).await;
+    let caller = |s: &Scrape| {
+        s.get(
+            "ucm_extension_calls_total",
+            &[
+                ("extension", "4999"),
+                ("role", "caller"),
+                ("disposition", "answered"),
+            ],
+        )
+    };
+    assert_eq!(caller(&Scrape::of(&metrics)), None, "not before the sweep");
+    sweep_after(&sim, &mut poller, MIN).await;
+    assert_eq!(caller(&Scrape::of(&metrics)), Some(1.0));
+    sim.shutdown().await;
+}
+
+/// An entry that cannot be counted (here: nothing but a ForkCDR duplicate) is counted in
+/// `ucm_cdr_skipped_total{reason="no_legs"}`, whose series exist at 0 from the start.
+#[tokio::test]
+async fn entries_that_cannot_be_counted_show_in_the_skipped_counter() {
+    let sim = start_sim(ucm_sim::SimConfig {
+        calls_per_hour: 0.0,
+        ..busy_sim_config(84)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+    poller.poll_and_record().await.unwrap();
+    let scrape = Scrape::of(&metrics);
+    for reason in ["no_legs", "bad_start", "too_old"] {
+        assert_eq!(
+            scrape.value("ucm_cdr_skipped_total", &[("reason", reason)]),
+            0.0
+        );
+    }
+    let start = sim.now();
+    let mut fork = flat_call("2002", start, 60, "777002");
+    fork["lastapp"] = "ForkCDR".into();
+    sim.add_call(serde_json::json!({
+        "cdr": "fork-only", "main_cdr": {"start": fork["start"], "session": "fork-only"},
+        "sub_cdr_1": fork
+    }));
+    sim.advance(MIN * 2);
+    poller.poll_and_record().await.unwrap();
+    let scrape = Scrape::of(&metrics);
+    assert_eq!(
+        scrape.value("ucm_cdr_skipped_total", &[("reason", "no_legs")]),
+        1.0
+    );
+    assert_eq!(scrape.sum("ucm_calls_total"), 0.0);
+    sim.shutdown().await;
+}
