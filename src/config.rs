@@ -72,6 +72,8 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     pub overlap: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
+    pub settle: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
     pub session_renew_after: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
@@ -155,6 +157,9 @@ pub struct Target {
     pub max_call_duration: Duration,
     pub sweep_interval: Duration,
     pub overlap: Duration,
+    /// How long after its end a grouped call is held back before it is counted, for a UCM that
+    /// writes legs of a call (a transfer) after the call first appears. 0: counted at once.
+    pub settle: Duration,
     pub session_renew_after: Duration,
     pub request_timeout: Duration,
     pub ca_file: Option<PathBuf>,
@@ -181,6 +186,7 @@ impl Target {
             max_call_duration: DEFAULT_MAX_CALL_DURATION,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             overlap: DEFAULT_OVERLAP,
+            settle: Duration::ZERO,
             session_renew_after: DEFAULT_SESSION_RENEW,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             ca_file: None,
@@ -310,6 +316,7 @@ pub fn resolve(
         max_call_duration: fc.max_call_duration.unwrap_or(DEFAULT_MAX_CALL_DURATION),
         sweep_interval: fc.sweep_interval.unwrap_or(DEFAULT_SWEEP_INTERVAL),
         overlap: fc.overlap.unwrap_or(DEFAULT_OVERLAP),
+        settle: fc.settle.unwrap_or(Duration::ZERO),
         session_renew_after: fc.session_renew_after.unwrap_or(DEFAULT_SESSION_RENEW),
         request_timeout: fc.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
     };
@@ -362,6 +369,7 @@ struct TargetDefaults {
     max_call_duration: Duration,
     sweep_interval: Duration,
     overlap: Duration,
+    settle: Duration,
     session_renew_after: Duration,
     request_timeout: Duration,
 }
@@ -380,6 +388,7 @@ impl TargetDefaults {
         t.max_call_duration = self.max_call_duration;
         t.sweep_interval = self.sweep_interval;
         t.overlap = self.overlap;
+        t.settle = self.settle;
         t.session_renew_after = self.session_renew_after;
         t.request_timeout = self.request_timeout;
     }

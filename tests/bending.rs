@@ -570,3 +570,78 @@ async fn entries_that_cannot_be_counted_show_in_the_skipped_counter() {
     assert_eq!(scrape.sum("ucm_calls_total"), 0.0);
     sim.shutdown().await;
 }
+
+/// An inbound call to 2001 that nobody answered there, transferred to 2002 who answered: a
+/// grouped entry whose second leg decides its outcome.
+fn transferred_call(start: chrono::NaiveDateTime, id: &str) -> serde_json::Value {
+    let at = |d: i64| {
+        (start + chrono::Duration::seconds(d))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let leg = |acct: &str, dst: &str, s: i64, secs: i64, billsec: i64, disp: &str| {
+        serde_json::json!({
+            "AcctId": acct, "src": "030555", "dst": dst, "channel": "PJSIP/trunk_1-0042",
+            "dstchannel": format!("PJSIP/{dst}-0043"), "lastapp": "Dial", "start": at(s),
+            "answer": if billsec > 0 { at(s + secs - billsec) } else { String::new() },
+            "end": at(s + secs), "duration": secs.to_string(), "billsec": billsec.to_string(),
+            "disposition": disp, "userfield": "Inbound", "channel_ext": "trunk_1",
+            "dstchannel_ext": dst, "session": format!("s-{id}"), "src_trunk_name": "Telekom",
+            "dst_trunk_name": ""
+        })
+    };
+    serde_json::json!({
+        "cdr": format!("c-{id}"),
+        "main_cdr": {"start": at(0), "session": format!("s-{id}"), "src": "030555", "dst": "2001"},
+        "sub_cdr_1": leg(&format!("{id}1"), "2001", 0, 20, 0, "NO ANSWER"),
+        "sub_cdr_2": leg(&format!("{id}2"), "2002", 20, 100, 90, "ANSWERED"),
+    })
+}
+
+/// A UCM that writes a call's later legs (a transfer) only some time after the call first
+/// appears: with `settle` longer than that, a grouped call is counted once, complete, with its
+/// final outcome; with `settle` 0 (the default) it is counted once at first sight, with the legs
+/// it had then. (Guard: the hold in `poll::ingest`.)
+#[tokio::test]
+async fn a_call_that_gains_legs_later_is_counted_once_with_its_final_outcome() {
+    for settle in [3, 0] {
+        let sim = start_sim(ucm_sim::SimConfig {
+            calls_per_hour: 0.0,
+            quirks: ucm_sim::Quirks {
+                late_legs_delay: Some(MIN * 2),
+                ..Default::default()
+            },
+            ..busy_sim_config(85)
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut target = day_target(&sim);
+        target.settle = MIN * settle;
+        let (mut poller, metrics) = poller(&sim, target, dir.path());
+        poller.poll_and_record().await.unwrap();
+        let t0 = sim.now();
+        for i in 0..3 {
+            let start = sim.now() - chrono::Duration::seconds(60) + chrono::Duration::minutes(i);
+            sim.add_call(transferred_call(start, &format!("88{i}")));
+        }
+        poll_every(&sim, &mut poller, MIN, 12).await;
+        let scrape = Scrape::of(&metrics);
+        assert_eq!(scrape.sum("ucm_calls_total"), 3.0, "each counted once");
+        let answered = scrape.value(
+            "ucm_calls_total",
+            &[
+                ("direction", "inbound"),
+                ("trunk", "Telekom"),
+                ("disposition", "answered"),
+            ],
+        );
+        if settle > 0 {
+            assert_eq!(answered, 3.0, "the final outcome");
+            assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
+        } else {
+            // Seen while the transfer leg was still unwritten.
+            assert_eq!(answered, 0.0);
+        }
+        sim.shutdown().await;
+    }
+}

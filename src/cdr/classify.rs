@@ -174,6 +174,11 @@ pub struct Call<'a> {
     /// Talk seconds per (extension, role), one element per pair.
     pub extension_talk: Vec<(&'a str, Role, u64)>,
     pub leg_keys: Vec<u64>,
+    /// The latest leg end, in seconds after `start`.
+    pub ends_after: i64,
+    /// A grouped entry (`main_cdr` + `sub_cdr_N`), the kind a UCM may complete with legs it
+    /// writes later.
+    pub grouped: bool,
 }
 
 /// Why an entry the UCM served was not counted: the `reason` of `ucm_cdr_skipped_total`.
@@ -293,6 +298,8 @@ pub fn classify<'a>(entry: &'a Entry<'a>, ext: &ExtensionPattern) -> Option<Call
         callees,
         extension_talk,
         leg_keys,
+        ends_after: latest_end,
+        grouped: entry.main_cdr().is_some(),
     })
 }
 

@@ -15,6 +15,8 @@ use crate::state::{local_secs, LocalSecs, PollState};
 use crate::ucm::cdrapi::decode_page;
 use crate::ucm::Refusal;
 
+use super::plan::Plan;
+
 /// Collected but not yet committed results of a poll.
 #[derive(Default)]
 pub struct Pending {
@@ -52,10 +54,12 @@ pub struct PageSummary {
     pub fresh: usize,
     /// The oldest call start on the page.
     pub oldest: Option<LocalSecs>,
+    /// Grouped entries held back because they ended less than `settle` ago.
+    pub held: usize,
 }
 
-/// Decodes one cdrapi page and adds what is new in it to `pending`. `read` holds the call keys
-/// of the read so far. Public (hidden) so that the benchmarks measure the exact per-page path
+/// Decodes one cdrapi page and adds what is new in it to `pending`, within the `plan`'s horizon
+/// and settle time. `read` holds the call keys of the read so far. Public (hidden) so that the benchmarks measure the exact per-page path
 /// a poll runs rather than a copy of it.
 #[doc(hidden)]
 pub fn ingest(
@@ -65,11 +69,13 @@ pub fn ingest(
     read: &mut HashSet<u64>,
     extensions: &ExtensionPattern,
     tz: chrono_tz::Tz,
-    horizon: LocalSecs,
+    plan: &Plan,
 ) -> Result<PageSummary, Refusal> {
+    let (horizon, settled_before) = (plan.horizon, plan.settled_before);
     let entries = decode_page(body)?;
     let mut fresh = 0;
     let mut oldest: Option<LocalSecs> = None;
+    let mut held = 0;
     for entry in &entries {
         let Some(call) = cdr::classify(entry, extensions) else {
             // Without a key it cannot be told apart from a repeat; taken as fresh, so that a
@@ -83,6 +89,13 @@ pub fn ingest(
         oldest = Some(oldest.map_or(start, |o| o.min(start)));
         if start < horizon {
             pending.tally.skipped[Skip::TooOld as usize] += 1;
+            continue;
+        }
+        // A grouped entry that ended less than `settle` ago may still gain legs (a transfer
+        // leg written later): neither counted nor marked seen yet, so a later read counts it
+        // once, complete (docs/design.md §3.2).
+        if call.grouped && start.saturating_add(call.ends_after) > settled_before {
+            held += 1;
             continue;
         }
         let seen_call = state.is_some_and(|s| s.calls.contains_key(&call.key))
@@ -115,5 +128,6 @@ pub fn ingest(
         entries: entries.len(),
         fresh,
         oldest,
+        held,
     })
 }

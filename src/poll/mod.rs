@@ -313,7 +313,7 @@ impl Poller {
                 &mut read,
                 &self.extensions,
                 tz,
-                plan.horizon,
+                &plan,
             ) {
                 Ok(page) => page,
                 Err(refusal) => {

@@ -53,6 +53,8 @@ pub struct Reach {
     pub sweep_interval: Duration,
     pub overlap: Duration,
     pub poll_interval: Duration,
+    /// How long after its end a grouped entry is held back (see [`Plan::settled_before`]).
+    pub settle: Duration,
 }
 
 impl Reach {
@@ -62,6 +64,7 @@ impl Reach {
             sweep_interval: t.sweep_interval,
             overlap: t.overlap,
             poll_interval: t.poll_interval,
+            settle: t.settle,
         }
     }
 
@@ -86,6 +89,9 @@ pub struct Plan {
     pub horizon: LocalSecs,
     /// The watermark may not pass this (see [`WATERMARK_SLACK`]).
     pub ceiling: LocalSecs,
+    /// Grouped entries that ended after this are held back for a later read: `now - settle`, or
+    /// never with no settle time.
+    pub settled_before: LocalSecs,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -102,6 +108,13 @@ pub fn plan(
     reach: &Reach,
 ) -> Plan {
     let ceiling = now.saturating_add(WATERMARK_SLACK);
+    // With no settle time nothing is held, not even a call that ends after this host's "now"
+    // (the UCM's clock ahead of it, or stepped back since).
+    let settled_before = if reach.settle.is_zero() {
+        LocalSecs::MAX
+    } else {
+        now.saturating_sub(secs(reach.settle))
+    };
     let Some(s) = state else {
         let from = now
             .saturating_sub(secs(reach.max_call_duration))
@@ -111,6 +124,7 @@ pub fn plan(
             from,
             horizon: from,
             ceiling,
+            settled_before,
         };
     };
     let kind = match since_sweep {
@@ -128,6 +142,7 @@ pub fn plan(
         from: newest.saturating_sub(back).max(horizon),
         horizon,
         ceiling,
+        settled_before,
     }
 }
 
@@ -146,6 +161,7 @@ mod tests {
             sweep_interval: Duration::from_secs(600),
             overlap: Duration::from_secs(600),
             poll_interval: Duration::from_secs(60),
+            settle: Duration::ZERO,
         }
     }
 
@@ -213,12 +229,30 @@ mod tests {
     }
 
     #[test]
+    fn grouped_calls_are_held_back_only_with_a_settle_time() {
+        let s = state(0, Some(10 * H));
+        assert_eq!(
+            plan(Some(&s), 11 * H, None, &reach()).settled_before,
+            LocalSecs::MAX
+        );
+        let r = Reach {
+            settle: Duration::from_secs(180),
+            ..reach()
+        };
+        assert_eq!(
+            plan(Some(&s), 11 * H, None, &r).settled_before,
+            11 * H - 3 * M
+        );
+    }
+
+    #[test]
     fn extreme_settings_do_not_overflow() {
         let r = Reach {
             max_call_duration: Duration::MAX,
             sweep_interval: Duration::MAX,
             overlap: Duration::MAX,
             poll_interval: Duration::MAX,
+            settle: Duration::MAX,
         };
         let p = plan(None, i64::MIN + 5, None, &r);
         assert_eq!(p.from, i64::MIN);
