@@ -148,17 +148,12 @@ async fn rate_limit_statuses_pause_all_requests() {
     let sent = sim.stats().requests["cdrapi"];
     // Within the 15 s the UCM asked for, polls fail without sending anything.
     for _ in 0..3 {
-        assert_eq!(
-            poller
-                .poll_and_record()
-                .await
-                .unwrap_err()
-                .reason()
-                .as_str(),
-            "rate_limited"
-        );
+        assert_eq!(poll_error(&mut poller).await, "rate_limited");
     }
     assert_eq!(sim.stats().requests["cdrapi"], sent);
+    // Once the 15 s have passed on the UCM's clock, the next poll goes through.
+    sim.advance(Duration::from_secs(15));
+    poller.poll_and_record().await.expect("the wait is over");
     assert_eq!(
         Scrape::of(&metrics).value("ucm_poll_errors_total", &[("reason", "rate_limited")]),
         4.0

@@ -283,15 +283,7 @@ async fn a_baseline_that_fails_halfway_is_taken_again_and_counts_no_history() {
         action: Some("cdrapi".into()),
         times: Some(1),
     });
-    assert_eq!(
-        poller
-            .poll_and_record()
-            .await
-            .unwrap_err()
-            .reason()
-            .as_str(),
-        "http"
-    );
+    assert_eq!(poll_error(&mut poller).await, "http");
     // The baseline loses its session after 11 pages and cannot log in again.
     sim.add_fault(FaultRule {
         fault: Fault::InvalidateAfterPages(11),

@@ -86,6 +86,12 @@ pub fn poller(sim: &SimHandle, target: Target, state_dir: &Path) -> (Poller, Arc
     (p, metrics)
 }
 
+/// Polls once, expecting a failure; its `reason` label.
+pub async fn poll_error(poller: &mut Poller) -> &'static str {
+    let err = poller.poll_and_record().await.expect_err("the poll fails");
+    err.reason().as_str()
+}
+
 /// Polls `times` times, `every` apart on the simulator's clock.
 pub async fn poll_every(sim: &SimHandle, poller: &mut Poller, every: Duration, times: usize) {
     for _ in 0..times {
