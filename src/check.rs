@@ -6,11 +6,15 @@ use bytes::Bytes;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
+use crate::cdr::{self, ExtensionPattern};
+use crate::clock::Clock;
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::config::Target;
 use crate::error::UcmError;
+use crate::poll::{probe_end, question, snapshot, Snapshot, Span};
 use crate::state::{local_secs, LocalSecs};
-use crate::ucm::cdrapi::{decode_page, page_params};
+use crate::ucm::cdrapi::{decode_page, page_params, PAGE_SIZE};
 use crate::ucm::login_guard::LoginGuard;
 use crate::ucm::{decode_envelope, Refusal, Session};
 
@@ -22,7 +26,7 @@ pub async fn run(settings: &Settings, clock: SharedClock, force: bool) -> (Vec<S
     let mut ok = true;
     for t in &settings.targets {
         let guard = LoginGuard::new(&settings.state_dir, &t.url, &t.username);
-        match check_target(t, clock.clone(), guard, force).await {
+        match check_target(t, clock.clone(), guard, force, &settings.extension_pattern).await {
             Ok((summary, paging)) => {
                 lines.push(format!("{}: OK: {summary}", t.name));
                 lines.extend(paging.into_iter().map(|p| format!("  {p}")));
@@ -41,6 +45,7 @@ async fn check_target(
     clock: SharedClock,
     guard: LoginGuard,
     force: bool,
+    ext: &ExtensionPattern,
 ) -> Result<(String, Vec<String>), UcmError> {
     let session = Session::new(t, clock.clone(), Arc::new(()))
         .map_err(|e| UcmError::Protocol(format!("{e:#}")))?
@@ -76,7 +81,8 @@ async fn check_target(
             ))
         })
         .await?;
-    let paging = probe_paging(&session, since, entries).await?;
+    let mut paging = probe_paging(&session, since, entries).await?;
+    paging.push(probe_windows(&session, t, since, clock.as_ref(), ext).await?);
     session.logout().await;
     let summary = format!(
         "logged in as {} on {model}; first CDR page of the last 24 h holds {entries} entries{}",
@@ -152,4 +158,64 @@ async fn probe_paging(
         });
     }
     Ok(notes)
+}
+
+/// Which CDR windows the exporter will use with this UCM and API user (docs/design.md §2.4):
+/// the same probes a running exporter makes, on the last day's calls.
+async fn probe_windows(
+    session: &Session,
+    t: &Target,
+    since: LocalSecs,
+    clock: &dyn Clock,
+    ext: &ExtensionPattern,
+) -> Result<String, UcmError> {
+    if t.window_mode == crate::config::WindowPreference::Start {
+        return Ok("windows: start (window_mode: start)".into());
+    }
+    let spans = session
+        .call("cdrapi", page_params(since, 0, PAGE_SIZE), |body| {
+            Ok(decode_page(body)?
+                .iter()
+                .filter_map(|e| cdr::classify(e, ext))
+                .map(|c| {
+                    let start = local_secs(c.start);
+                    Span {
+                        key: c.key,
+                        start,
+                        end: start + c.ends_after,
+                    }
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    let settled = local_secs(clock.local_now(t.timezone))
+        - i64::try_from(t.end_margin.as_secs()).unwrap_or(i64::MAX)
+        - 60;
+    let end = if t.window_mode.allows_end() {
+        probe_end(session, question(&spans, settled), None, ext).await
+    } else {
+        None
+    };
+    if let Some(Ok(param)) = end {
+        return Ok(format!(
+            "windows: OK: end windows (the UCM filters on call end with {param}): each call is read about once"
+        ));
+    }
+    let end_note = match end {
+        Some(Err(why)) => format!("end filter not honoured ({why})"),
+        _ if !t.window_mode.allows_end() => "end windows not allowed by window_mode".into(),
+        _ => "end filter not probed (no call of 10 s or more in the last day)".into(),
+    };
+    if !t.window_mode.allows_channels() {
+        return Ok(format!("windows: start ({end_note})"));
+    }
+    Ok(match snapshot(session, t.timezone).await {
+        Snapshot::Rows(rows) => format!(
+            "windows: OK: channel-bounded ({end_note}; the channel lists are readable, {} rows now)",
+            rows.len()
+        ),
+        Snapshot::Refused(e) | Snapshot::Failed(e) => format!(
+            "windows: start ({end_note}; the channel lists cannot be read: {e}): grant listBridgedChannels and listUnBridgedChannels for a lighter load"
+        ),
+    })
 }

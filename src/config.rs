@@ -23,6 +23,14 @@ pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::from_secs(4 * 3600);
 /// short overlap, so a poll costs in proportion to new records rather than to history.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(600);
+/// How long after its call ends a CDR may still appear: how far an end window reaches back past
+/// the newest end read, and channel windows past a snapshot. Asterisk writes a CDR when the
+/// call hangs up; each second of margin costs a re-read of the calls that ended in it, so at the
+/// default poll interval a call is read about 1.33 times (docs/design.md §2.4).
+pub const DEFAULT_END_MARGIN: Duration = Duration::from_secs(20);
+/// How often the fast window modes are checked by a full sweep: a fast path that loses calls
+/// shows up in `ucm_cdr_late_records_total` within this long.
+pub const DEFAULT_SAFETY_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// Re-login before the UCM's ten-minute cookie lifetime runs out, so a poll rarely meets -6.
 pub const DEFAULT_SESSION_RENEW: Duration = Duration::from_secs(540);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -73,6 +81,12 @@ pub struct FileConfig {
     pub overlap: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub settle: Option<Duration>,
+    #[serde(default)]
+    pub window_mode: Option<WindowPreference>,
+    #[serde(default, with = "humantime_serde")]
+    pub end_margin: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub safety_sweep_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub session_renew_after: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -105,6 +119,8 @@ pub struct TargetFile {
     #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
     #[serde(default)]
+    pub window_mode: Option<WindowPreference>,
+    #[serde(default)]
     pub tls: TlsFile,
 }
 
@@ -114,6 +130,33 @@ pub struct TlsFile {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+}
+
+/// Which CDR windows a target may use (docs/design.md §2.4). The fast modes are used only once
+/// the running UCM has shown that they work, and are left when a safety sweep finds a call they
+/// missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowPreference {
+    /// End windows if the UCM honours them, else channel-bounded windows if the channel lists
+    /// are allowed, else start windows.
+    #[default]
+    Auto,
+    /// Only end windows, when proven; start windows otherwise.
+    End,
+    /// Only channel-bounded windows, when allowed; start windows otherwise.
+    Channels,
+    /// Start windows with the fixed overlap and sweep: no probing, no channel lists.
+    Start,
+}
+
+impl WindowPreference {
+    pub fn allows_end(self) -> bool {
+        matches!(self, WindowPreference::Auto | WindowPreference::End)
+    }
+    pub fn allows_channels(self) -> bool {
+        matches!(self, WindowPreference::Auto | WindowPreference::Channels)
+    }
 }
 
 /// Everything the exporter needs, validated.
@@ -160,6 +203,11 @@ pub struct Target {
     /// How long after its end a grouped call is held back before it is counted, for a UCM that
     /// writes legs of a call (a transfer) after the call first appears. 0: counted at once.
     pub settle: Duration,
+    pub window_mode: WindowPreference,
+    /// See [`DEFAULT_END_MARGIN`].
+    pub end_margin: Duration,
+    /// See [`DEFAULT_SAFETY_SWEEP_INTERVAL`].
+    pub safety_sweep_interval: Duration,
     pub session_renew_after: Duration,
     pub request_timeout: Duration,
     pub ca_file: Option<PathBuf>,
@@ -187,6 +235,9 @@ impl Target {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             overlap: DEFAULT_OVERLAP,
             settle: Duration::ZERO,
+            window_mode: WindowPreference::Auto,
+            end_margin: DEFAULT_END_MARGIN,
+            safety_sweep_interval: DEFAULT_SAFETY_SWEEP_INTERVAL,
             session_renew_after: DEFAULT_SESSION_RENEW,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             ca_file: None,
@@ -222,6 +273,18 @@ impl Target {
     fn check_durations(&self) -> Result<()> {
         check_min("poll_interval", self.poll_interval, MIN_POLL_INTERVAL)?;
         check_min("sweep_interval", self.sweep_interval, MIN_SWEEP_INTERVAL)?;
+        check_min(
+            "safety_sweep_interval",
+            self.safety_sweep_interval,
+            MIN_SWEEP_INTERVAL,
+        )?;
+        if self.end_margin > self.max_call_duration {
+            bail!(
+                "end_margin is {}, longer than max_call_duration {}",
+                humantime::format_duration(self.end_margin),
+                humantime::format_duration(self.max_call_duration)
+            );
+        }
         check_min(
             "max_call_duration",
             self.max_call_duration,
@@ -317,6 +380,11 @@ pub fn resolve(
         sweep_interval: fc.sweep_interval.unwrap_or(DEFAULT_SWEEP_INTERVAL),
         overlap: fc.overlap.unwrap_or(DEFAULT_OVERLAP),
         settle: fc.settle.unwrap_or(Duration::ZERO),
+        window_mode: fc.window_mode.unwrap_or_default(),
+        end_margin: fc.end_margin.unwrap_or(DEFAULT_END_MARGIN),
+        safety_sweep_interval: fc
+            .safety_sweep_interval
+            .unwrap_or(DEFAULT_SAFETY_SWEEP_INTERVAL),
         session_renew_after: fc.session_renew_after.unwrap_or(DEFAULT_SESSION_RENEW),
         request_timeout: fc.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
     };
@@ -370,6 +438,9 @@ struct TargetDefaults {
     sweep_interval: Duration,
     overlap: Duration,
     settle: Duration,
+    window_mode: WindowPreference,
+    end_margin: Duration,
+    safety_sweep_interval: Duration,
     session_renew_after: Duration,
     request_timeout: Duration,
 }
@@ -389,6 +460,9 @@ impl TargetDefaults {
         t.sweep_interval = self.sweep_interval;
         t.overlap = self.overlap;
         t.settle = self.settle;
+        t.window_mode = self.window_mode;
+        t.end_margin = self.end_margin;
+        t.safety_sweep_interval = self.safety_sweep_interval;
         t.session_renew_after = self.session_renew_after;
         t.request_timeout = self.request_timeout;
     }
@@ -532,6 +606,9 @@ fn resolve_file_target(
     }
     if let Some(v) = t.max_call_duration {
         target.max_call_duration = v;
+    }
+    if let Some(v) = t.window_mode {
+        target.window_mode = v;
     }
     if let Some(v) = t.request_timeout {
         target.request_timeout = v;

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use foldhash::HashMap;
 
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::cdr::{Direction, Disposition, Role, Skip};
@@ -38,6 +39,8 @@ pub const OTHER_EXTENSION: &str = "other";
 #[derive(Debug, Default)]
 pub struct CallTally {
     pub records: u64,
+    /// New legs a safety sweep found that the fast window mode should have read earlier.
+    pub late_records: u64,
     /// Entries served but not counted, by [`Skip`] as index.
     pub skipped: [u64; Skip::ALL.len()],
     /// Unix time of the newest call start in the tally.
@@ -79,6 +82,7 @@ impl CallTally {
     /// True when applying the tally would change no series.
     pub fn is_empty(&self) -> bool {
         self.records == 0
+            && self.late_records == 0
             && self.skipped == [0; Skip::ALL.len()]
             && self.newest_start.is_none()
             && self.call_counts.is_empty()
@@ -175,9 +179,11 @@ pub struct TargetMetrics {
     pub logins: IntCounter,
     pub login_failures: IntCounter,
     pub api_requests: IntCounterVec,
+    window_mode: IntGaugeVec,
     /// Call series: changed only by [`Self::apply`] and [`Self::add_trunk`], which publish them.
     calls_registry: Registry,
     cdr_records: IntCounter,
+    cdr_late_records: IntCounter,
     cdr_skipped: IntCounterVec,
     last_record: Gauge,
     calls: IntCounterVec,
@@ -263,6 +269,28 @@ impl TargetMetrics {
             "ucm_cdr_records_total",
             "New CDR legs ingested, after de-duplication (ForkCDR legs and main_cdr summaries excluded)."
         ));
+        let cdr_late_records = reg!(calls_registry, IntCounter::new(
+            "ucm_cdr_late_records_total",
+            "CDR legs that a safety sweep found and the fast window mode (end or channels) had missed: \
+             counted when found. Any increase makes the target fall back to start windows."
+        ));
+        let window_mode = IntGaugeVec::new(
+            Opts::new(
+                "ucm_cdr_window_mode",
+                "1 for the CDR window mode this target's polls use: end (filtered on call end), \
+                 channels (bounded by the live channel lists) or start (fixed overlap and sweeps).",
+            ),
+            &["mode"],
+        )
+        .expect("valid metric");
+        status
+            .register(Box::new(window_mode.clone()))
+            .expect("unique metric");
+        for m in ["end", "channels", "start"] {
+            window_mode
+                .with_label_values(&[m])
+                .set(i64::from(m == "start"));
+        }
         let cdr_skipped = counter_vec(
             &calls_registry,
             "ucm_cdr_skipped_total",
@@ -340,8 +368,10 @@ impl TargetMetrics {
             logins,
             login_failures,
             api_requests,
+            window_mode,
             calls_registry,
             cdr_records,
+            cdr_late_records,
             cdr_skipped,
             last_record,
             calls,
@@ -416,12 +446,22 @@ impl TargetMetrics {
         v
     }
 
+    /// Shows which window mode the target's polls use now.
+    pub fn set_window_mode(&self, mode: &str) {
+        for m in ["end", "channels", "start"] {
+            self.window_mode
+                .with_label_values(&[m])
+                .set(i64::from(m == mode));
+        }
+    }
+
     /// Applies a tally and publishes the result; an empty tally (most polls) costs nothing.
     pub fn apply(&self, tally: &CallTally) {
         if tally.is_empty() {
             return;
         }
         self.cdr_records.inc_by(tally.records);
+        self.cdr_late_records.inc_by(tally.late_records);
         for (s, n) in Skip::ALL.iter().zip(tally.skipped) {
             if n > 0 {
                 self.cdr_skipped.with_label_values(&[s.as_str()]).inc_by(n);

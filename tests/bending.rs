@@ -485,23 +485,6 @@ async fn a_ucm_that_reads_start_time_as_utc_is_detected_and_read_exactly() {
     sim.shutdown().await;
 }
 
-/// A flat internal call from `ext` to 2001, starting `start` and lasting `secs`.
-fn flat_call(ext: &str, start: chrono::NaiveDateTime, secs: i64, id: &str) -> serde_json::Value {
-    let at = |d: i64| {
-        (start + chrono::Duration::seconds(d))
-            .format("%Y-%m-%d %H:%M:%S")
-            .to_string()
-    };
-    serde_json::json!({
-        "AcctId": id, "src": ext, "dst": "2001", "channel": format!("PJSIP/{ext}-00aa"),
-        "dstchannel": "PJSIP/2001-00ab", "lastapp": "Dial", "start": at(0), "answer": at(5),
-        "end": at(secs), "duration": secs.to_string(), "billsec": (secs - 5).to_string(),
-        "disposition": "ANSWERED", "userfield": "Internal", "channel_ext": ext,
-        "dstchannel_ext": "2001", "session": format!("s-{id}"), "src_trunk_name": "",
-        "dst_trunk_name": ""
-    })
-}
-
 /// A call of exactly `max_call_duration` that ends just after a sweep is read by the next
 /// sweep, a sweep interval and a poll later, when the watermark has moved on by as much.
 /// (Guard: `Reach::sweep_back`; a sweep reaching back only `max_call_duration` misses it.)
@@ -600,15 +583,46 @@ fn transferred_call(start: chrono::NaiveDateTime, id: &str) -> serde_json::Value
 
 /// A UCM that writes a call's later legs (a transfer) only some time after the call first
 /// appears: with `settle` longer than that, a grouped call is counted once, complete, with its
-/// final outcome; with `settle` 0 (the default) it is counted once at first sight, with the legs
-/// it had then. (Guard: the hold in `poll::ingest`.)
+/// final outcome, in every window mode; with `settle` 0 (the default) it is counted once at
+/// first sight, with the legs it had then. (Guard: the hold in `poll::ingest`, and the windows
+/// that reach back to a held call's start in the fast modes.)
 #[tokio::test]
 async fn a_call_that_gains_legs_later_is_counted_once_with_its_final_outcome() {
-    for settle in [3, 0] {
+    use ucm_exporter::config::WindowPreference;
+    use ucm_exporter::poll::WindowMode;
+    use ucm_sim::EndFilter;
+    let cases = [
+        (
+            3,
+            WindowPreference::Start,
+            EndFilter::Honoured,
+            WindowMode::Start,
+        ),
+        (
+            3,
+            WindowPreference::Auto,
+            EndFilter::Honoured,
+            WindowMode::End,
+        ),
+        (
+            3,
+            WindowPreference::Auto,
+            EndFilter::Ignored,
+            WindowMode::Channels,
+        ),
+        (
+            0,
+            WindowPreference::Start,
+            EndFilter::Honoured,
+            WindowMode::Start,
+        ),
+    ];
+    for (settle, pref, end_filter, mode) in cases {
         let sim = start_sim(ucm_sim::SimConfig {
             calls_per_hour: 0.0,
             quirks: ucm_sim::Quirks {
                 late_legs_delay: Some(MIN * 2),
+                end_filter,
                 ..Default::default()
             },
             ..busy_sim_config(85)
@@ -617,16 +631,28 @@ async fn a_call_that_gains_legs_later_is_counted_once_with_its_final_outcome() {
         let dir = tempfile::tempdir().unwrap();
         let mut target = day_target(&sim);
         target.settle = MIN * settle;
+        target.window_mode = pref;
         let (mut poller, metrics) = poller(&sim, target, dir.path());
         poller.poll_and_record().await.unwrap();
         let t0 = sim.now();
+        // A first call, so the end probe has one to ask about.
+        sim.add_call(transferred_call(
+            sim.now() - chrono::Duration::seconds(60),
+            "870",
+        ));
+        poll_every(&sim, &mut poller, MIN, 6).await;
+        assert_eq!(poller.window_mode(), mode, "{pref:?}, {end_filter:?}");
         for i in 0..3 {
             let start = sim.now() - chrono::Duration::seconds(60) + chrono::Duration::minutes(i);
             sim.add_call(transferred_call(start, &format!("88{i}")));
         }
         poll_every(&sim, &mut poller, MIN, 12).await;
         let scrape = Scrape::of(&metrics);
-        assert_eq!(scrape.sum("ucm_calls_total"), 3.0, "each counted once");
+        assert_eq!(
+            scrape.sum("ucm_calls_total"),
+            4.0,
+            "{mode:?}: each counted once"
+        );
         let answered = scrape.value(
             "ucm_calls_total",
             &[
@@ -636,7 +662,7 @@ async fn a_call_that_gains_legs_later_is_counted_once_with_its_final_outcome() {
             ],
         );
         if settle > 0 {
-            assert_eq!(answered, 3.0, "the final outcome");
+            assert_eq!(answered, 4.0, "{mode:?}: the final outcome");
             assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
         } else {
             // Seen while the transfer leg was still unwritten.

@@ -179,6 +179,9 @@ pub struct Call<'a> {
     /// A grouped entry (`main_cdr` + `sub_cdr_N`), the kind a UCM may complete with legs it
     /// writes later.
     pub grouped: bool,
+    /// The first leg's Asterisk uniqueid: the caller channel's, as the channel lists show it
+    /// while the call is in progress.
+    pub uniqueid: &'a str,
 }
 
 /// Why an entry the UCM served was not counted: the `reason` of `ucm_cdr_skipped_total`.
@@ -300,6 +303,7 @@ pub fn classify<'a>(entry: &'a Entry<'a>, ext: &ExtensionPattern) -> Option<Call
         leg_keys,
         ends_after: latest_end,
         grouped: entry.main_cdr().is_some(),
+        uniqueid: &first.uniqueid,
     })
 }
 

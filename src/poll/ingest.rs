@@ -27,6 +27,38 @@ pub struct Pending {
     pub(super) tally: CallTally,
     pub(super) watermark: Option<LocalSecs>,
     pub(super) trunks: BTreeSet<String>,
+    pub(super) notes: ReadNotes,
+}
+
+/// What a read learns beyond counts, for the window modes: kept to the end of the poll, not
+/// only to the next commit.
+#[derive(Debug, Default)]
+pub struct ReadNotes {
+    /// The newest end of a call read and not held back.
+    pub newest_end: Option<LocalSecs>,
+    /// Starts of grouped entries held back (settle).
+    pub held: Vec<LocalSecs>,
+    /// Hashes of the uniqueids of the calls read (see `channels::uid_hash`).
+    pub uniqueids: HashSet<u64>,
+    /// Calls read, for the end-window probe.
+    pub spans: Vec<Span>,
+}
+
+impl ReadNotes {
+    pub fn absorb(&mut self, other: ReadNotes) {
+        self.newest_end = self.newest_end.max(other.newest_end);
+        self.held.extend(other.held);
+        self.uniqueids.extend(other.uniqueids);
+        self.spans.extend(other.spans);
+    }
+}
+
+/// A call the exporter has read: its key, start and end, in the UCM's local seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub key: u64,
+    pub start: LocalSecs,
+    pub end: LocalSecs,
 }
 
 impl Pending {
@@ -86,6 +118,7 @@ pub fn ingest(
         };
         fresh += usize::from(read.insert(call.key));
         let start = local_secs(call.start);
+        let end = start.saturating_add(call.ends_after);
         oldest = Some(oldest.map_or(start, |o| o.min(start)));
         if start < horizon {
             pending.tally.skipped[Skip::TooOld as usize] += 1;
@@ -94,10 +127,23 @@ pub fn ingest(
         // A grouped entry that ended less than `settle` ago may still gain legs (a transfer
         // leg written later): neither counted nor marked seen yet, so a later read counts it
         // once, complete (docs/design.md §3.2).
-        if call.grouped && start.saturating_add(call.ends_after) > settled_before {
+        if call.grouped && end > settled_before {
             held += 1;
+            pending.notes.held.push(start);
             continue;
         }
+        let notes = &mut pending.notes;
+        notes.newest_end = notes.newest_end.max(Some(end));
+        if !call.uniqueid.is_empty() {
+            notes
+                .uniqueids
+                .insert(super::channels::uid_hash(call.uniqueid));
+        }
+        notes.spans.push(Span {
+            key: call.key,
+            start,
+            end,
+        });
         let seen_call = state.is_some_and(|s| s.calls.contains_key(&call.key))
             || pending.call_set.contains(&call.key);
         if !seen_call {
@@ -112,6 +158,9 @@ pub fn ingest(
             }
         }
         pending.tally.records += new_legs;
+        if plan.late_before.is_some_and(|c| end < c) {
+            pending.tally.late_records += new_legs;
+        }
         pending.watermark = Some(pending.watermark.map_or(start, |w| w.max(start)));
         if !call.trunk.is_empty() && !pending.trunks.contains(call.trunk) {
             pending.trunks.insert(call.trunk.to_string());

@@ -7,9 +7,12 @@
 //! state that marks them seen, and only then applies the increments. A crash loses at most that
 //! poll's calls; nothing is counted twice (docs/design.md §3).
 
+mod channels;
 mod ingest;
 mod pager;
 mod plan;
+mod probe;
+mod windows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,16 +33,23 @@ use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
 use crate::state::{self, from_local_secs, local_secs, Loaded, LocalSecs, PollState};
 use crate::status::TargetStatus;
-use crate::ucm::cdrapi::{page_params, PAGE_SIZE};
+use crate::ucm::cdrapi::{window_params, PAGE_SIZE};
 use crate::ucm::login_guard::LoginGuard;
 use crate::ucm::{decode_envelope, Session};
 
-pub use ingest::{ingest, PageSummary, Pending};
+pub use channels::{parse_rows, uid_hash, Row, Tracker};
+pub use ingest::{ingest, PageSummary, Pending, ReadNotes, Span};
 pub use pager::{Next, Pager, Paging, PagingError, MAX_PAGES_PER_READ};
-pub use plan::{plan, Plan, PollKind, Reach, BASELINE_SLACK, WATERMARK_SLACK};
+pub use plan::{
+    merge_windows, plan, plan_poll, ChannelWindows, Fast, Filter, Plan, PollKind, PollPlan, Reach,
+    WindowMode, BASELINE_SLACK, WATERMARK_SLACK,
+};
+pub use probe::{judge, question, Question, PARAMS as END_FILTER_PARAMS};
+use windows::Windows;
+pub use windows::{probe_end, snapshot, Snapshot};
 
 /// The naive UTC time of a naive local time in `tz`, in the same unit.
-fn as_utc(tz: chrono_tz::Tz, local: LocalSecs) -> LocalSecs {
+pub(crate) fn as_utc(tz: chrono_tz::Tz, local: LocalSecs) -> LocalSecs {
     use chrono::TimeZone;
     tz.from_local_datetime(&from_local_secs(local))
         .earliest()
@@ -54,10 +64,39 @@ const COMMIT_EVERY_PAGES: usize = 10;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollReport {
     pub kind: PollKind,
+    pub mode: WindowMode,
+    /// cdrapi reads (windows) of the poll.
+    pub reads: usize,
     pub pages: usize,
     pub entries: usize,
     pub new_calls: u64,
     pub new_records: u64,
+    /// New legs the poll's safety sweep found that the fast mode had missed.
+    pub late_records: u64,
+}
+
+impl PollReport {
+    fn new(kind: PollKind, mode: WindowMode) -> Self {
+        PollReport {
+            kind,
+            mode,
+            reads: 0,
+            pages: 0,
+            entries: 0,
+            new_calls: 0,
+            new_records: 0,
+            late_records: 0,
+        }
+    }
+
+    fn add(&mut self, r: &PollReport) {
+        self.reads += r.reads;
+        self.pages += r.pages;
+        self.entries += r.entries;
+        self.new_calls += r.new_calls;
+        self.new_records += r.new_records;
+        self.late_records += r.late_records;
+    }
 }
 
 pub struct Poller {
@@ -73,6 +112,10 @@ pub struct Poller {
     /// [`Clock::monotonic`](crate::clock::Clock::monotonic) at the last sweep of this process.
     last_sweep: Option<Duration>,
     trunks_listed: bool,
+    /// Which windows the polls use, and what the fast modes know.
+    windows: Windows,
+    /// What the reads of the poll in progress learnt.
+    notes: ReadNotes,
 }
 
 impl Poller {
@@ -108,6 +151,8 @@ impl Poller {
                 None
             }
         };
+        metrics.set_window_mode(WindowMode::Start.as_str());
+        let windows = Windows::new(target.window_mode);
         Ok(Poller {
             reach: Reach::of(&target),
             target,
@@ -120,6 +165,8 @@ impl Poller {
             state,
             last_sweep: None,
             trunks_listed: false,
+            windows,
+            notes: ReadNotes::default(),
         })
     }
 
@@ -212,37 +259,106 @@ impl Poller {
         }
     }
 
+    /// This host's clock in the UCM's zone.
+    fn local_now(&self) -> LocalSecs {
+        local_secs(self.clock.local_now(self.target.timezone))
+    }
+
     /// The plan of the next poll, as of now.
-    pub fn next_plan(&self) -> Plan {
+    pub fn next_plan(&self) -> PollPlan {
         let now = self.clock.monotonic();
-        plan(
+        plan_poll(
             self.state.as_ref(),
-            local_secs(self.clock.local_now(self.target.timezone)),
+            self.local_now(),
             self.last_sweep.map(|t| now.saturating_sub(t)),
             &self.reach,
+            &self.windows.fast(&self.reach),
         )
     }
 
-    /// One poll, as [`Poller::next_plan`] says.
+    /// The window mode the polls use now.
+    pub fn window_mode(&self) -> WindowMode {
+        self.windows.mode
+    }
+
+    /// The spelling of the end-filter parameter the UCM was shown to honour.
+    pub fn end_filter_param(&self) -> Option<&'static str> {
+        self.windows.end_param()
+    }
+
+    /// Why the fast window modes were given up, if a safety sweep found they missed calls.
+    pub fn window_fallback(&self) -> Option<&str> {
+        self.windows.fallback()
+    }
+
+    /// One poll, as [`Poller::next_plan`] says, after the window modes are probed if due.
     pub async fn poll_once(&mut self) -> Result<PollReport, UcmError> {
-        let plan = self.next_plan();
-        let report = match self.read(&plan).await? {
-            Some(report) => report,
-            // The window came back shifted; read it again, now sent in UTC.
-            None => self.read(&plan).await?.ok_or_else(|| {
-                UcmError::Protocol(
-                    "the window came back shifted again after converting it to UTC".into(),
-                )
-            })?,
-        };
-        if plan.kind.reads_back_fully() {
+        self.refresh_windows().await;
+        let poll = self.next_plan();
+        let mut report = PollReport::new(poll.kind, poll.mode);
+        self.notes = ReadNotes::default();
+        for plan in &poll.reads {
+            let read = match self.read(plan).await {
+                Ok(Some(r)) => Ok(r),
+                // The window came back shifted; read it again, now sent in UTC.
+                Ok(None) => self.read(plan).await.and_then(|r| {
+                    r.ok_or_else(|| {
+                        UcmError::Protocol(
+                            "the window came back shifted again after converting it to UTC".into(),
+                        )
+                    })
+                }),
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(r) => report.add(&r),
+                Err(e) => {
+                    // What the reads before committed stays; the fast mode's knowledge of what
+                    // was read does not advance, and channel windows need a sweep to resume.
+                    self.windows.read_failed();
+                    return Err(e);
+                }
+            }
+        }
+        if poll.kind.reads_back_fully() {
             self.last_sweep = Some(self.clock.monotonic());
         }
+        let notes = std::mem::take(&mut self.notes);
+        let ceiling = plan::plan(None, self.local_now(), None, &self.reach).ceiling;
+        self.windows.polled(&poll, notes, &report, ceiling);
+        self.metrics.set_window_mode(self.windows.mode.as_str());
         if !self.trunks_listed {
             self.trunks_listed = true;
             self.list_trunks().await;
         }
         Ok(report)
+    }
+
+    /// Probes the window modes when due, and takes the channel snapshot of a channel-bounded
+    /// poll, before the poll is planned.
+    async fn refresh_windows(&mut self) {
+        let now = self.clock.monotonic();
+        let ceiling = plan::plan(None, self.local_now(), None, &self.reach).ceiling;
+        if self.windows.wants_snapshot(&self.reach, now) {
+            let snapshot = windows::snapshot(&self.session, self.target.timezone).await;
+            let watermark = self.state.as_ref().and_then(|s| s.watermark);
+            self.windows.observe(snapshot, watermark, ceiling, now);
+        }
+        if self.windows.end_probe_due(&self.reach, now) {
+            let settled = self.local_now() - self.reach.end_margin_secs() - 60;
+            let paging = self.state.as_ref().map(|s| s.paging).unwrap_or_default();
+            let tz = paging.filter_reads_utc.then_some(self.target.timezone);
+            let result = windows::probe_end(
+                &self.session,
+                self.windows.question(settled),
+                tz,
+                &self.extensions,
+            )
+            .await;
+            self.windows.probed_end(result, now);
+        }
+        self.windows.decide(&self.reach);
+        self.metrics.set_window_mode(self.windows.mode.as_str());
     }
 
     /// Reads the plan's window and commits what it finds. `None` when the answer shows that the
@@ -251,28 +367,38 @@ impl Poller {
     async fn read(&mut self, plan: &Plan) -> Result<Option<PollReport>, UcmError> {
         let plan = *plan;
         let baseline = plan.kind == PollKind::Baseline;
-        let mut report = PollReport {
-            kind: plan.kind,
-            pages: 0,
-            entries: 0,
-            new_calls: 0,
-            new_records: 0,
+        let mut report = PollReport::new(plan.kind, self.windows.mode);
+        report.reads = 1;
+        // A baseline always finds history, a known call inside the window must come back, and
+        // an end window starts before the newest end read: an empty answer then is suspect. A
+        // narrow window around a start may well be empty.
+        let entries_due = match (plan.filter, plan.to) {
+            (Filter::End, _) => true,
+            (Filter::Start, Some(_)) => false,
+            (Filter::Start, None) => {
+                baseline
+                    || self
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.watermark)
+                        .is_some_and(|w| w >= plan.from)
+            }
         };
-        // A baseline always finds history, and a known call inside the window must come back:
-        // an empty answer then is suspect.
-        let entries_due = baseline
-            || self
-                .state
-                .as_ref()
-                .and_then(|s| s.watermark)
-                .is_some_and(|w| w >= plan.from);
         let paging = self.state.as_ref().map(|s| s.paging).unwrap_or_default();
         let tz = self.target.timezone;
-        let from = if paging.filter_reads_utc {
-            as_utc(tz, plan.from)
-        } else {
-            plan.from
+        let sent = |t: LocalSecs| {
+            if paging.filter_reads_utc {
+                as_utc(tz, t)
+            } else {
+                t
+            }
         };
+        let (from, to) = (sent(plan.from), plan.to.map(sent));
+        let end_filter = match plan.filter {
+            Filter::End => self.windows.end_param(),
+            Filter::Start => None,
+        };
+        let params = move |offset| window_params(from, to, end_filter, offset, PAGE_SIZE);
         let mut oldest: Option<LocalSecs> = None;
         let mut pager = Pager::new(paging, entries_due);
         let mut pending = Pending::default();
@@ -291,16 +417,12 @@ impl Poller {
                     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
                 // A read-ahead at another offset (the page before was short after all) is
                 // dropped, which aborts it.
-                _ => {
-                    self.session
-                        .fetch("cdrapi", page_params(from, offset, PAGE_SIZE))
-                        .await?
-                }
+                _ => self.session.fetch("cdrapi", params(offset)).await?,
             };
             if read_ahead {
                 let at = offset + pager.full_page();
                 let session = self.session.clone();
-                let params = page_params(from, at, PAGE_SIZE);
+                let params = params(at);
                 // In the poll's span, so its log lines name the target and reach the poll's
                 // journal.
                 let fetch = async move { session.fetch("cdrapi", params).await }.in_current_span();
@@ -370,6 +492,14 @@ impl Poller {
             return Ok(None);
         }
         self.commit(&mut pending, &mut report, &plan, pager.paging())?;
+        tracing::debug!(
+            filter = ?plan.filter,
+            from = %state::from_local_secs(plan.from),
+            to = ?plan.to.map(state::from_local_secs),
+            entries = report.entries,
+            new_calls = report.new_calls,
+            "read done"
+        );
         Ok(Some(report))
     }
 
@@ -386,6 +516,8 @@ impl Poller {
         };
         let tz = self.target.timezone;
         let shifted = plan.kind == PollKind::Incremental
+            && plan.filter == Filter::Start
+            && plan.to.is_none()
             && !s.paging.filter_reads_utc
             && w >= plan.from
             && oldest.is_none_or(|o| o > w)
@@ -457,6 +589,8 @@ impl Poller {
         }
         report.new_calls += p.tally.call_count();
         report.new_records += p.tally.records;
+        report.late_records += p.tally.late_records;
+        self.notes.absorb(p.notes);
         if !baseline {
             self.metrics.apply(&p.tally);
         }

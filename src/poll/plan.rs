@@ -3,9 +3,15 @@
 //! network or a clock.
 //!
 //! The UCM filters `cdrapi` on call *start*, while a record appears only when its call *ends*.
-//! A poll therefore reads from the newest start seen (the watermark) minus a short overlap, and
-//! every `sweep_interval` a sweep reads back the whole `max_call_duration`, catching long calls
-//! without making every poll cost in proportion to hours of history.
+//! In start windows (the mode every UCM supports) a poll therefore reads from the newest start
+//! seen (the watermark) minus a short overlap, and every `sweep_interval` a sweep reads back the
+//! whole `max_call_duration`, catching long calls without making every poll cost in proportion
+//! to hours of history.
+//!
+//! Two faster modes read each call about once, when the running UCM has shown it can
+//! (docs/design.md §2.4): end windows filter on call end, and channel-bounded windows read the
+//! recent starts plus a narrow window around the start of each call the channel lists saw end.
+//! Both keep a full sweep as a safety net, every `safety_sweep_interval`.
 
 use std::time::Duration;
 
@@ -55,6 +61,10 @@ pub struct Reach {
     pub poll_interval: Duration,
     /// How long after its end a grouped entry is held back (see [`Plan::settled_before`]).
     pub settle: Duration,
+    /// The sweep interval of the fast modes; `None` when the target uses start windows only.
+    pub safety_sweep_interval: Option<Duration>,
+    /// How late a CDR may appear after its call ended.
+    pub end_margin: Duration,
 }
 
 impl Reach {
@@ -65,25 +75,104 @@ impl Reach {
             overlap: t.overlap,
             poll_interval: t.poll_interval,
             settle: t.settle,
+            safety_sweep_interval: (t.window_mode != crate::config::WindowPreference::Start)
+                .then_some(t.safety_sweep_interval),
+            end_margin: t.end_margin,
         }
+    }
+
+    /// The longest time between two sweeps in any mode this target may use.
+    fn longest_sweep_interval(&self) -> Duration {
+        self.safety_sweep_interval
+            .map_or(self.sweep_interval, |s| s.max(self.sweep_interval))
     }
 
     /// How far a sweep, and the key memory, reach back from the watermark: a call of
     /// `max_call_duration` that ends just after a sweep is read by the next one, which comes up
-    /// to `sweep_interval` and one poll later, when the watermark has moved on by as much.
+    /// to a sweep interval and one poll later, when the watermark has moved on by as much.
     pub fn sweep_back(&self) -> i64 {
         secs(self.max_call_duration)
-            .saturating_add(secs(self.sweep_interval))
+            .saturating_add(secs(self.longest_sweep_interval()))
             .saturating_add(secs(self.poll_interval))
+    }
+
+    pub fn end_margin_secs(&self) -> i64 {
+        secs(self.end_margin)
     }
 }
 
-/// The window of one poll, in the UCM's naive local seconds.
+/// Which windows a target's polls use (docs/design.md §2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowMode {
+    /// `startTime` on call start, the fixed overlap and sweeps every `sweep_interval`.
+    Start,
+    /// `startTime` on call end (`timeFilterType: End`), from the newest end read minus
+    /// `end_margin`.
+    End,
+    /// Start windows bounded by the live channel lists.
+    Channels,
+}
+
+impl WindowMode {
+    pub const ALL: [WindowMode; 3] = [WindowMode::End, WindowMode::Channels, WindowMode::Start];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WindowMode::Start => "start",
+            WindowMode::End => "end",
+            WindowMode::Channels => "channels",
+        }
+    }
+}
+
+/// What the `startTime`/`endTime` of a read filter on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    Start,
+    End,
+}
+
+/// What the fast modes know at the time of a poll, from earlier reads and the channel lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fast {
+    pub mode: Option<WindowMode>,
+    /// Every call that ended before this (and started inside the horizon) has been read; set by
+    /// sweeps and end reads only.
+    pub ends_read_to: Option<LocalSecs>,
+    /// Starts of grouped entries the last poll held back (settle): read again until counted.
+    pub held: Vec<LocalSecs>,
+    /// Channel mode's windows; `None` until the channel lists have been followed since a sweep.
+    pub channels: Option<ChannelWindows>,
+}
+
+/// The windows of a channel-bounded poll (see `channels`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelWindows {
+    /// Every call that started at or after this and ended since the last poll is read here.
+    pub recent_from: LocalSecs,
+    /// Start ranges of calls the channel lists saw end, merged.
+    pub targets: Vec<(LocalSecs, LocalSecs)>,
+    /// A call a safety sweep finds that ended before this should have been read already.
+    pub late_before: LocalSecs,
+}
+
+/// The reads of one poll, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollPlan {
+    pub kind: PollKind,
+    pub mode: WindowMode,
+    pub reads: Vec<Plan>,
+}
+
+/// One read of a poll, in the UCM's naive local seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
     pub kind: PollKind,
-    /// Ask for records that started at or after this.
+    pub filter: Filter,
+    /// Ask for records that started (or, with [`Filter::End`], ended) at or after this.
     pub from: LocalSecs,
+    /// ... and at or before this.
+    pub to: Option<LocalSecs>,
     /// Records that started before this are dropped: outside every window the state tracks, so
     /// counting one could count it twice.
     pub horizon: LocalSecs,
@@ -92,6 +181,9 @@ pub struct Plan {
     /// Grouped entries that ended after this are held back for a later read: `now - settle`, or
     /// never with no settle time.
     pub settled_before: LocalSecs,
+    /// Set on a safety sweep: new legs of calls that ended before this are late, missed by the
+    /// fast mode.
+    pub late_before: Option<LocalSecs>,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -121,10 +213,13 @@ pub fn plan(
             .saturating_sub(BASELINE_SLACK);
         return Plan {
             kind: PollKind::Baseline,
+            filter: Filter::Start,
             from,
+            to: None,
             horizon: from,
             ceiling,
             settled_before,
+            late_before: None,
         };
     };
     let kind = match since_sweep {
@@ -139,11 +234,133 @@ pub fn plan(
     let horizon = s.horizon(reach.sweep_back());
     Plan {
         kind,
+        filter: Filter::Start,
         from: newest.saturating_sub(back).max(horizon),
+        to: None,
         horizon,
         ceiling,
         settled_before,
+        late_before: None,
     }
+}
+
+/// Plans one poll in the mode `fast` allows: the start-window [`plan`] in start mode, at the
+/// first start and whenever the fast mode cannot yet say what it has read; otherwise the fast
+/// reads, followed by a full sweep every `safety_sweep_interval` that checks them.
+pub fn plan_poll(
+    state: Option<&PollState>,
+    now: LocalSecs,
+    since_sweep: Option<Duration>,
+    reach: &Reach,
+    fast: &Fast,
+) -> PollPlan {
+    let start_mode = |since| PollPlan {
+        kind: plan(state, now, since, reach).kind,
+        mode: WindowMode::Start,
+        reads: vec![plan(state, now, since, reach)],
+    };
+    let (Some(mode), Some(safety)) = (fast.mode, reach.safety_sweep_interval) else {
+        return start_mode(since_sweep);
+    };
+    if state.is_none() || mode == WindowMode::Start {
+        return start_mode(since_sweep);
+    }
+    let sweep_due = since_sweep.is_none_or(|d| d >= safety);
+    let base = plan(state, now, None, reach);
+    let sweep = |late_before| Plan {
+        late_before: Some(late_before),
+        ..base
+    };
+    let mut reads = Vec::new();
+    let late_before = match mode {
+        WindowMode::End => {
+            let Some(read_to) = fast.ends_read_to else {
+                // Nothing says which ends were read: a sweep reads them all.
+                return PollPlan {
+                    kind: PollKind::Sweep,
+                    mode,
+                    reads: vec![base],
+                };
+            };
+            let from = fast
+                .held
+                .iter()
+                .copied()
+                .fold(read_to.saturating_sub(reach.end_margin_secs()), i64::min)
+                .max(base.horizon);
+            reads.push(Plan {
+                kind: PollKind::Incremental,
+                filter: Filter::End,
+                from,
+                ..base
+            });
+            from
+        }
+        WindowMode::Channels => {
+            let Some(c) = &fast.channels else {
+                return PollPlan {
+                    kind: PollKind::Sweep,
+                    mode,
+                    reads: vec![base],
+                };
+            };
+            let recent_from = c.recent_from.max(base.horizon);
+            let incremental = Plan {
+                kind: PollKind::Incremental,
+                ..base
+            };
+            reads.push(Plan {
+                from: recent_from,
+                ..incremental
+            });
+            let held = fast.held.iter().map(|&s| (s, s));
+            for (lo, hi) in merge_windows(c.targets.iter().copied().chain(held).collect()) {
+                let (lo, hi) = (lo.max(base.horizon), hi.min(recent_from.saturating_sub(1)));
+                if lo <= hi {
+                    reads.push(Plan {
+                        from: lo,
+                        to: Some(hi),
+                        ..incremental
+                    });
+                }
+            }
+            c.late_before
+        }
+        WindowMode::Start => unreachable!("handled above"),
+    };
+    let kind = if sweep_due {
+        reads.push(sweep(late_before));
+        PollKind::Sweep
+    } else {
+        PollKind::Incremental
+    };
+    PollPlan { kind, mode, reads }
+}
+
+/// Windows closer than this are read as one: a request costs more than the few calls between.
+pub const MERGE_GAP: i64 = 10;
+/// At most this many targeted windows per poll; beyond, the closest are merged.
+pub const MAX_TARGETED_READS: usize = 16;
+
+/// Sorts and merges start ranges: overlapping or closer than [`MERGE_GAP`], then the closest
+/// pairs until at most [`MAX_TARGETED_READS`] remain.
+pub fn merge_windows(mut w: Vec<(LocalSecs, LocalSecs)>) -> Vec<(LocalSecs, LocalSecs)> {
+    w.sort_unstable();
+    let mut out: Vec<(LocalSecs, LocalSecs)> = Vec::with_capacity(w.len());
+    for (lo, hi) in w {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(MERGE_GAP) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    while out.len() > MAX_TARGETED_READS {
+        let i = (1..out.len())
+            .min_by_key(|&i| out[i].0.saturating_sub(out[i - 1].1))
+            .expect("more than one window");
+        let (_, hi) = out.remove(i);
+        out[i - 1].1 = out[i - 1].1.max(hi);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -162,6 +379,8 @@ mod tests {
             overlap: Duration::from_secs(600),
             poll_interval: Duration::from_secs(60),
             settle: Duration::ZERO,
+            safety_sweep_interval: None,
+            end_margin: Duration::from_secs(30),
         }
     }
 
@@ -253,11 +472,170 @@ mod tests {
             overlap: Duration::MAX,
             poll_interval: Duration::MAX,
             settle: Duration::MAX,
+            safety_sweep_interval: Some(Duration::MAX),
+            end_margin: Duration::MAX,
         };
         let p = plan(None, i64::MIN + 5, None, &r);
         assert_eq!(p.from, i64::MIN);
         let s = state(i64::MIN, Some(0));
         assert_eq!(plan(Some(&s), 0, Some(Duration::ZERO), &r).from, -i64::MAX);
         assert_eq!(plan(None, i64::MAX, None, &r).ceiling, i64::MAX);
+    }
+
+    fn fast_reach() -> Reach {
+        Reach {
+            safety_sweep_interval: Some(Duration::from_secs(3600)),
+            ..reach()
+        }
+    }
+
+    /// 4 h of max_call_duration, the 1 h safety sweep and a 1 min poll.
+    const FAST_BACK: i64 = 5 * H + M;
+
+    #[test]
+    fn end_windows_read_from_the_newest_end_read_minus_the_margin() {
+        let s = state(90 * H, Some(99 * H));
+        let min = |m: u64| Some(Duration::from_secs(m * 60));
+        let fast = Fast {
+            mode: Some(WindowMode::End),
+            ends_read_to: Some(99 * H + 30),
+            ..Fast::default()
+        };
+        let p = plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &fast);
+        assert_eq!(
+            (p.kind, p.mode, p.reads.len()),
+            (PollKind::Incremental, WindowMode::End, 1)
+        );
+        let r = p.reads[0];
+        assert_eq!(
+            (r.filter, r.from, r.to, r.late_before),
+            (Filter::End, 99 * H, None, None)
+        );
+        assert_eq!(
+            r.horizon,
+            99 * H - FAST_BACK,
+            "keys are kept for the longer sweep interval"
+        );
+        // A held entry keeps the window at its start until it is counted.
+        let held = Fast {
+            held: vec![98 * H],
+            ..fast.clone()
+        };
+        assert_eq!(
+            plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &held).reads[0].from,
+            98 * H
+        );
+        // The safety sweep comes after the end read, and calls it finds that ended before the end
+        // read's window are late.
+        let p = plan_poll(Some(&s), 100 * H, min(60), &fast_reach(), &fast);
+        assert_eq!(p.kind, PollKind::Sweep);
+        assert_eq!(p.reads.len(), 2);
+        assert_eq!(
+            (p.reads[1].filter, p.reads[1].from),
+            (Filter::Start, 99 * H - FAST_BACK)
+        );
+        assert_eq!(p.reads[1].late_before, Some(99 * H));
+        // Without a known end coverage the end mode sweeps first.
+        let unknown = Fast {
+            ends_read_to: None,
+            ..fast.clone()
+        };
+        let p = plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &unknown);
+        assert_eq!(
+            (p.kind, p.reads.len(), p.reads[0].late_before),
+            (PollKind::Sweep, 1, None)
+        );
+    }
+
+    #[test]
+    fn channel_windows_read_recent_starts_and_each_ended_call() {
+        let s = state(90 * H, Some(99 * H));
+        let fast = Fast {
+            mode: Some(WindowMode::Channels),
+            channels: Some(ChannelWindows {
+                recent_from: 99 * H - 2 * M,
+                targets: vec![
+                    (97 * H, 97 * H + 2),
+                    (99 * H - 3 * M, 99 * H),
+                    (80 * H, 80 * H + 2),
+                ],
+                late_before: 99 * H - M,
+            }),
+            held: vec![98 * H],
+            ..Fast::default()
+        };
+        let p = plan_poll(
+            Some(&s),
+            100 * H,
+            Some(Duration::from_secs(60)),
+            &fast_reach(),
+            &fast,
+        );
+        let windows: Vec<_> = p.reads.iter().map(|r| (r.filter, r.from, r.to)).collect();
+        assert_eq!(
+            windows,
+            vec![
+                (Filter::Start, 99 * H - 2 * M, None),
+                (Filter::Start, 97 * H, Some(97 * H + 2)),
+                (Filter::Start, 98 * H, Some(98 * H)),
+                // Clipped where the recent window takes over; one older than the horizon is
+                // not read at all.
+                (Filter::Start, 99 * H - 3 * M, Some(99 * H - 2 * M - 1)),
+            ]
+        );
+        assert!(p
+            .reads
+            .iter()
+            .all(|r| r.kind == PollKind::Incremental && r.late_before.is_none()));
+        // Not followed since a sweep: a sweep.
+        let unready = Fast {
+            channels: None,
+            ..fast.clone()
+        };
+        let p = plan_poll(
+            Some(&s),
+            100 * H,
+            Some(Duration::from_secs(60)),
+            &fast_reach(),
+            &unready,
+        );
+        assert_eq!((p.kind, p.reads.len()), (PollKind::Sweep, 1));
+        // The safety sweep judges by the channel windows' late_before.
+        let p = plan_poll(Some(&s), 100 * H, None, &fast_reach(), &fast);
+        assert_eq!(p.reads.last().unwrap().late_before, Some(99 * H - M));
+    }
+
+    #[test]
+    fn start_mode_and_a_first_start_ignore_the_fast_modes() {
+        let s = state(90 * H, Some(99 * H));
+        let fast = Fast {
+            mode: Some(WindowMode::End),
+            ends_read_to: Some(99 * H),
+            ..Fast::default()
+        };
+        let since = Some(Duration::from_secs(60));
+        // Fast modes off in the config: the start plan, sweeping every sweep_interval.
+        let p = plan_poll(Some(&s), 100 * H, since, &reach(), &fast);
+        assert_eq!(
+            (p.mode, p.reads),
+            (
+                WindowMode::Start,
+                vec![plan(Some(&s), 100 * H, since, &reach())]
+            )
+        );
+        let p = plan_poll(None, 100 * H, None, &fast_reach(), &fast);
+        assert_eq!((p.kind, p.mode), (PollKind::Baseline, WindowMode::Start));
+    }
+
+    #[test]
+    fn windows_merge_when_close_and_stay_few() {
+        assert_eq!(
+            merge_windows(vec![(100, 102), (0, 2), (110, 115)]),
+            vec![(0, 2), (100, 115)]
+        );
+        let many: Vec<_> = (0..20).map(|i| (i * 1000, i * 1000 + 2 + i)).collect();
+        let merged = merge_windows(many);
+        assert_eq!(merged.len(), MAX_TARGETED_READS);
+        assert_eq!((merged[0].0, merged.last().unwrap().1), (0, 19 * 1000 + 21));
     }
 }

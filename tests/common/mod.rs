@@ -74,6 +74,9 @@ pub fn target_for(sim: &SimHandle, name: &str) -> Target {
     t.sweep_interval = Duration::from_secs(3600);
     t.request_timeout = Duration::from_secs(5);
     t.ca_file = Some(sim.ca_path());
+    // The start windows, whose overlap and sweeps most tests exercise; tests/windows.rs runs
+    // the ground truth in the fast modes.
+    t.window_mode = config::WindowPreference::Start;
     t
 }
 
@@ -304,4 +307,22 @@ pub async fn get(url: &str) -> reqwest::Response {
         .send()
         .await
         .expect("exporter answers")
+}
+
+/// A flat internal call from `ext` to 2001, starting `start` and lasting `secs`, with a uniqueid
+/// whose epoch is `start` read as UTC (the simulators of these tests run in UTC).
+pub fn flat_call(ext: &str, start: NaiveDateTime, secs: i64, id: &str) -> serde_json::Value {
+    let at = |d: i64| {
+        (start + chrono::Duration::seconds(d))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    serde_json::json!({
+        "AcctId": id, "src": ext, "dst": "2001", "channel": format!("PJSIP/{ext}-00aa"),
+        "dstchannel": "PJSIP/2001-00ab", "lastapp": "Dial", "start": at(0), "answer": at(5),
+        "end": at(secs), "duration": secs.to_string(), "billsec": (secs - 5).to_string(),
+        "disposition": "ANSWERED", "userfield": "Internal", "channel_ext": ext,
+        "dstchannel_ext": "2001", "session": format!("s-{id}"), "src_trunk_name": "",
+        "dst_trunk_name": "", "uniqueid": format!("{}.{id}", start.and_utc().timestamp())
+    })
 }

@@ -25,7 +25,7 @@ use super::Sim;
 
 const ROUTES: &str = "GET /stats, GET /now, GET /truth?after=&until=[&started_from=], \
                       POST /faults, DELETE /faults, GET /quirks, POST /quirks, \
-                      POST /advance?seconds=N, POST /step?seconds=±N, POST /calls[?visible=now], \
+                      POST /advance?seconds=N, POST /step?seconds=±N, POST /calls[?visible=now][&live=true], \
                       POST /invalidate\n";
 
 const MAX_ADVANCE: u64 = 366 * 86_400;
@@ -228,6 +228,11 @@ async fn route(sim: &Sim, req: Request<Incoming>) -> Reply {
                 Some("now") => true,
                 Some(v) => return bad(format!("visible={v:?}: the only value is now")),
             };
+            let live = match param(&query, "live") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(v) => return bad(format!("live={v:?}: true or false")),
+            };
             let body = match read_body(req).await {
                 Ok(b) => b,
                 Err(r) => return r,
@@ -242,7 +247,7 @@ async fn route(sim: &Sim, req: Request<Incoming>) -> Reply {
                      grouped entry) as YYYY-MM-DD HH:MM:SS",
                 );
             }
-            sim.add_call(&entry, visible_now);
+            sim.add_call(&entry, visible_now, live);
             ok()
         }
         (Method::POST, "/invalidate") => {

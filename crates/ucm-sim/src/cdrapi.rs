@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
 use super::clock::{to_secs, LocalSecs, SteadySecs};
-use super::quirks::{Order, Quirks};
+use super::quirks::{EndFilter, Order, Quirks};
 use super::store::{without_late_legs, Entry, Store};
 
 /// A parsed cdrapi request; `None` from [`Query::parse`] means "answer an empty cdr_root".
@@ -23,6 +23,8 @@ pub struct Query {
     pub callee: Option<Vec<Pattern>>,
     pub min_dur: Option<i64>,
     pub max_dur: Option<i64>,
+    /// `start`/`end` apply to the call's end (`timeFilterType=End`, as the quirk reads it).
+    pub on_end: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +182,29 @@ fn matches(patterns: &[Pattern], number: &str) -> bool {
     })
 }
 
+/// Whether the window applies to the call's end; None = answer an empty list (`EmptyList`
+/// seeing a spelling, or a value other than `Start`/`End` in a spelling that is understood).
+fn end_filter(req: &Map<String, Value>, quirk: EndFilter) -> Option<bool> {
+    const SPELLINGS: [&str; 2] = ["timeFilterType", "tineFilterType"];
+    let understood: &[&str] = match quirk {
+        EndFilter::Honoured => &SPELLINGS,
+        EndFilter::TypoOnly => &SPELLINGS[1..],
+        EndFilter::Ignored => &[],
+        EndFilter::EmptyList if SPELLINGS.iter().any(|k| req.contains_key(*k)) => return None,
+        EndFilter::EmptyList => &[],
+    };
+    let mut on_end = false;
+    for k in understood {
+        match req.get(*k) {
+            None => {}
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("end") => on_end = true,
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("start") => {}
+            Some(_) => return None,
+        }
+    }
+    Some(on_end)
+}
+
 impl Query {
     /// Reads the request; `None` = some parameter is unreadable (answer an empty list).
     /// `quirks` decide the page cap, whether `offset` counts and how times are read.
@@ -222,6 +247,7 @@ impl Query {
                 )?))),
             }
         };
+        let on_end = end_filter(req, quirks.end_filter)?;
         let pats = |k: &str| -> Option<Option<Vec<Pattern>>> {
             match text(k)? {
                 None => Some(None),
@@ -238,6 +264,7 @@ impl Query {
             callee: pats("callee")?,
             min_dur: number("minDur")?.map(|n| n as i64),
             max_dur: number("maxDur")?.map(|n| n as i64),
+            on_end,
         })
     }
 
@@ -251,9 +278,17 @@ impl Query {
 
     /// The page: visible matching entries in `order`, then `offset` top-level entries skipped.
     pub fn page<'s>(&self, store: &'s Store, now: SteadySecs, order: Order) -> Vec<&'s Entry> {
-        let range = store.start_range(self.start.unwrap_or(i64::MIN), self.end.unwrap_or(i64::MAX));
+        let (from, to) = (self.start.unwrap_or(i64::MIN), self.end.unwrap_or(i64::MAX));
+        // The store is in start order; a call that ends in the window started at most the
+        // longest call's length before it.
+        let range = if self.on_end {
+            store.start_range(from.saturating_sub(store.longest()), to)
+        } else {
+            store.start_range(from, to)
+        };
         let visible = store.entries()[range]
             .iter()
+            .filter(|e| !self.on_end || (from..=to).contains(&e.end))
             .filter(|e| self.selects(e, now));
         match order {
             Order::StartAsc => visible.skip(self.offset).take(self.num_records).collect(),
@@ -487,5 +522,36 @@ mod tests {
         let z = parse_patterns("0-0").unwrap();
         assert!(matches(&z, "") && matches(&z, "anonymous") && !matches(&z, "2001"));
         assert_eq!(parse_patterns("20;01"), None);
+    }
+
+    #[test]
+    fn end_filter_spellings_per_quirk() {
+        let req = |pairs: &[&(&str, Value)]| -> Map<String, Value> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let time = ("timeFilterType", Value::from("END"));
+        let tine = ("tineFilterType", Value::from("end"));
+        let start = ("timeFilterType", Value::from("Start"));
+        let odd = ("timeFilterType", Value::from(1));
+        use EndFilter::*;
+        for (quirk, asked, got) in [
+            (Honoured, req(&[]), Some(false)),
+            (Honoured, req(&[&time]), Some(true)),
+            (Honoured, req(&[&tine]), Some(true)),
+            (Honoured, req(&[&start]), Some(false)),
+            (Honoured, req(&[&start, &tine]), Some(true)),
+            (Honoured, req(&[&odd]), None),
+            (TypoOnly, req(&[&time]), Some(false)),
+            (TypoOnly, req(&[&odd]), Some(false)),
+            (TypoOnly, req(&[&tine]), Some(true)),
+            (Ignored, req(&[&time, &tine]), Some(false)),
+            (EmptyList, req(&[&start]), None),
+            (EmptyList, req(&[]), Some(false)),
+        ] {
+            assert_eq!(end_filter(&asked, quirk), got, "{quirk:?} {asked:?}");
+        }
     }
 }

@@ -32,6 +32,18 @@ pub fn from_secs(s: LocalSecs) -> NaiveDateTime {
         .naive_utc()
 }
 
+/// Unix seconds of a local reading in `tz`: what Asterisk stamps into a `uniqueid`, which counts
+/// in UTC while CDR times do not. A reading the zone skips (spring forward) takes the offset in
+/// force at the same UTC reading; one it repeats (fall back) the earlier instant.
+pub fn unix_of(s: LocalSecs, tz: chrono_tz::Tz) -> i64 {
+    use chrono::{Offset, TimeZone};
+    let local = from_secs(s);
+    match tz.from_local_datetime(&local).earliest() {
+        Some(t) => t.timestamp(),
+        None => s - i64::from(tz.offset_from_utc_datetime(&local).fix().local_minus_utc()),
+    }
+}
+
 /// Formats the way the UCM renders CDR times.
 pub fn fmt_secs(s: LocalSecs) -> String {
     from_secs(s).format("%Y-%m-%d %H:%M:%S").to_string()
@@ -160,6 +172,22 @@ mod tests {
         c.advance(Duration::from_secs(90));
         assert_eq!(fmt_secs(to_secs(c.now())), "2024-05-01 10:01:30");
         assert_eq!(from_secs(to_secs(t0)), t0);
+    }
+
+    #[test]
+    fn unix_of_reads_the_zone() {
+        let at = |s: &str| to_secs(NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap());
+        let berlin = chrono_tz::Europe::Berlin;
+        // 2024-05-01 12:00 CEST = 10:00 UTC.
+        assert_eq!(unix_of(at("2024-05-01 12:00:00"), berlin), 1_714_557_600);
+        assert_eq!(
+            unix_of(at("2024-05-01 10:00:00"), chrono_tz::UTC),
+            1_714_557_600
+        );
+        // Fall back: 02:30 happens twice; the first (CEST) is taken.
+        assert_eq!(unix_of(at("2024-10-27 02:30:00"), berlin), 1_729_989_000);
+        // Spring forward: 02:30 does not exist; read with the offset at 02:30 UTC (CEST).
+        assert_eq!(unix_of(at("2024-03-31 02:30:00"), berlin), 1_711_845_000);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! Decisions where the reference leaves a choice: a request without `cookie` gets `-5` (need
 //! authentication), an unknown or expired one `-6`; an unknown action or a body without
 //! `request.action` gets `-1` with `error_msg "Invalid parameters!"`; cdrapi without `format`
-//! answers CSV (the legacy default); `timeFilterType` and other unknown parameters are ignored.
+//! answers CSV (the legacy default); unknown parameters are ignored, while `timeFilterType` (and
+//! its misspelling `tineFilterType`) is read as [`Quirks::end_filter`] says.
 //! Cookie lifetimes and lockouts run on the simulated clock. Where the reference is uncertain,
 //! [`Quirks`] switch to the other reading at run time.
 
@@ -14,6 +15,7 @@ mod admin;
 mod cdrapi;
 mod clock;
 mod faults;
+mod live;
 mod pbx;
 mod quirks;
 mod render;
@@ -38,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cdrapi::parse_time;
 pub use faults::{Fault, FaultRule};
-pub use quirks::{Order, Quirks};
+pub use quirks::{EndFilter, Order, Quirks};
 pub use session::token;
 pub use truth::{classify, is_extension, CallClass, Truth};
 
@@ -148,6 +150,19 @@ pub struct Stats {
     /// `cdr_entries_served`.
     #[serde(default)]
     pub partial_entries_served: u64,
+    /// Rows served per action: cdrapi entries, channel, account and trunk rows (the rows of the
+    /// page shown, not `total_item`). Actions that list nothing are absent.
+    #[serde(default)]
+    pub entries_by_action: BTreeMap<String, u64>,
+    /// `bytes_sent` split by the keys of `requests`; answers to paths other than the API's are
+    /// under `(invalid)`, so the values sum to `bytes_sent`.
+    #[serde(default)]
+    pub bytes_by_action: BTreeMap<String, u64>,
+    /// cdrapi entries served to requests whose window applied to the call's end
+    /// (`timeFilterType=End` understood, see `Quirks::end_filter`); also in
+    /// `cdr_entries_served`.
+    #[serde(default)]
+    pub cdr_entries_end_filtered: u64,
 }
 
 /// State shared by the API server, the admin endpoint and the handle.
@@ -215,11 +230,11 @@ impl Sim {
         Ok(())
     }
 
-    fn add_call(&self, entry: &serde_json::Value, visible_now: bool) {
+    fn add_call(&self, entry: &serde_json::Value, visible_now: bool, live: bool) {
         let mut store = self.store.write().expect("store lock");
         let now = self.clock.reading();
         store.generate_until(now);
-        store.add_value(entry, now, visible_now);
+        store.add_value(entry, now, visible_now, live);
     }
 
     fn quirks(&self) -> Quirks {
@@ -298,7 +313,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
     let mut store = Store::new(
         cfg.seed,
         (cfg.calls_per_hour, cfg.flat_traffic),
-        cfg.firmware,
+        (cfg.firmware, cfg.timezone),
         to_secs(start_time - history),
     );
     store.generate_until(Reading::unstepped(to_secs(start_time)));
@@ -445,14 +460,24 @@ impl SimHandle {
     /// Injects one `cdr_root` entry; it becomes visible once the clock, as it reads now,
     /// reaches its latest leg end.
     pub fn add_call(&self, entry: serde_json::Value) {
-        self.inner.sim.add_call(&entry, false);
+        self.inner.sim.add_call(&entry, false, false);
     }
 
-    /// Injects one `cdr_root` entry that is served from now on whatever its times say: a row
-    /// with a start in the clock's future, as a bogus record or a clock corrected backwards
-    /// leaves behind. [`Truth`] counts it at the current reading.
+    /// As [`SimHandle::add_call`], and while the call is under way its channels are listed by
+    /// `listBridgedChannels` and `listUnBridgedChannels`, worked out from its legs as for a
+    /// generated call (`channel`, `dstchannel`, `start`, `duration`, `billsec`, `disposition`,
+    /// `uniqueid`, …). Plain `add_call` leaves them out, so that injected rows do not change
+    /// what the lists and `listAccount` show.
+    pub fn add_live_call(&self, entry: serde_json::Value) {
+        self.inner.sim.add_call(&entry, false, true);
+    }
+
+    /// Injects one `cdr_root` entry that is served from now on whatever its times say: a CDR
+    /// written long after its call ended, or a row with a start in the clock's future, as a
+    /// bogus record or a clock corrected backwards leaves behind. [`Truth`] counts it at the
+    /// current reading.
     pub fn add_call_visible_now(&self, entry: serde_json::Value) {
-        self.inner.sim.add_call(&entry, true);
+        self.inner.sim.add_call(&entry, true, false);
     }
 
     /// Bends the API's uncertain behaviours from the next request on.

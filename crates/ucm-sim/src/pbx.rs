@@ -4,13 +4,11 @@
 use chrono::{Offset, TimeZone};
 use serde_json::{json, Map, Value};
 
-use super::clock::{fmt_secs, to_secs, LocalSecs};
+use super::clock::{to_secs, LocalSecs};
+use super::live::{Bridge, Channel};
 use super::store::Store;
 use super::traffic::{EXTENSIONS, TRUNKS};
 use super::{Firmware, Sim};
-
-/// Longest call the generator makes, plus margin: how far back an active bridge can start.
-const LONGEST_CALL: i64 = 3 * 3600;
 
 fn page_of(req: &Map<String, Value>, key: &str, rows: Vec<Value>) -> Value {
     let num = |k: &str, d: u64| match req.get(k) {
@@ -35,35 +33,45 @@ fn page_of(req: &Map<String, Value>, key: &str, rows: Vec<Value>) -> Value {
     json!({"response": response, "status": 0})
 }
 
-fn active_bridges(store: &Store, now: LocalSecs) -> Vec<Value> {
-    let range = store.start_range(now - LONGEST_CALL, now);
-    store.entries()[range]
+fn active_bridges(store: &Store, now: LocalSecs) -> impl Iterator<Item = &Bridge> {
+    store.entries()[store.live_range(now)]
         .iter()
         .flat_map(|e| &e.bridges)
-        .filter(|b| b.from <= now && now < b.to)
-        .map(|b| {
-            json!({"channel1": b.channel1, "channel2": b.channel2, "callerid1": b.callerid1,
-                   "callerid2": b.callerid2, "name1": b.name1, "name2": "", "bridge_time": fmt_secs(b.from)})
-        })
-        .collect()
+        .filter(move |b| b.from <= now && now < b.to)
 }
 
+fn active_channels(store: &Store, now: LocalSecs) -> impl Iterator<Item = &Channel> {
+    store.entries()[store.live_range(now)]
+        .iter()
+        .flat_map(|e| &e.channels)
+        .filter(move |c| c.from <= now && now < c.to)
+}
+
+/// Pairs of channels talking at the sim's clock, oldest call first.
 pub fn list_bridged(sim: &Sim, req: &Map<String, Value>) -> Value {
     let now = sim.generated_now().clock;
-    let rows = active_bridges(&sim.store.read().expect("store lock"), now);
+    let uniqueids = !sim.quirks().no_channel_uniqueids;
+    let rows = active_bridges(&sim.store.read().expect("store lock"), now)
+        .map(|b| b.row(uniqueids))
+        .collect();
+    page_of(req, "channel", rows)
+}
+
+/// Channels of calls under way that no bridge holds: callers waiting, ringing or held by an
+/// application, and the phones they ring.
+pub fn list_unbridged(sim: &Sim, req: &Map<String, Value>) -> Value {
+    let now = sim.generated_now().clock;
+    let uniqueids = !sim.quirks().no_channel_uniqueids;
+    let rows = active_channels(&sim.store.read().expect("store lock"), now)
+        .map(|c| c.row(uniqueids))
+        .collect();
     page_of(req, "channel", rows)
 }
 
 pub fn list_account(sim: &Sim, req: &Map<String, Value>) -> Value {
     let now = sim.generated_now().clock;
     let busy: Vec<String> = active_bridges(&sim.store.read().expect("store lock"), now)
-        .iter()
-        .flat_map(|b| {
-            [
-                b["callerid1"].as_str().unwrap_or("").to_string(),
-                b["callerid2"].as_str().unwrap_or("").to_string(),
-            ]
-        })
+        .flat_map(|b| [b.callerid1.clone(), b.callerid2.clone()])
         .collect();
     let rows = EXTENSIONS
         .map(|e| {

@@ -1,4 +1,4 @@
-//! Switches for the API behaviours that docs/ucm-api.md marks uncertain (§3, §5.1, §5.2, §5.4),
+//! Switches for the API behaviours that docs/ucm-api.md marks uncertain (§3, §5.1, §5.2, §5.4, §7.6),
 //! so a client's guards can be tested against a UCM that goes the other way. The default is the
 //! behaviour the document calls known or most likely.
 
@@ -23,6 +23,31 @@ pub enum Order {
     StartDesc,
 }
 
+/// What cdrapi makes of `timeFilterType: "End"`, which would put the `startTime`/`endTime`
+/// window on the call's end instead of its start. Whether a UCM knows the parameter is open
+/// (docs/ucm-api.md §5.1, §9), and the vendor's guide spells it `tineFilterType`, so clients send
+/// either; each reading a device might take is here. The value is `Start` or `End` in any
+/// casing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum EndFilter {
+    /// Both spellings are understood; `End` in either filters on the call's end (its latest leg
+    /// end, when the CDR is written). Another value is unreadable: an empty list, as for any
+    /// unreadable parameter.
+    #[default]
+    #[serde(alias = "honoured")]
+    Honoured,
+    /// Only the guide's spelling `tineFilterType` is understood; `timeFilterType` is ignored.
+    #[serde(alias = "typo-only", alias = "typo_only")]
+    TypoOnly,
+    /// Both spellings are ignored: the window stays on the call's start.
+    #[serde(alias = "ignored")]
+    Ignored,
+    /// A request that carries either spelling, whatever its value, gets `{"cdr_root":[]}`: the
+    /// UCM treats it as a parameter it cannot read.
+    #[serde(alias = "empty-list", alias = "empty_list")]
+    EmptyList,
+}
+
 /// How this UCM bends the uncertain parts of the API; [`Quirks::default`] bends none.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -45,6 +70,11 @@ pub struct Quirks {
     /// entry is whole as soon as it is visible.
     #[serde(with = "humantime_serde")]
     pub late_legs_delay: Option<Duration>,
+    pub end_filter: EndFilter,
+    /// The channel lists leave out `uniqueid1`/`uniqueid2` (bridged) and `uniqueid`
+    /// (unbridged), which docs/ucm-api.md §7.6 only believes present: for a client that must
+    /// cope without them.
+    pub no_channel_uniqueids: bool,
 }
 
 impl Quirks {
@@ -70,7 +100,8 @@ mod tests {
     fn json_form() {
         let q: Quirks = serde_json::from_str(
             r#"{"page_cap":100,"ignore_offset":true,"order":"EndAsc","silent_expiry":true,
-                "filter_reads_utc":true,"late_legs_delay":"2m"}"#,
+                "filter_reads_utc":true,"late_legs_delay":"2m","end_filter":"TypoOnly",
+                "no_channel_uniqueids":true}"#,
         )
         .unwrap();
         assert_eq!(
@@ -82,6 +113,8 @@ mod tests {
                 silent_expiry: true,
                 filter_reads_utc: true,
                 late_legs_delay: Some(Duration::from_secs(120)),
+                end_filter: EndFilter::TypoOnly,
+                no_channel_uniqueids: true,
             }
         );
         let back: Quirks = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
@@ -92,6 +125,16 @@ mod tests {
         );
         let o: Quirks = serde_json::from_str(r#"{"order":"start-desc"}"#).unwrap();
         assert_eq!(o.order, Order::StartDesc);
+        for (text, f) in [
+            ("honoured", EndFilter::Honoured),
+            ("typo-only", EndFilter::TypoOnly),
+            ("Ignored", EndFilter::Ignored),
+            ("empty_list", EndFilter::EmptyList),
+        ] {
+            let q: Quirks = serde_json::from_str(&format!(r#"{{"end_filter":"{text}"}}"#)).unwrap();
+            assert_eq!(q.end_filter, f);
+        }
+        assert!(serde_json::from_str::<Quirks>(r#"{"end_filter":"sometimes"}"#).is_err());
         assert!(serde_json::from_str::<Quirks>(r#"{"page_cap":-1}"#).is_err());
         assert!(serde_json::from_str::<Quirks>(r#"{"ignore_ofset":true}"#).is_err());
         assert!(serde_json::from_str::<Quirks>(r#"{"order":"sideways"}"#).is_err());

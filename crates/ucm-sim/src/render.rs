@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn rendering_is_ucm_shaped() {
-        let calls = calls_in_slot(3, 10 * 3600, 400.0, false);
+        let calls = calls_in_slot(3, 10 * 3600, (400.0, false), chrono_tz::UTC);
         let mut saw_grouped = false;
         for (i, c) in calls.iter().enumerate() {
             let layout = if i % 2 == 0 {
@@ -238,7 +238,7 @@ mod tests {
         let mut n = 0;
         let mut seen = std::collections::BTreeSet::new();
         for slot in 0..48 {
-            for c in calls_in_slot(11, (400_000 + slot) * 3600, 300.0, false) {
+            for c in calls_in_slot(11, (400_000 + slot) * 3600, (300.0, false), chrono_tz::UTC) {
                 let v: Value = serde_json::from_str(&render(&c, 1, Layout::Ucm62xx)).unwrap();
                 let got = classify(&v).unwrap();
                 assert_eq!(

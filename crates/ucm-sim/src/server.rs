@@ -104,27 +104,33 @@ async fn handle(
     ip: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let resp = route(&sim, ip, req).await;
+    let (resp, action) = route(&sim, ip, req).await;
     let len = hyper::body::Body::size_hint(resp.body())
         .exact()
         .unwrap_or(0);
-    sim.stats().bytes_sent += len;
+    let mut stats = sim.stats();
+    stats.bytes_sent += len;
+    *stats.bytes_by_action.entry(action).or_default() += len;
     Ok(resp)
 }
 
-async fn route(sim: &Sim, ip: IpAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+const INVALID: &str = "(invalid)";
+
+/// The answer, and the action it is accounted under (`(invalid)` when there is none).
+async fn route(sim: &Sim, ip: IpAddr, req: Request<Incoming>) -> (Response<Full<Bytes>>, String) {
     let path = req.uri().path().to_string();
     if path != "/api" && path != "/api/v1" && !path.starts_with("/api/") {
-        return respond(
+        let not_found = respond(
             StatusCode::NOT_FOUND,
             "text/html",
             "<html><body><h1>404 Not Found</h1></body></html>",
         );
+        return (not_found, INVALID.into());
     }
     let post = req.method() == Method::POST;
     let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return respond(StatusCode::OK, JSON, invalid()),
+        Err(_) => return (respond(StatusCode::OK, JSON, invalid()), INVALID.into()),
     };
     let request = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -140,13 +146,23 @@ async fn route(sim: &Sim, ip: IpAddr, req: Request<Incoming>) -> Response<Full<B
     let (Some(request), Some(action), true, true) =
         (request, action, post, path == "/api" || path == "/api/v1")
     else {
-        *sim.stats().requests.entry("(invalid)".into()).or_default() += 1;
-        return respond(StatusCode::OK, JSON, invalid());
+        *sim.stats().requests.entry(INVALID.into()).or_default() += 1;
+        return (respond(StatusCode::OK, JSON, invalid()), INVALID.into());
     };
     *sim.stats().requests.entry(action.clone()).or_default() += 1;
     tracing::debug!(target: "ucm_sim", %ip, %action, "request");
 
-    let effects = sim.faults.lock().expect("faults lock").take(&action);
+    let resp = answer(sim, ip, &action, &request).await;
+    (resp, action)
+}
+
+async fn answer(
+    sim: &Sim,
+    ip: IpAddr,
+    action: &str,
+    request: &Map<String, Value>,
+) -> Response<Full<Bytes>> {
+    let effects = sim.faults.lock().expect("faults lock").take(action);
     let mut login_fails = false;
     let mut truncate = false;
     for e in effects {
@@ -166,7 +182,7 @@ async fn route(sim: &Sim, ip: IpAddr, req: Request<Incoming>) -> Response<Full<B
             Effect::Truncated => truncate = true,
         }
     }
-    let (content_type, mut body) = dispatch(sim, ip, &action, &request, login_fails);
+    let (content_type, mut body) = dispatch(sim, ip, action, request, login_fails);
     if truncate {
         let mut cut = body.len() / 2;
         while !body.is_char_boundary(cut) {
@@ -229,7 +245,8 @@ fn dispatch(
         | "getSystemGeneralStatus"
         | "listAccount"
         | "listVoIPTrunk"
-        | "listBridgedChannels" => {}
+        | "listBridgedChannels"
+        | "listUnBridgedChannels" => {}
         _ => return (JSON, invalid()),
     }
     let Some(cookie) = text("cookie") else {
@@ -253,14 +270,23 @@ fn dispatch(
             return (JSON, envelope(0, json!({})));
         }
     }
-    match action {
-        "cdrapi" => cdr(sim, req),
-        "getSystemStatus" => (JSON, pbx::system_status(sim).to_string()),
-        "getSystemGeneralStatus" => (JSON, pbx::general_status(sim.cfg.firmware).to_string()),
-        "listAccount" => (JSON, pbx::list_account(sim, req).to_string()),
-        "listVoIPTrunk" => (JSON, pbx::list_voip_trunk(req).to_string()),
-        _ => (JSON, pbx::list_bridged(sim, req).to_string()),
-    }
+    let (list, key) = match action {
+        "cdrapi" => return cdr(sim, req),
+        "getSystemStatus" => return (JSON, pbx::system_status(sim).to_string()),
+        "getSystemGeneralStatus" => {
+            return (JSON, pbx::general_status(sim.cfg.firmware).to_string())
+        }
+        "listAccount" => (pbx::list_account(sim, req), "account"),
+        "listVoIPTrunk" => (pbx::list_voip_trunk(req), "voip_trunk"),
+        "listUnBridgedChannels" => (pbx::list_unbridged(sim, req), "channel"),
+        _ => (pbx::list_bridged(sim, req), "channel"),
+    };
+    let rows = list["response"][key].as_array().map_or(0, Vec::len) as u64;
+    *sim.stats()
+        .entries_by_action
+        .entry(action.into())
+        .or_default() += rows;
+    (JSON, list.to_string())
 }
 
 fn content_type(format: Format) -> &'static str {
@@ -322,6 +348,10 @@ fn cdr(sim: &Sim, req: &Map<String, Value>) -> (&'static str, String) {
         stats.cdr_entries_served += served;
         stats.partial_entries_served += partial;
         stats.cdrapi_pages += 1;
+        *stats.entries_by_action.entry("cdrapi".into()).or_default() += served;
+        if query.as_ref().is_some_and(|q| q.on_end) {
+            stats.cdr_entries_end_filtered += served;
+        }
     }
     let after = sim.faults.lock().expect("faults lock").page_served();
     let mut sessions = sim.sessions.lock().expect("sessions lock");

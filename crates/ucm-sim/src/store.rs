@@ -10,25 +10,15 @@
 use std::collections::VecDeque;
 
 use chrono::Datelike;
+use chrono_tz::Tz;
 use serde_json::Value;
 
 use super::clock::{from_secs, LocalSecs, Reading, SteadySecs, Step};
+use super::live::{Bridge, Channel};
 use super::render::{render, Layout};
-use super::traffic::{calls_in_slot, Call};
+use super::traffic::{calls_in_slot, Call, Leg};
 use super::truth::{self, Truth};
 use super::Firmware;
-
-/// A two-party connection, for `listBridgedChannels`.
-#[derive(Debug, Clone)]
-pub struct Bridge {
-    pub from: LocalSecs,
-    pub to: LocalSecs,
-    pub channel1: String,
-    pub channel2: String,
-    pub callerid1: String,
-    pub callerid2: String,
-    pub name1: String,
-}
 
 #[derive(Debug)]
 pub struct Entry {
@@ -46,7 +36,9 @@ pub struct Entry {
     pub dst: String,
     pub billsec: i64,
     pub json: Box<str>,
+    /// For the channel lists; empty for entries injected without `live`.
     pub bridges: Vec<Bridge>,
+    pub channels: Vec<Channel>,
 }
 
 #[derive(Debug)]
@@ -64,6 +56,12 @@ pub struct Store {
     /// (year * 12 + month, next AcctId): the UCM keeps monthly CDR tables, so AcctId restarts.
     acct: (i32, u64),
     generated: u64,
+    tz: Tz,
+    /// Longest `end - start` of any entry: how far before a window an entry that ends in it can
+    /// start, which bounds the start-ordered scan of an end filter.
+    longest: i64,
+    /// The same over entries with channels, for the channel lists.
+    longest_live: i64,
 }
 
 fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -103,6 +101,36 @@ fn latest_end(v: &Value, start: LocalSecs) -> LocalSecs {
         .max()
         .unwrap_or(start)
         .max(start)
+}
+
+/// A leg as a test wrote it, with what the channel lists need; `start` when it has no readable
+/// start of its own.
+fn leg_of(l: &Value, start: LocalSecs) -> Leg {
+    let duration = num_of(l, "duration");
+    let billsec = num_of(l, "billsec").clamp(0, duration.max(0));
+    let text = |k: &str| str_of(l, k).to_string();
+    Leg {
+        src: text("src"),
+        dst: text("dst"),
+        channel: text("channel"),
+        dstchannel: text("dstchannel"),
+        dstchannel_ext: text("dstchannel_ext"),
+        lastapp: text("lastapp"),
+        caller_name: text("caller_name"),
+        uniqueid: text("uniqueid"),
+        start: secs_of(l, "start").unwrap_or(start),
+        ring: duration.max(0) - billsec,
+        billsec,
+        disposition: if str_of(l, "disposition")
+            .trim()
+            .eq_ignore_ascii_case("ANSWERED")
+        {
+            "ANSWERED"
+        } else {
+            "NO ANSWER"
+        },
+        ..Leg::default()
+    }
 }
 
 fn legs_of(v: &Value) -> Vec<(u32, &Value)> {
@@ -148,7 +176,7 @@ impl Store {
     pub fn new(
         seed: u64,
         (calls_per_hour, flat): (f64, bool),
-        firmware: Firmware,
+        (firmware, tz): (Firmware, Tz),
         first_slot: SteadySecs,
     ) -> Self {
         Store {
@@ -161,6 +189,9 @@ impl Store {
             pending: VecDeque::new(),
             acct: (0, 1),
             generated: 0,
+            tz,
+            longest: 0,
+            longest_live: 0,
         }
     }
 
@@ -176,8 +207,8 @@ impl Store {
                 self.pending.extend(calls_in_slot(
                     self.seed,
                     self.next_slot,
-                    self.calls_per_hour,
-                    self.flat,
+                    (self.calls_per_hour, self.flat),
+                    self.tz,
                 ));
                 self.next_slot += 3600;
             }
@@ -188,9 +219,7 @@ impl Store {
             .is_some_and(|c| c.start() <= now.steady)
         {
             let mut call = self.pending.pop_front().expect("front checked");
-            for l in &mut call.legs {
-                l.start += now.offset();
-            }
+            call.shift(now.offset(), self.tz);
             self.push_generated(&call, now);
         }
     }
@@ -211,20 +240,7 @@ impl Store {
         let json = render(call, self.acct.1, layout);
         self.acct.1 += call.legs.len() as u64;
         self.generated += 1;
-        let bridges = call
-            .legs
-            .iter()
-            .filter(|l| l.answered() && !l.dstchannel.is_empty() && l.lastapp != "ForkCDR")
-            .map(|l| Bridge {
-                from: l.start + l.ring,
-                to: l.end(),
-                channel1: l.channel.clone(),
-                channel2: l.dstchannel.clone(),
-                callerid1: l.src.clone(),
-                callerid2: l.dst.clone(),
-                name1: l.caller_name.clone(),
-            })
-            .collect();
+        let (bridges, channels) = super::live::of_call(&call.legs, self.tz);
         let first = &call.legs[0];
         let grouped = call.grouped || call.legs.len() > 1;
         self.insert(Entry {
@@ -238,12 +254,15 @@ impl Store {
             billsec: call.legs.iter().map(|l| l.billsec).sum(),
             json: json.into_boxed_str(),
             bridges,
+            channels,
         });
     }
 
     /// Adds an entry written by a test, as a UCM would render it. It becomes visible when the
     /// clock, as it reads at `now`, reaches its latest leg end; or at once with `visible_now`.
-    pub fn add_value(&mut self, v: &Value, now: Reading, visible_now: bool) {
+    /// With `live`, its legs also make channels for the channel lists while the call is under
+    /// way.
+    pub fn add_value(&mut self, v: &Value, now: Reading, visible_now: bool, live: bool) {
         let head = v.get("main_cdr").unwrap_or(v);
         // An unreadable start is kept as 1970 (a test of what a client does with it).
         let start = secs_of(head, "start").unwrap_or_default();
@@ -252,10 +271,19 @@ impl Store {
         let first_is_fork = legs
             .first()
             .is_some_and(|(_, l)| str_of(l, "lastapp").eq_ignore_ascii_case("ForkCDR"));
-        let mut visible_at = end - now.offset();
-        if visible_now {
-            visible_at = visible_at.min(now.steady);
-        }
+        // Written now: served from now on, and counted by the truth as appearing now, even when
+        // its call ended long ago (a CDR the UCM wrote late).
+        let visible_at = if visible_now {
+            now.steady
+        } else {
+            end - now.offset()
+        };
+        let (bridges, channels) = if live {
+            let legs: Vec<Leg> = legs.iter().map(|(_, l)| leg_of(l, start)).collect();
+            super::live::of_call(&legs, self.tz)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         self.insert(Entry {
             start,
             end,
@@ -266,13 +294,29 @@ impl Store {
             dst: str_of(head, "dst").to_string(),
             billsec: num_of(head, "billsec"),
             json: v.to_string().into_boxed_str(),
-            bridges: Vec::new(),
+            bridges,
+            channels,
         });
     }
 
     fn insert(&mut self, e: Entry) {
+        let length = e.end.saturating_sub(e.start);
+        self.longest = self.longest.max(length);
+        if !e.bridges.is_empty() || !e.channels.is_empty() {
+            self.longest_live = self.longest_live.max(length);
+        }
         let at = self.entries.partition_point(|x| x.start <= e.start);
         self.entries.insert(at, e);
+    }
+
+    /// Longest `end - start` of any entry stored.
+    pub fn longest(&self) -> i64 {
+        self.longest
+    }
+
+    /// Index range of the entries that may have a channel live at `now`.
+    pub fn live_range(&self, now: LocalSecs) -> std::ops::Range<usize> {
+        self.start_range(now.saturating_sub(self.longest_live), now)
     }
 
     /// Index range of entries whose start lies in `[from, to]`.
@@ -343,8 +387,18 @@ mod tests {
 
     #[test]
     fn generation_does_not_depend_on_the_steps_taken() {
-        let mut a = Store::new(5, (200.0, false), Firmware::Mixed, 1000 * 3600);
-        let mut b = Store::new(5, (200.0, false), Firmware::Mixed, 1000 * 3600);
+        let mut a = Store::new(
+            5,
+            (200.0, false),
+            (Firmware::Mixed, chrono_tz::UTC),
+            1000 * 3600,
+        );
+        let mut b = Store::new(
+            5,
+            (200.0, false),
+            (Firmware::Mixed, chrono_tz::UTC),
+            1000 * 3600,
+        );
         a.generate_until(Reading::unstepped(1010 * 3600));
         for h in 0..=40 {
             b.generate_until(Reading::unstepped(1000 * 3600 + h * 900));
@@ -357,7 +411,7 @@ mod tests {
 
     #[test]
     fn injected_entries_keep_start_order() {
-        let mut s = Store::new(1, (0.0, false), Firmware::Mixed, 0);
+        let mut s = Store::new(1, (0.0, false), (Firmware::Mixed, chrono_tz::UTC), 0);
         for start in [
             "2024-01-01 10:00:05",
             "2024-01-01 10:00:01",
@@ -366,6 +420,7 @@ mod tests {
             s.add_value(
                 &json!({"start": start, "duration": "10", "disposition": "ANSWERED"}),
                 Reading::unstepped(0),
+                false,
                 false,
             );
         }
@@ -386,6 +441,7 @@ mod tests {
             billsec: 0,
             json: "{}".into(),
             bridges: Vec::new(),
+            channels: Vec::new(),
         }
     }
 

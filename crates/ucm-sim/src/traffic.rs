@@ -6,11 +6,12 @@
 //! label values of docs/design.md §6), which the unit tests hold against the independent
 //! classifier in `truth.rs`.
 
+use chrono_tz::Tz;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::clock::LocalSecs;
+use super::clock::{unix_of, LocalSecs};
 
 /// 20 desk extensions; 2000 is the receptionist.
 pub const EXTENSIONS: std::ops::RangeInclusive<u32> = 2000..=2019;
@@ -97,15 +98,33 @@ impl Call {
     pub fn end(&self) -> LocalSecs {
         self.legs.iter().map(Leg::end).max().unwrap_or_default()
     }
+
+    /// Moves the call by `by` seconds, as a clock step does to a call placed after it. The
+    /// `uniqueid` follows, because Asterisk takes it from the clock at the channel's creation;
+    /// its sequence stays.
+    pub fn shift(&mut self, by: i64, tz: Tz) {
+        if by == 0 {
+            return;
+        }
+        for l in &mut self.legs {
+            l.start += by;
+        }
+        let start = self.start();
+        for l in &mut self.legs {
+            let seq = l.uniqueid.split_once('.').map_or("0", |(_, s)| s);
+            l.uniqueid = format!("{}.{seq}", unix_of(start, tz));
+        }
+    }
 }
 
 /// The calls whose start falls in the hour slot beginning at `slot_start`, oldest first. With
 /// `flat`, every hour gets the average rate: a load that does not depend on the hour of day.
+/// `tz` is the UCM's zone, which the Unix time in a `uniqueid` needs.
 pub fn calls_in_slot(
     seed: u64,
     slot_start: LocalSecs,
-    calls_per_hour: f64,
-    flat: bool,
+    (calls_per_hour, flat): (f64, bool),
+    tz: Tz,
 ) -> Vec<Call> {
     let slot = slot_start.div_euclid(3600);
     let mut rng =
@@ -130,6 +149,7 @@ pub fn calls_in_slot(
         let mut g = Gen {
             rng: &mut rng,
             t0: slot_start + t as i64,
+            tz,
         };
         calls.push(g.call());
     }
@@ -145,6 +165,7 @@ enum From {
 struct Gen<'a> {
     rng: &'a mut ChaCha8Rng,
     t0: LocalSecs,
+    tz: Tz,
 }
 
 /// The part of a leg shared by all legs of one call.
@@ -253,7 +274,7 @@ impl Gen<'_> {
         Base {
             clid: format!("\"{caller_name}\" <{src}>"),
             session: format!("{}{micros:06}-{src}", self.t0),
-            uniqueid: format!("{}.{uid_seq}", self.t0),
+            uniqueid: format!("{}.{uid_seq}", unix_of(self.t0, self.tz)),
             src,
             caller_name,
             channel,
@@ -837,9 +858,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_calls_other_seed_other_calls() {
-        let a = calls_in_slot(7, 36 * 3600, 120.0, false);
-        let b = calls_in_slot(7, 36 * 3600, 120.0, false);
-        let c = calls_in_slot(8, 36 * 3600, 120.0, false);
+        let a = calls_in_slot(7, 36 * 3600, (120.0, false), chrono_tz::UTC);
+        let b = calls_in_slot(7, 36 * 3600, (120.0, false), chrono_tz::UTC);
+        let c = calls_in_slot(8, 36 * 3600, (120.0, false), chrono_tz::UTC);
         let key = |v: &[Call]| {
             v.iter()
                 .map(|c| (c.start(), c.legs.len(), c.legs[0].dst.clone()))
@@ -855,12 +876,45 @@ mod tests {
     }
 
     #[test]
+    fn uniqueid_counts_unix_seconds_of_the_call_start() {
+        use crate::clock::{from_secs, to_secs};
+        use chrono::TimeZone;
+        let berlin = chrono_tz::Europe::Berlin;
+        // 2024-05-01 10:00 local.
+        let slot = to_secs(
+            chrono::NaiveDate::from_ymd_opt(2024, 5, 1)
+                .unwrap()
+                .and_hms_opt(10, 0, 0)
+                .unwrap(),
+        );
+        let mut calls = calls_in_slot(3, slot, (120.0, false), berlin);
+        assert!(!calls.is_empty());
+        let epoch = |c: &Call| -> (i64, String) {
+            let (e, seq) = c.legs[0].uniqueid.split_once('.').unwrap();
+            assert!(c.legs.iter().all(|l| l.uniqueid == c.legs[0].uniqueid));
+            (e.parse().unwrap(), seq.to_string())
+        };
+        for c in &calls {
+            let utc = berlin
+                .from_local_datetime(&from_secs(c.start()))
+                .unwrap()
+                .timestamp();
+            assert_eq!(epoch(c).0, utc);
+            assert_eq!(utc, c.start() - 7200, "CEST");
+        }
+        // A call placed after a clock step carries the stepped clock in its uniqueid too.
+        let before = epoch(&calls[0]);
+        calls[0].shift(-600, berlin);
+        assert_eq!(epoch(&calls[0]), (before.0 - 600, before.1));
+    }
+
+    #[test]
     fn nights_are_quiet() {
         let day: usize = (0..30)
-            .map(|d| calls_in_slot(1, (d * 24 + 10) * 3600, 60.0, false).len())
+            .map(|d| calls_in_slot(1, (d * 24 + 10) * 3600, (60.0, false), chrono_tz::UTC).len())
             .sum();
         let night: usize = (0..30)
-            .map(|d| calls_in_slot(1, (d * 24 + 3) * 3600, 60.0, false).len())
+            .map(|d| calls_in_slot(1, (d * 24 + 3) * 3600, (60.0, false), chrono_tz::UTC).len())
             .sum();
         assert!(day > 20 * night.max(1), "day {day} night {night}");
     }

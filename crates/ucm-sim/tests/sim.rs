@@ -1368,3 +1368,577 @@ async fn shutdown_stops_both_listeners_and_drops_open_connections() {
     assert!(TcpStream::connect(api).await.is_err());
     assert!(TcpStream::connect(admin).await.is_err());
 }
+
+// timeFilterType / tineFilterType: the window on the call's end.
+
+/// Flat calls around the window 11:00..11:30 (each `(src, start, duration)`).
+const AROUND_THE_WINDOW: [(&str, &str, u32); 5] = [
+    ("2005", "2024-05-01 08:00:00", 10_800), // 3 h, ends 11:00:00 (the window's first second)
+    ("2001", "2024-05-01 10:00:00", 4_200),  // started before the window, ends in it (11:10)
+    ("2002", "2024-05-01 10:30:00", 600),    // ended before the window (10:40)
+    ("2003", "2024-05-01 11:05:00", 60),     // in it from start to end (11:06)
+    ("2004", "2024-05-01 11:25:00", 600),    // starts in it, ends after (11:35)
+];
+
+const WINDOW: (&str, &str) = ("2024-05-01T11:00:00", "2024-05-01T11:30:00");
+
+fn in_window(filter: Option<(&str, &str)>) -> Value {
+    let mut q = json!({"startTime": WINDOW.0, "endTime": WINDOW.1});
+    if let Some((k, v)) = filter {
+        q[k] = json!(v);
+    }
+    q
+}
+
+#[tokio::test]
+async fn end_filter_quirk_puts_the_window_on_the_call_end() {
+    use sim::EndFilter;
+    let mut ucm = Ucm::start(quiet()).await;
+    for (src, start, duration) in AROUND_THE_WINDOW {
+        ucm.sim.add_call(flat(start, duration, src));
+    }
+    ucm.login().await;
+    let on_start = ["2003", "2004"];
+    let on_end = ["2005", "2001", "2003"];
+    let time_end = Some(("timeFilterType", "End"));
+    let tine_end = Some(("tineFilterType", "end"));
+    let time_start = Some(("timeFilterType", "START"));
+    let none: [&str; 0] = [];
+    for (quirk, cases) in [
+        (
+            EndFilter::Honoured,
+            vec![
+                (None, &on_start[..]),
+                (time_start, &on_start[..]),
+                (time_end, &on_end[..]),
+                (tine_end, &on_end[..]),
+                (Some(("timeFilterType", "Finish")), &none[..]),
+            ],
+        ),
+        (
+            EndFilter::TypoOnly,
+            vec![(time_end, &on_start[..]), (tine_end, &on_end[..])],
+        ),
+        (
+            EndFilter::Ignored,
+            vec![(time_end, &on_start[..]), (tine_end, &on_start[..])],
+        ),
+        (
+            EndFilter::EmptyList,
+            vec![
+                (None, &on_start[..]),
+                (time_end, &none[..]),
+                (tine_end, &none[..]),
+                (time_start, &none[..]),
+            ],
+        ),
+    ] {
+        ucm.sim.set_quirks(Quirks {
+            end_filter: quirk,
+            ..Quirks::default()
+        });
+        for (filter, expected) in cases {
+            let page = ucm.cdr(in_window(filter)).await;
+            assert_eq!(srcs(&page), expected, "{quirk:?} {filter:?}");
+        }
+    }
+    let stats = ucm.sim.stats();
+    // Honoured: 3 + 3, TypoOnly: 3.
+    assert_eq!(stats.cdr_entries_end_filtered, 9);
+
+    // Order and paging work on what the end filter selected.
+    ucm.sim.set_quirks(Quirks {
+        order: Order::EndAsc,
+        ..Quirks::default()
+    });
+    let mut q = in_window(time_end);
+    assert_eq!(srcs(&ucm.cdr(q.clone()).await), ["2005", "2003", "2001"]);
+    q["numRecords"] = json!("2");
+    q["offset"] = json!("1");
+    assert_eq!(srcs(&ucm.cdr(q).await), ["2003", "2001"]);
+    // Only endTime: every call that ended by then.
+    let page = ucm
+        .cdr(json!({"endTime": "2024-05-01T11:00:00", "timeFilterType": "End"}))
+        .await;
+    assert_eq!(srcs(&page), ["2002", "2005"]);
+}
+
+/// Over generated traffic, an end window holds exactly the calls whose latest leg ended in it,
+/// however long ago they started.
+#[tokio::test]
+async fn end_filter_over_generated_traffic_matches_the_latest_leg_end() {
+    let mut ucm = Ucm::start(SimConfig {
+        calls_per_hour: 600.0,
+        history: Duration::from_secs(8 * 3600),
+        ..quiet()
+    })
+    .await;
+    ucm.login().await;
+    let all = ucm.all_entries().await;
+    let end_of = |e: &Value| -> String {
+        sim_legs(e)
+            .iter()
+            .map(|l| l["end"].as_str().unwrap().to_string())
+            .max()
+            .unwrap()
+    };
+    let (from, to) = ("2024-05-01 10:00:00", "2024-05-01 10:30:00");
+    let expected: Vec<&Value> = all
+        .iter()
+        .filter(|e| (from..=to).contains(&end_of(e).as_str()))
+        .collect();
+    assert!(
+        expected
+            .iter()
+            .any(|e| starts(&json!({"cdr_root": [e]}))[0].as_str() < "2024-05-01 09:30:00"),
+        "some call started long before the window"
+    );
+    let mut got = Vec::new();
+    loop {
+        let page = ucm
+            .cdr(
+                json!({"startTime": from, "endTime": to, "tineFilterType": "End",
+                        "numRecords": "100", "offset": got.len().to_string()}),
+            )
+            .await;
+        let rows = page["cdr_root"].as_array().unwrap().clone();
+        let n = rows.len();
+        got.extend(rows);
+        if n < 100 {
+            break;
+        }
+    }
+    assert!(expected.len() > 100, "{}", expected.len());
+    assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+    assert_eq!(ucm.sim.stats().cdr_entries_end_filtered, got.len() as u64);
+}
+
+fn sim_legs(e: &Value) -> Vec<&Value> {
+    match e.get("main_cdr") {
+        Some(_) => e
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("sub_cdr_"))
+            .map(|(_, v)| v)
+            .collect(),
+        None => vec![e],
+    }
+}
+
+// Channel lists: the calls under way.
+
+impl Ucm {
+    /// Every row of a channel list at the sim's clock.
+    async fn channels(&self, action: &str) -> Vec<Value> {
+        let r = self
+            .call(
+                json!({"action": action, "cookie": self.cookie.clone().unwrap(),
+                         "item_num": "1000", "page": "1"}),
+            )
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        r["response"]["channel"].as_array().unwrap().clone()
+    }
+}
+
+fn berlin_unix(local: &str) -> i64 {
+    use chrono::TimeZone;
+    chrono_tz::Europe::Berlin
+        .from_local_datetime(&t(local))
+        .unwrap()
+        .timestamp()
+}
+
+/// Rang 2000 unanswered for 20 s, then 2001 rang 10 s and talked 90 s: 11:59:50 to 12:01:50.
+fn live_call() -> Value {
+    let uid = format!("{}.7", berlin_unix("2024-05-01 11:59:50"));
+    let leg = |start: &str, duration: u32, billsec: u32, ext: &str, n: u32| {
+        json!({"AcctId": n.to_string(), "uniqueid": uid, "src": "030555", "dst": ext,
+               "caller_name": "Oak Technology", "start": start, "duration": duration.to_string(),
+               "billsec": billsec.to_string(),
+               "disposition": if billsec > 0 { "ANSWERED" } else { "NO ANSWER" },
+               "userfield": "Inbound", "src_trunk_name": "groff",
+               "channel": "PJSIP/trunk_2-00000001", "channel_ext": "trunk_2", "dstchannel_ext": ext,
+               "dstchannel": format!("PJSIP/{ext}-0000000{n}"), "lastapp": "Dial"})
+    };
+    json!({"cdr": "1714557590000001-030555",
+           "main_cdr": {"src": "030555", "dst": "2000", "start": "2024-05-01 11:59:50",
+                        "duration": "120", "billsec": "90", "uniqueid": uid},
+           "sub_cdr_1": leg("2024-05-01 11:59:50", 20, 0, "2000", 2),
+           "sub_cdr_2": leg("2024-05-01 12:00:10", 100, 90, "2001", 3)})
+}
+
+#[tokio::test]
+async fn a_live_call_rings_is_bridged_and_leaves_the_lists() {
+    let mut ucm = Ucm::start(SimConfig {
+        timezone: chrono_tz::Europe::Berlin,
+        ..quiet()
+    })
+    .await;
+    let entry = live_call();
+    ucm.sim.add_live_call(entry.clone());
+    // The same call without channels: add_call leaves the lists alone.
+    ucm.sim.add_call(flat("2024-05-01 11:59:00", 300, "2009"));
+    ucm.login().await;
+    let uid = entry["main_cdr"]["uniqueid"].as_str().unwrap().to_string();
+    let seq_after = |n: u32, at: &str| format!("{}.{n}", berlin_unix(at));
+
+    // 12:00:00: the caller rings, and so does 2000.
+    assert!(ucm.channels("listBridgedChannels").await.is_empty());
+    let unbridged = ucm.channels("listUnBridgedChannels").await;
+    assert_eq!(
+        unbridged,
+        [
+            json!({"channel": "PJSIP/trunk_2-00000001", "state": "Ring", "service": "normal",
+                   "callernum": "030555", "callername": "Oak Technology", "connectednum": "2000",
+                   "connectedname": "User 2000", "alloc_time": "2024-05-01 11:59:50", "uniqueid": uid}),
+            json!({"channel": "PJSIP/2000-00000002", "state": "Ringing", "service": "normal",
+                   "callernum": "030555", "callername": "Oak Technology", "connectednum": "2000",
+                   "connectedname": "User 2000", "alloc_time": "2024-05-01 11:59:50",
+                   "uniqueid": seq_after(8, "2024-05-01 11:59:50")}),
+        ]
+    );
+
+    // 12:00:15: 2000 gave up, 2001 rings (its channel created at 12:00:10).
+    ucm.sim.advance(Duration::from_secs(15));
+    let unbridged = ucm.channels("listUnBridgedChannels").await;
+    let summary: Vec<(&str, &str, &str)> = unbridged
+        .iter()
+        .map(|r| {
+            (
+                r["channel"].as_str().unwrap(),
+                r["state"].as_str().unwrap(),
+                r["alloc_time"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("PJSIP/trunk_2-00000001", "Ring", "2024-05-01 11:59:50"),
+            ("PJSIP/2001-00000003", "Ringing", "2024-05-01 12:00:10"),
+        ]
+    );
+
+    // 12:00:30: talking.
+    ucm.sim.advance(Duration::from_secs(15));
+    assert!(ucm.channels("listUnBridgedChannels").await.is_empty());
+    assert_eq!(
+        ucm.channels("listBridgedChannels").await,
+        [
+            json!({"channel1": "PJSIP/trunk_2-00000001", "channel2": "PJSIP/2001-00000003",
+                "callerid1": "030555", "callerid2": "2001", "name1": "Oak Technology",
+                "name2": "User 2001", "bridge_time": "2024-05-01 12:00:20",
+                "uniqueid1": uid, "uniqueid2": seq_after(9, "2024-05-01 12:00:10")})
+        ]
+    );
+    // Without uniqueids, for clients that must cope without them.
+    ucm.sim.set_quirks(Quirks {
+        no_channel_uniqueids: true,
+        ..Quirks::default()
+    });
+    let bridged = ucm.channels("listBridgedChannels").await;
+    assert!(bridged[0].get("uniqueid1").is_none() && bridged[0].get("uniqueid2").is_none());
+    assert_eq!(bridged[0]["channel2"], "PJSIP/2001-00000003");
+    ucm.sim.advance(Duration::from_secs(79));
+    assert_eq!(
+        ucm.cdr(json!({})).await["cdr_root"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // 12:01:50: over, and written.
+    ucm.sim.advance(Duration::from_secs(1));
+    assert!(ucm.channels("listBridgedChannels").await.is_empty());
+    assert!(ucm.channels("listUnBridgedChannels").await.is_empty());
+    assert_eq!(ucm.cdr(json!({})).await["cdr_root"], json!([entry]));
+}
+
+/// Calls under way at `now`, by CDR uniqueid, read from the entries once they are written:
+/// (start, end, caller channel, every dstchannel).
+fn under_way(
+    entries: &[Value],
+    now: &str,
+) -> BTreeMap<String, (String, String, String, Vec<String>)> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let legs = sim_legs(e);
+            let start = e.get("main_cdr").unwrap_or(e)["start"]
+                .as_str()?
+                .to_string();
+            let end = legs
+                .iter()
+                .map(|l| l["end"].as_str().unwrap())
+                .max()?
+                .to_string();
+            (start.as_str() <= now && now < end.as_str()).then(|| {
+                let first = legs
+                    .iter()
+                    .find(|l| l["lastapp"] != "ForkCDR")
+                    .unwrap_or(&legs[0]);
+                (
+                    legs[0]["uniqueid"].as_str().unwrap().to_string(),
+                    (
+                        start,
+                        end,
+                        first["channel"].as_str().unwrap().to_string(),
+                        legs.iter()
+                            .filter(|l| l["lastapp"] != "ForkCDR")
+                            .map(|l| l["dstchannel"].as_str().unwrap().to_string())
+                            .filter(|c| !c.is_empty())
+                            .collect(),
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn channel_lists_show_exactly_the_calls_under_way() {
+    let mut ucm = Ucm::start(SimConfig {
+        timezone: chrono_tz::Europe::Berlin,
+        calls_per_hour: 900.0,
+        history: Duration::from_secs(3 * 3600),
+        ..quiet()
+    })
+    .await;
+    ucm.login().await;
+    let now = "2024-05-01 12:00:00";
+    let bridged = ucm.channels("listBridgedChannels").await;
+    let unbridged = ucm.channels("listUnBridgedChannels").await;
+    assert!(!bridged.is_empty() && !unbridged.is_empty());
+
+    // Once every call under way then has ended (the longest talk is 2 h), the CDRs say which.
+    ucm.sim.advance(Duration::from_secs(3 * 3600));
+    ucm.login().await;
+    let entries = ucm.all_entries().await;
+    let calls = under_way(&entries, now);
+    assert!(calls.len() > 10, "{}", calls.len());
+
+    let mut seen = std::collections::BTreeSet::new();
+    for b in &bridged {
+        let uid = b["uniqueid1"].as_str().unwrap();
+        let (start, _, caller, dsts) = calls.get(uid).unwrap_or_else(|| panic!("{b}"));
+        assert_eq!(b["channel1"], caller.as_str());
+        assert!(dsts.iter().any(|d| b["channel2"] == d.as_str()), "{b}");
+        assert!(b["bridge_time"].as_str().unwrap() <= now);
+        let epoch: i64 = uid.split_once('.').unwrap().0.parse().unwrap();
+        assert_eq!(epoch, berlin_unix(start), "{b}");
+        assert_ne!(b["uniqueid2"], b["uniqueid1"]);
+        seen.insert(uid.to_string());
+    }
+    for c in &unbridged {
+        let channel = c["channel"].as_str().unwrap();
+        let uid = c["uniqueid"].as_str().unwrap();
+        if let Some((start, _, caller, _)) = calls.get(uid) {
+            assert_eq!(channel, caller);
+            assert_eq!(
+                c["alloc_time"],
+                start.as_str(),
+                "the caller's channel: the call start"
+            );
+            assert!(
+                ["Ring", "Up"].contains(&c["state"].as_str().unwrap()),
+                "{c}"
+            );
+            seen.insert(uid.to_string());
+        } else {
+            assert_eq!(c["state"], "Ringing", "{c}");
+            assert!(
+                calls
+                    .values()
+                    .any(|(_, _, _, dsts)| dsts.iter().any(|d| d == channel)),
+                "{c}"
+            );
+            assert!(c["alloc_time"].as_str().unwrap() <= now);
+        }
+    }
+    assert_eq!(
+        seen,
+        calls.keys().cloned().collect(),
+        "every call under way is listed"
+    );
+}
+
+/// The same seed places the same calls: one simulator finds out when the first call under way
+/// at noon ends, a second one is stopped just before and at that second.
+#[tokio::test]
+async fn a_call_leaves_the_channel_lists_when_it_ends() {
+    let cfg = SimConfig {
+        timezone: chrono_tz::Europe::Berlin,
+        calls_per_hour: 900.0,
+        history: Duration::from_secs(3 * 3600),
+        ..quiet()
+    };
+    let now = "2024-05-01 12:00:00";
+    let mut scout = Ucm::start(cfg.clone()).await;
+    scout.sim.advance(Duration::from_secs(3 * 3600));
+    scout.login().await;
+    let calls = under_way(&scout.all_entries().await, now);
+    let (uid, (_, end, _, _)) = calls
+        .iter()
+        .min_by_key(|(_, (_, end, _, _))| end.clone())
+        .unwrap();
+    let left = (t(end) - t(now)).num_seconds() as u64;
+    assert!(left > 0);
+
+    let mut ucm = Ucm::start(cfg).await;
+    ucm.login().await;
+    let listed = |bridged: &[Value], unbridged: &[Value]| {
+        bridged.iter().any(|b| b["uniqueid1"] == uid.as_str())
+            || unbridged.iter().any(|c| c["uniqueid"] == uid.as_str())
+    };
+    let written = |entries: &[Value]| {
+        entries
+            .iter()
+            .any(|e| sim_legs(e)[0]["uniqueid"] == uid.as_str())
+    };
+    ucm.sim.advance(Duration::from_secs(left - 1));
+    let (b, u) = (
+        ucm.channels("listBridgedChannels").await,
+        ucm.channels("listUnBridgedChannels").await,
+    );
+    assert!(listed(&b, &u), "one second before its end");
+    assert!(!written(&ucm.all_entries().await));
+    ucm.sim.advance(Duration::from_secs(1));
+    let (b, u) = (
+        ucm.channels("listBridgedChannels").await,
+        ucm.channels("listUnBridgedChannels").await,
+    );
+    assert!(!listed(&b, &u), "at its end");
+    assert!(written(&ucm.all_entries().await));
+}
+
+#[tokio::test]
+async fn channel_actions_can_be_denied_and_count_their_rows() {
+    let mut ucm = Ucm::start(quiet()).await;
+    ucm.sim.add_live_call(live_call());
+    ucm.login().await;
+    let cookie = ucm.cookie.clone().unwrap();
+    for action in ["listBridgedChannels", "listUnBridgedChannels"] {
+        ucm.sim.add_fault(FaultRule {
+            fault: Fault::Status(-47),
+            action: Some(action.into()),
+            times: None,
+        });
+        for other in ["listBridgedChannels", "listUnBridgedChannels"] {
+            let r = ucm.call(json!({"action": other, "cookie": cookie})).await;
+            let expected = if other == action { -47 } else { 0 };
+            assert_eq!(r["status"], expected, "{action} denied, {other} asked: {r}");
+        }
+        ucm.sim.clear_faults();
+    }
+    let stats_before = ucm.sim.stats();
+    assert_eq!(stats_before.entries_by_action["listUnBridgedChannels"], 2);
+    assert_eq!(stats_before.entries_by_action["listBridgedChannels"], 0);
+
+    // Paging: rows of the page shown are what counts.
+    let r = ucm
+        .call(
+            json!({"action": "listUnBridgedChannels", "cookie": cookie, "item_num": 1, "page": 2}),
+        )
+        .await;
+    assert_eq!(
+        (
+            &r["response"]["total_item"],
+            &r["response"]["total_page"],
+            &r["response"]["page"]
+        ),
+        (&json!(2), &json!(2), &json!(2))
+    );
+    assert_eq!(r["response"]["channel"][0]["state"], "Ringing");
+    ucm.call(json!({"action": "listAccount", "cookie": cookie}))
+        .await;
+    ucm.call(json!({"action": "listVoIPTrunk", "cookie": cookie}))
+        .await;
+    ucm.call(json!({"action": "getSystemStatus", "cookie": cookie}))
+        .await;
+    ucm.sim.advance(Duration::from_secs(110));
+    assert_eq!(
+        ucm.cdr(json!({})).await["cdr_root"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let stats = ucm.sim.stats();
+    assert_eq!(
+        stats.entries_by_action,
+        BTreeMap::from([
+            ("cdrapi".to_string(), 1),
+            ("listAccount".to_string(), 20),
+            ("listBridgedChannels".to_string(), 0),
+            ("listUnBridgedChannels".to_string(), 3),
+            ("listVoIPTrunk".to_string(), 4),
+        ])
+    );
+    assert_eq!(
+        stats.bytes_by_action.values().sum::<u64>(),
+        stats.bytes_sent
+    );
+    assert_eq!(
+        stats.bytes_by_action.keys().collect::<Vec<_>>(),
+        stats.requests.keys().collect::<Vec<_>>()
+    );
+    assert!(stats.bytes_by_action["getSystemStatus"] > 0);
+}
+
+#[tokio::test]
+async fn admin_endpoint_reaches_the_new_quirks_and_live_calls() {
+    let mut ucm = Ucm::start(SimConfig {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..quiet()
+    })
+    .await;
+    let admin = ucm.sim.admin_url().unwrap();
+    let http = reqwest::Client::new();
+    let set = http
+        .post(format!("{admin}/quirks"))
+        .body(r#"{"end_filter": "typo-only", "no_channel_uniqueids": true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let expected = Quirks {
+        end_filter: sim::EndFilter::TypoOnly,
+        no_channel_uniqueids: true,
+        ..Quirks::default()
+    };
+    assert_eq!(body::<Quirks>(set).await, expected);
+    let bad = http
+        .post(format!("{admin}/quirks"))
+        .body(r#"{"end_filter": "End"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("end_filter"));
+    let added = http
+        .post(format!("{admin}/calls?live=true"))
+        .body(live_call().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success());
+    let refused = http
+        .post(format!("{admin}/calls?live=maybe"))
+        .body(live_call().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    ucm.login().await;
+    let rows = ucm.channels("listUnBridgedChannels").await;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.get("uniqueid").is_none()));
+    let page = ucm
+        .cdr(json!({"endTime": "2024-05-01T12:01:50", "timeFilterType": "End"}))
+        .await;
+    assert_eq!(page, json!({"cdr_root": []}), "still under way");
+    ucm.sim.shutdown().await;
+}

@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use clap::{Parser, ValueEnum};
-use ucm_sim::{self as sim, CookieMode, Firmware, Order, Quirks, SimConfig};
+use ucm_sim::{self as sim, CookieMode, EndFilter, Firmware, Order, Quirks, SimConfig};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ucm-sim",
     version,
-    about = "Simulated Grandstream UCM: HTTPS API (challenge/login/cdrapi/status/list actions), \
+    about = "Simulated Grandstream UCM: HTTPS API (challenge/login/cdrapi/status/list and channel actions), \
              seeded small-business call traffic, login security and fault injection",
     after_help = "Clients POST {\"request\":{...}} to <url>/api. The admin endpoint (plain HTTP, loopback) offers \
                   GET /stats, GET /now, GET /truth?after=YYYY-MM-DDTHH:MM:SS&until=..., POST /faults (a FaultRule as JSON, \
                   e.g. {\"fault\":{\"Status\":-45},\"action\":\"cdrapi\",\"times\":3}), DELETE /faults, \
                   GET/POST /quirks (e.g. {\"page_cap\":100,\"order\":\"EndAsc\"}), POST /advance?seconds=N, \
-                  POST /step?seconds=-3600, POST /calls[?visible=now] (one cdr_root entry) and POST /invalidate. \
+                  POST /step?seconds=-3600, POST /calls[?visible=now][&live=true] (one cdr_root entry) and POST /invalidate. \
                   See crates/ucm-sim/README.md."
 )]
 struct Args {
@@ -106,6 +106,14 @@ struct Args {
     /// ended, then with the rest of their legs (e.g. 2m).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     late_legs_delay: Option<Duration>,
+    /// Quirk: what cdrapi makes of timeFilterType/tineFilterType "End" (window on the call's end):
+    /// both spellings honoured, only the guide's typo tineFilterType, both ignored, or an empty
+    /// list for any request carrying either.
+    #[arg(long, value_enum, default_value_t = EndFilterArg::Honoured)]
+    end_filter: EndFilterArg,
+    /// Quirk: listBridgedChannels and listUnBridgedChannels rows carry no uniqueid fields.
+    #[arg(long)]
+    no_channel_uniqueids: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. info or ucm_sim=debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -122,6 +130,14 @@ enum EntryOrder {
     StartAsc,
     EndAsc,
     StartDesc,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EndFilterArg {
+    Honoured,
+    TypoOnly,
+    Ignored,
+    EmptyList,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -182,6 +198,13 @@ async fn main() -> anyhow::Result<()> {
             silent_expiry: args.silent_expiry,
             filter_reads_utc: args.filter_reads_utc,
             late_legs_delay: args.late_legs_delay,
+            end_filter: match args.end_filter {
+                EndFilterArg::Honoured => EndFilter::Honoured,
+                EndFilterArg::TypoOnly => EndFilter::TypoOnly,
+                EndFilterArg::Ignored => EndFilter::Ignored,
+                EndFilterArg::EmptyList => EndFilter::EmptyList,
+            },
+            no_channel_uniqueids: args.no_channel_uniqueids,
         },
     };
     let ucm = sim::start(cfg).await?;

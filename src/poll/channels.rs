@@ -1,0 +1,468 @@
+//! Channel-bounded windows: the live channel lists (`listBridgedChannels`,
+//! `listUnBridgedChannels`, docs/ucm-api.md §7.6) say which calls are in progress and since
+//! when, so a start-filtered poll need not reach back a fixed overlap for long calls.
+//!
+//! Each poll takes a snapshot of the lists before it reads CDRs. A call longer than a poll
+//! interval is in progress at some snapshot; when its channels leave the lists, the next two
+//! polls read a narrow window around its start (its CDR may be written a little after the
+//! channels go). A shorter call lies between two snapshots and started after the snapshot two
+//! polls back, which the recent window reaches. What this rests on, and how a safety sweep
+//! checks it, is in docs/design.md §2.4.
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+
+use chrono::{NaiveDateTime, TimeZone};
+use foldhash::{HashMap, HashMapExt, HashSet};
+use serde_json::Value;
+
+use super::plan::{merge_windows, ChannelWindows};
+use crate::state::{local_secs, LocalSecs};
+
+/// Polls a window is read after its channels left the lists, unless its CDR shows up first.
+const READS_PER_ENDED_CALL: u8 = 2;
+
+/// A hash of an Asterisk uniqueid, to match channels with CDRs without keeping the strings.
+pub fn uid_hash(uniqueid: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x75_63_6d).hash_one(uniqueid.trim())
+}
+
+/// One row of a channel list: the channels of one call (two when bridged) and what the row
+/// says of when the call started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub channels: Vec<String>,
+    /// Uniqueid hashes of the row's channels.
+    pub uniqueids: Vec<u64>,
+    /// The earliest channel creation the row states (`alloc_time`, a uniqueid's epoch).
+    pub start: Option<LocalSecs>,
+    /// The bridge time: when the call was answered, which may be minutes after it started
+    /// (an IVR, a queue, a transfer), so it only bounds the snapshot's time.
+    pub bridged_at: Option<LocalSecs>,
+    /// A callee's channel being rung (state `Ringing`): it leaving the lists says nothing of
+    /// the call's end, and its creation is not the call's start.
+    pub ringing: bool,
+}
+
+fn text<'a>(row: &'a Value, key: &str) -> Option<&'a str> {
+    row.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn local_time(s: &str) -> Option<LocalSecs> {
+    let s = s.replace('T', " ");
+    NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(local_secs)
+}
+
+/// The creation time of a channel from its uniqueid (`<unix epoch>.<sequence>`), in the UCM's
+/// local seconds.
+fn uniqueid_start(uid: &str, tz: chrono_tz::Tz) -> Option<LocalSecs> {
+    let epoch: i64 = uid.split('.').next()?.parse().ok()?;
+    // Sequence-only or garbage ids are not times; a real epoch is after 2001.
+    if epoch < 1_000_000_000 {
+        return None;
+    }
+    let utc = chrono::DateTime::from_timestamp(epoch, 0)?;
+    Some(local_secs(
+        tz.from_utc_datetime(&utc.naive_utc()).naive_local(),
+    ))
+}
+
+/// Reads the rows of a `listBridgedChannels` or `listUnBridgedChannels` answer (`response`),
+/// whichever fields it has. Rows without a channel name are ignored.
+pub fn parse_rows(response: &Value, tz: chrono_tz::Tz) -> Vec<Row> {
+    let Some(rows) = response.get("channel").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|r| {
+            let mut row = Row {
+                channels: Vec::new(),
+                uniqueids: Vec::new(),
+                start: None,
+                bridged_at: text(r, "bridge_time").and_then(local_time),
+                ringing: text(r, "state").is_some_and(|s| s.eq_ignore_ascii_case("ringing")),
+            };
+            for (chan, uid) in [
+                ("channel", "uniqueid"),
+                ("channel1", "uniqueid1"),
+                ("channel2", "uniqueid2"),
+            ] {
+                if let Some(c) = text(r, chan) {
+                    row.channels.push(c.to_string());
+                }
+                if let Some(u) = text(r, uid) {
+                    row.uniqueids.push(uid_hash(u));
+                    row.start = row.start.min_some(uniqueid_start(u, tz));
+                }
+            }
+            row.start = row
+                .start
+                .min_some(text(r, "alloc_time").and_then(local_time));
+            (!row.channels.is_empty()).then_some(row)
+        })
+        .collect()
+}
+
+trait MinSome {
+    fn min_some(self, other: Self) -> Self;
+}
+
+impl MinSome for Option<LocalSecs> {
+    fn min_some(self, other: Self) -> Self {
+        match (self, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What is known of one live channel: when its call started, and the uniqueids of its call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Live {
+    start: LocalSecs,
+    uniqueids: Vec<u64>,
+}
+
+impl Live {
+    fn merge(&mut self, other: &Live) {
+        self.start = self.start.min(other.start);
+        for u in &other.uniqueids {
+            if !self.uniqueids.contains(u) {
+                self.uniqueids.push(*u);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ended {
+    lo: LocalSecs,
+    hi: LocalSecs,
+    uniqueids: Vec<u64>,
+    reads_left: u8,
+}
+
+/// Follows the channel lists from poll to poll.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    live: HashMap<String, Live>,
+    ended: Vec<Ended>,
+    /// Lower bounds of the UCM's clock at the last three snapshots, oldest first.
+    floors: VecDeque<LocalSecs>,
+    /// Whether every snapshot since the last sweep was taken: only then do the windows cover
+    /// every call that ended since.
+    ready: bool,
+}
+
+impl Tracker {
+    /// Takes in a snapshot. `watermark` (the newest call start read) and every time in the rows
+    /// are times the UCM's clock has passed, so their maximum bounds the snapshot's time from
+    /// below without trusting this host's clock; `ceiling` caps a bogus future time.
+    ///
+    /// `Err` when a row of a call under way states no start (neither a uniqueid nor an
+    /// `alloc_time`): its window could not be bounded, so such lists cannot bound windows.
+    pub fn observe(
+        &mut self,
+        rows: &[Row],
+        watermark: Option<LocalSecs>,
+        ceiling: LocalSecs,
+    ) -> Result<(), String> {
+        let mut live: HashMap<String, Live> = HashMap::with_capacity(rows.len() * 2);
+        let mut floor = watermark;
+        for row in rows {
+            floor = floor.max(row.start).max(row.bridged_at);
+            if row.ringing {
+                continue;
+            }
+            let Some(start) = row.start else {
+                self.lost();
+                return Err(format!(
+                    "a row of channel {} states no start (no uniqueid, no alloc_time)",
+                    row.channels.join(" + ")
+                ));
+            };
+            let mut est = Live {
+                start,
+                uniqueids: row.uniqueids.clone(),
+            };
+            // A channel seen earlier (ringing in, waiting in a queue) lends its start to the
+            // bridge it is in now.
+            for c in &row.channels {
+                if let Some(known) = self.live.get(c) {
+                    est.merge(known);
+                }
+            }
+            for c in &row.channels {
+                live.entry(c.clone())
+                    .and_modify(|l| l.merge(&est))
+                    .or_insert_with(|| est.clone());
+            }
+        }
+        for (c, l) in self.live.drain() {
+            if live.contains_key(&c) {
+                continue;
+            }
+            // A CDR's start is its caller channel's creation, written after the uniqueid was
+            // taken: the same second or the next.
+            let ended = Ended {
+                lo: l.start,
+                hi: l.start + 1,
+                uniqueids: l.uniqueids,
+                reads_left: READS_PER_ENDED_CALL,
+            };
+            if !self.ended.contains(&ended) {
+                self.ended.push(ended);
+            }
+        }
+        self.live = live;
+        self.floors
+            .push_back(floor.unwrap_or(LocalSecs::MIN).min(ceiling));
+        while self.floors.len() > 3 {
+            self.floors.pop_front();
+        }
+        Ok(())
+    }
+
+    /// A snapshot could not be taken: calls may end unseen until the next sweep.
+    pub fn lost(&mut self) {
+        self.ready = false;
+        self.floors.clear();
+    }
+
+    /// A sweep read everything, after this poll's snapshot: the windows cover from here on.
+    pub fn swept(&mut self) {
+        self.ready = !self.floors.is_empty();
+        self.ended.clear();
+    }
+
+    /// The windows of this poll, after its snapshot; `None` when a sweep must come first.
+    pub fn windows(&self, end_margin: i64) -> Option<ChannelWindows> {
+        if !self.ready {
+            return None;
+        }
+        // The floors before this poll's own snapshot.
+        let n = self.floors.len();
+        let earlier: Vec<LocalSecs> = self
+            .floors
+            .iter()
+            .take(n.saturating_sub(1))
+            .copied()
+            .collect();
+        let (recent_from, late_before) = match earlier.as_slice() {
+            [] => return None,
+            [one] => (
+                one.saturating_sub(end_margin),
+                one.saturating_sub(end_margin),
+            ),
+            [.., two_back, one_back] => (
+                (*two_back).min(*one_back),
+                one_back.saturating_sub(end_margin),
+            ),
+        };
+        Some(ChannelWindows {
+            recent_from,
+            targets: merge_windows(self.ended.iter().map(|e| (e.lo, e.hi)).collect()),
+            late_before,
+        })
+    }
+
+    /// After the poll's reads: windows whose call was read are done, the others are read once
+    /// more, then left to the safety sweep.
+    pub fn read(&mut self, uniqueids: &HashSet<u64>) {
+        self.ended.retain_mut(|e| {
+            e.reads_left = e.reads_left.saturating_sub(1);
+            e.reads_left > 0 && !e.uniqueids.iter().any(|u| uniqueids.contains(u))
+        });
+    }
+
+    /// Calls in progress at the last snapshot.
+    pub fn live_channels(&self) -> usize {
+        self.live.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const T: LocalSecs = 1_000_000;
+
+    fn row(ch: &[&str], start: Option<LocalSecs>, bridged: Option<LocalSecs>, uid: &str) -> Row {
+        Row {
+            channels: ch.iter().map(|c| c.to_string()).collect(),
+            uniqueids: if uid.is_empty() {
+                vec![]
+            } else {
+                vec![uid_hash(uid)]
+            },
+            start,
+            bridged_at: bridged,
+            ringing: false,
+        }
+    }
+
+    fn observe(tr: &mut Tracker, rows: &[Row], watermark: Option<LocalSecs>) {
+        tr.observe(rows, watermark, i64::MAX).unwrap();
+    }
+
+    #[test]
+    fn rows_of_both_lists_with_or_without_uniqueids() {
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        // 2026-03-04 10:00:00 in Berlin is 09:00:00 UTC.
+        let bridged = json!({"channel": [
+            {"channel1": "PJSIP/trunk_1-0001", "channel2": "PJSIP/2001-0002", "bridge_time": "2026-03-04 10:00:20",
+             "uniqueid1": "1772614800.7", "uniqueid2": "1772614810.8"},
+            {"channel1": "PJSIP/2002-0003", "channel2": "PJSIP/2003-0004", "bridge_time": "2026-03-04 10:01:00"},
+            {"bridge_time": "2026-03-04 10:01:00"}
+        ]});
+        let rows = parse_rows(&bridged, tz);
+        let t = |s: &str| local_time(s).unwrap();
+        assert_eq!(rows.len(), 2, "a row without channels is no call");
+        assert_eq!(rows[0].start, Some(t("2026-03-04 10:00:00")));
+        assert_eq!(rows[0].bridged_at, Some(t("2026-03-04 10:00:20")));
+        assert_eq!(
+            rows[0].uniqueids,
+            vec![uid_hash("1772614800.7"), uid_hash("1772614810.8")]
+        );
+        assert_eq!((rows[1].start, rows[1].uniqueids.len()), (None, 0));
+        let unbridged = json!({"channel": [
+            {"channel": "PJSIP/2004-0005", "state": "Ringing", "alloc_time": "2026-03-04 09:59:58", "uniqueid": "17"},
+            {"channel": "PJSIP/trunk_2-0006", "state": "Up", "alloc_time": "2026-03-04 09:59:50"}
+        ]});
+        let rows = parse_rows(&unbridged, tz);
+        assert_eq!(
+            rows[0].start,
+            Some(t("2026-03-04 09:59:58")),
+            "a uniqueid that is no epoch is no time"
+        );
+        assert_eq!((rows[0].ringing, rows[1].ringing), (true, false));
+        assert!(parse_rows(&json!({"channel": "none"}), tz).is_empty());
+    }
+
+    #[test]
+    fn a_long_call_is_read_around_its_start_when_it_ends() {
+        let mut tr = Tracker::default();
+        observe(
+            &mut tr,
+            &[row(&["A", "B"], Some(T), Some(T + 10), "u1")],
+            Some(T + 50),
+        );
+        tr.swept();
+        observe(
+            &mut tr,
+            &[row(&["A", "B"], Some(T), Some(T + 10), "u1")],
+            Some(T + 100),
+        );
+        let w = tr.windows(30).unwrap();
+        assert!(w.targets.is_empty(), "still in progress");
+        assert_eq!(
+            w.recent_from,
+            T + 50 - 30,
+            "one snapshot back: its floor minus the margin"
+        );
+        tr.read(&HashSet::default());
+        // Gone: its start is read.
+        observe(&mut tr, &[], Some(T + 200));
+        let w = tr.windows(30).unwrap();
+        assert_eq!(w.targets, vec![(T, T + 1)]);
+        assert_eq!(w.recent_from, T + 50, "two snapshots back");
+        assert_eq!(w.late_before, T + 100 - 30);
+        // Its CDR was not there yet: read once more; then it was, and the window is done.
+        tr.read(&HashSet::default());
+        assert_eq!(tr.windows(30).unwrap().targets.len(), 1);
+        tr.read(&[uid_hash("u1")].into_iter().collect());
+        observe(&mut tr, &[], Some(T + 300));
+        assert!(tr.windows(30).unwrap().targets.is_empty());
+        // Without a matching CDR a window is read twice, then left to the safety sweep.
+        observe(
+            &mut tr,
+            &[row(&["C"], Some(T + 250), None, "")],
+            Some(T + 300),
+        );
+        observe(&mut tr, &[], Some(T + 400));
+        tr.read(&HashSet::default());
+        tr.read(&HashSet::default());
+        observe(&mut tr, &[], Some(T + 500));
+        assert!(tr.windows(30).unwrap().targets.is_empty());
+    }
+
+    #[test]
+    fn lists_that_state_no_start_cannot_bound_windows() {
+        let mut tr = Tracker::default();
+        observe(&mut tr, &[], Some(T));
+        tr.swept();
+        let no_start = row(&["A", "B"], None, Some(T), "");
+        let err = tr.observe(&[no_start], Some(T), i64::MAX).unwrap_err();
+        assert!(err.contains("A + B"), "{err}");
+        assert!(tr.windows(30).is_none());
+        // A ringing callee's row needs none: its creation is not a call's start.
+        let ringing = Row {
+            ringing: true,
+            ..row(&["C"], None, None, "")
+        };
+        assert!(tr.observe(&[ringing], Some(T), i64::MAX).is_ok());
+    }
+
+    #[test]
+    fn a_channel_seen_before_lends_its_start_to_the_bridge_it_joins() {
+        let mut tr = Tracker::default();
+        observe(&mut tr, &[row(&["A"], Some(T), None, "")], None);
+        tr.swept();
+        observe(
+            &mut tr,
+            &[row(&["A", "B"], Some(T + 30), Some(T + 40), "")],
+            None,
+        );
+        tr.read(&HashSet::default());
+        observe(&mut tr, &[], None);
+        assert_eq!(tr.windows(30).unwrap().targets, vec![(T, T + 1)]);
+    }
+
+    #[test]
+    fn a_rung_channel_that_stops_ringing_ends_no_call() {
+        let mut tr = Tracker::default();
+        let ringing = Row {
+            ringing: true,
+            ..row(&["B"], Some(T + 5), None, "")
+        };
+        observe(&mut tr, &[row(&["A"], Some(T), None, ""), ringing], None);
+        tr.swept();
+        observe(&mut tr, &[row(&["A"], Some(T), None, "")], None);
+        assert!(tr.windows(30).unwrap().targets.is_empty());
+        assert_eq!(
+            tr.floors.back(),
+            Some(&T),
+            "its time still bounds the snapshot's"
+        );
+    }
+
+    #[test]
+    fn a_lost_snapshot_needs_a_sweep() {
+        let mut tr = Tracker::default();
+        assert!(tr.windows(30).is_none(), "nothing followed yet");
+        observe(&mut tr, &[], Some(T));
+        assert!(tr.windows(30).is_none(), "not since a sweep");
+        tr.swept();
+        observe(&mut tr, &[], Some(T));
+        assert!(tr.windows(30).is_some());
+        tr.lost();
+        observe(&mut tr, &[], Some(T));
+        assert!(tr.windows(30).is_none());
+    }
+
+    #[test]
+    fn floors_never_pass_the_ceiling() {
+        let mut tr = Tracker::default();
+        tr.observe(&[row(&["A"], Some(T + 10_000), None, "")], Some(T), T + 100)
+            .unwrap();
+        tr.swept();
+        tr.observe(&[], Some(T), T + 100).unwrap();
+        assert_eq!(tr.windows(0).unwrap().recent_from, T + 100);
+    }
+}
