@@ -9,7 +9,7 @@ command -v faketime >/dev/null 2>&1 || {
   exit 1
 }
 # The binaries whose tests run the simulator and the exporter, in-process or as child processes.
-names=(polling bending faults dispositions http cli)
+names=(polling bending windows faults dispositions http cli)
 mapfile -t bins < <(cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import json, sys

@@ -430,7 +430,7 @@ fn rules_follow_the_mixin_conventions_and_use_known_metrics() {
             );
         }
     }
-    assert_eq!(alerts, 8);
+    assert_eq!(alerts, 9);
 }
 
 #[test]
@@ -475,7 +475,7 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn promtool_check_rules_accepts_the_rule_file() {
     let said = promtool(&["check", "rules", "alerts.yaml"]);
-    assert!(said.contains("SUCCESS: 13 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 14 rules found"), "{said}");
 }
 
 #[test]

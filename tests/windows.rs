@@ -395,3 +395,41 @@ async fn a_three_hour_call_is_counted_at_the_first_poll_after_it_ends() {
         sim.shutdown().await;
     }
 }
+
+/// `check` runs the same probes and says which windows the exporter will use, and what to grant
+/// when the channel lists are refused.
+#[tokio::test]
+async fn check_says_which_windows_the_ucm_gets() {
+    let cases: [(EndFilter, bool, &str); 4] = [
+        (
+            EndFilter::Honoured,
+            true,
+            "windows: OK: end windows (the UCM filters on call end with timeFilterType)",
+        ),
+        (EndFilter::TypoOnly, true, "with tineFilterType"),
+        (
+            EndFilter::Ignored,
+            true,
+            "windows: OK: channel-bounded (end filter not honoured",
+        ),
+        (
+            EndFilter::EmptyList,
+            false,
+            "grant listBridgedChannels and listUnBridgedChannels",
+        ),
+    ];
+    for (filter, channels, want) in cases {
+        let sim = start_sim(busy_sim_config(360)).await;
+        end_filter(&sim, filter);
+        if !channels {
+            deny_channels(&sim);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ucm_exporter::config::Settings::new(dir.path(), vec![fast_target(&sim)]);
+        let (lines, ok) = ucm_exporter::check::run(&settings, sim_clock(&sim), false).await;
+        assert!(ok, "{lines:?}");
+        let text = lines.join("\n");
+        assert!(text.contains(want), "{filter:?}: want {want:?} in\n{text}");
+        sim.shutdown().await;
+    }
+}
