@@ -636,7 +636,7 @@ async fn window_modes(rows: &mut Vec<String>) -> anyhow::Result<()> {
         }
         let s1 = ucm.stats();
         anyhow::ensure!(
-            metrics.text().len() > 0 && p.window_fallback().is_none(),
+            p.window_fallback().is_none(),
             "{name}: fell back: {:?}",
             p.window_fallback()
         );
