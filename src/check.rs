@@ -12,6 +12,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::config::Target;
 use crate::error::UcmError;
+use crate::live::Live;
 use crate::poll::{probe_end, question, snapshot, Snapshot, Span};
 use crate::state::{local_secs, LocalSecs};
 use crate::ucm::cdrapi::{decode_page, page_params, PAGE_SIZE};
@@ -47,9 +48,11 @@ async fn check_target(
     force: bool,
     ext: &ExtensionPattern,
 ) -> Result<(String, Vec<String>), UcmError> {
-    let session = Session::new(t, clock.clone(), Arc::new(()))
-        .map_err(|e| UcmError::Protocol(format!("{e:#}")))?
-        .with_login_guard(guard, force);
+    let session = Arc::new(
+        Session::new(t, clock.clone(), Arc::new(()))
+            .map_err(|e| UcmError::Protocol(format!("{e:#}")))?
+            .with_login_guard(guard, force),
+    );
     let model = match session
         .call("getSystemGeneralStatus", Map::new(), |b| decode_envelope(b))
         .await
@@ -83,6 +86,7 @@ async fn check_target(
         .await?;
     let mut paging = probe_paging(&session, since, entries).await?;
     paging.push(probe_windows(&session, t, since, clock.as_ref(), ext).await?);
+    paging.extend(probe_collectors(&session, t, clock, ext).await);
     session.logout().await;
     let summary = format!(
         "logged in as {} on {model}; first CDR page of the last 24 h holds {entries} entries{}",
@@ -218,4 +222,28 @@ async fn probe_windows(
             "windows: start ({end_note}; the channel lists cannot be read: {e}): grant listBridgedChannels and listUnBridgedChannels for a lighter load"
         ),
     })
+}
+
+/// Which live-status collectors work with this API user, and what to grant for the others.
+async fn probe_collectors(
+    session: &Arc<Session>,
+    t: &Target,
+    clock: SharedClock,
+    ext: &ExtensionPattern,
+) -> Vec<String> {
+    let metrics = Arc::new(crate::metrics::TargetMetrics::new(1));
+    let mut live = Live::new(t, session.clone(), metrics, ext.clone(), clock);
+    live.probe()
+        .await
+        .into_iter()
+        .map(|(c, result)| match result {
+            Ok(()) => format!("collector {}: OK", c.as_str()),
+            Err(e) if crate::poll::is_refusal(&e) => format!(
+                "collector {}: REFUSED ({e}); grant {} to the API user for it",
+                c.as_str(),
+                c.actions()
+            ),
+            Err(e) => format!("collector {}: FAILED ({}): {e}", c.as_str(), e.reason()),
+        })
+        .collect()
 }

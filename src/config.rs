@@ -12,6 +12,8 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::cdr::ExtensionPattern;
+use crate::live::Collector;
+use std::collections::BTreeSet;
 
 pub const DEFAULT_EXTENSION_MAX: usize = 5000;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
@@ -34,6 +36,9 @@ pub const DEFAULT_SAFETY_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// Re-login before the UCM's ten-minute cookie lifetime runs out, so a poll rarely meets -6.
 pub const DEFAULT_SESSION_RENEW: Duration = Duration::from_secs(540);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often the live status (trunks, extensions, active calls, …) is read: often enough that a
+/// trunk down for two minutes alerts, rarely enough to stay a small share of the UCM's requests.
+pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(30);
 
 // Below these, a value is a typo (`1ms` for `1m`) rather than a choice: the exporter would poll
 // in a busy loop, drop calls still in progress, or time out every request. They apply to a
@@ -43,6 +48,7 @@ const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const MIN_MAX_CALL_DURATION: Duration = Duration::from_secs(60);
 const MIN_SESSION_RENEW: Duration = Duration::from_secs(10);
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
+const MIN_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A password that never shows up in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -91,8 +97,44 @@ pub struct FileConfig {
     pub session_renew_after: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub status_interval: Option<Duration>,
+    #[serde(default)]
+    pub collectors: CollectorSwitches,
     #[serde(default)]
     pub targets: Vec<TargetFile>,
+}
+
+/// Which live-status collectors run; a key left out keeps its default (all on but `storage`).
+#[derive(Debug, Default, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSwitches {
+    pub system: Option<bool>,
+    pub trunks: Option<bool>,
+    pub extensions: Option<bool>,
+    pub channels: Option<bool>,
+    pub queues: Option<bool>,
+    pub storage: Option<bool>,
+}
+
+impl CollectorSwitches {
+    fn apply(&self, on: &mut BTreeSet<Collector>) {
+        let switches = [
+            (Collector::System, self.system),
+            (Collector::Trunks, self.trunks),
+            (Collector::Extensions, self.extensions),
+            (Collector::Channels, self.channels),
+            (Collector::Queues, self.queues),
+            (Collector::Storage, self.storage),
+        ];
+        for (c, switch) in switches {
+            match switch {
+                Some(true) => on.insert(c),
+                Some(false) => on.remove(&c),
+                None => false,
+            };
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +162,10 @@ pub struct TargetFile {
     pub request_timeout: Option<Duration>,
     #[serde(default)]
     pub window_mode: Option<WindowPreference>,
+    #[serde(default, with = "humantime_serde")]
+    pub status_interval: Option<Duration>,
+    #[serde(default)]
+    pub collectors: CollectorSwitches,
     #[serde(default)]
     pub tls: TlsFile,
 }
@@ -210,6 +256,9 @@ pub struct Target {
     pub safety_sweep_interval: Duration,
     pub session_renew_after: Duration,
     pub request_timeout: Duration,
+    pub status_interval: Duration,
+    /// The live-status collectors that run.
+    pub collectors: BTreeSet<Collector>,
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
 }
@@ -240,6 +289,8 @@ impl Target {
             safety_sweep_interval: DEFAULT_SAFETY_SWEEP_INTERVAL,
             session_renew_after: DEFAULT_SESSION_RENEW,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            status_interval: DEFAULT_STATUS_INTERVAL,
+            collectors: Collector::DEFAULT_ON.into_iter().collect(),
             ca_file: None,
             insecure_skip_verify: false,
         }
@@ -295,7 +346,8 @@ impl Target {
             self.session_renew_after,
             MIN_SESSION_RENEW,
         )?;
-        check_min("request_timeout", self.request_timeout, MIN_REQUEST_TIMEOUT)
+        check_min("request_timeout", self.request_timeout, MIN_REQUEST_TIMEOUT)?;
+        check_min("status_interval", self.status_interval, MIN_STATUS_INTERVAL)
     }
 }
 
@@ -387,6 +439,8 @@ pub fn resolve(
             .unwrap_or(DEFAULT_SAFETY_SWEEP_INTERVAL),
         session_renew_after: fc.session_renew_after.unwrap_or(DEFAULT_SESSION_RENEW),
         request_timeout: fc.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+        status_interval: fc.status_interval.unwrap_or(DEFAULT_STATUS_INTERVAL),
+        collectors: fc.collectors.clone(),
     };
     // Checked once on their own, so that a bad top-level value is reported at its top-level key
     // (and even with no targets) instead of at every target that inherits it.
@@ -443,6 +497,8 @@ struct TargetDefaults {
     safety_sweep_interval: Duration,
     session_renew_after: Duration,
     request_timeout: Duration,
+    status_interval: Duration,
+    collectors: CollectorSwitches,
 }
 
 impl TargetDefaults {
@@ -465,6 +521,8 @@ impl TargetDefaults {
         t.safety_sweep_interval = self.safety_sweep_interval;
         t.session_renew_after = self.session_renew_after;
         t.request_timeout = self.request_timeout;
+        t.status_interval = self.status_interval;
+        self.collectors.apply(&mut t.collectors);
     }
 }
 
@@ -610,6 +668,10 @@ fn resolve_file_target(
     if let Some(v) = t.window_mode {
         target.window_mode = v;
     }
+    if let Some(v) = t.status_interval {
+        target.status_interval = v;
+    }
+    t.collectors.apply(&mut target.collectors);
     if let Some(v) = t.request_timeout {
         target.request_timeout = v;
     }

@@ -157,7 +157,14 @@ impl Exporter {
                 status: poller.status(),
             });
             crate::journal::attach(&span, poller.status().journal());
-            pollers.push((poller, span));
+            let live = crate::live::Live::new(
+                target,
+                poller.session(),
+                views.last().expect("just pushed").metrics.clone(),
+                extensions.clone(),
+                clock.clone(),
+            );
+            pollers.push((poller, live, span));
         }
         let listener = TcpListener::bind(parse_listen(&listen)?)
             .await
@@ -170,8 +177,17 @@ impl Exporter {
         });
         let mut tasks = Vec::new();
         let n = pollers.len() as u32;
-        for (i, (poller, span)) in (0u32..).zip(pollers) {
+        for (i, (poller, live, span)) in (0u32..).zip(pollers) {
             let phase = poller.poll_interval() * i / n;
+            let status_interval = poller.target().status_interval;
+            // Status runs half an interval after the poll, so the two rarely queue for the
+            // session at once.
+            let status_phase = phase + status_interval / 2;
+            let live_span = tracing::info_span!("live", ucm = %poller.name());
+            tasks.push(tokio::spawn(
+                live.run(status_interval, status_phase, shutdown.clone())
+                    .instrument(live_span),
+            ));
             tasks.push(tokio::spawn(
                 poller.run(shutdown.clone(), phase).instrument(span),
             ));

@@ -12,7 +12,9 @@
 //! - [`ucm`]: the UCM client (transport, envelope and status policy, session, `cdrapi`); it
 //!   knows nothing of metrics.
 //! - [`cdr`]: the CDR model: page decoding and classification into the metrics' labels.
-//! - [`poll`]: one target's collection: the poll plan, de-duplication, commit order.
+//! - [`poll`]: one target's collection: the poll plan, the window modes, de-duplication,
+//!   commit order.
+//! - [`live`]: the live status collectors (trunks, extensions, active calls, queues, system).
 //! - [`state`]: the poll state and its file.
 //! - [`metrics`]: per-target series; `exposition` encodes call series once per change.
 //! - [`status`]: each target's readiness, last success and last error; [`journal`]: the log of
@@ -34,6 +36,7 @@ pub mod exporter;
 mod exposition;
 mod http;
 pub mod journal;
+pub mod live;
 pub mod metrics;
 pub mod poll;
 pub mod state;

@@ -10,11 +10,12 @@
 //! health series change at any time, from the poller and the session, but are few: a scrape
 //! encodes them itself.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use foldhash::HashMap;
 
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -180,6 +181,12 @@ pub struct TargetMetrics {
     pub login_failures: IntCounter,
     pub api_requests: IntCounterVec,
     window_mode: IntGaugeVec,
+    /// Whether each live-status collector's last run succeeded, and why runs failed.
+    pub collector_up: IntGaugeVec,
+    pub collector_errors: IntCounterVec,
+    /// The live-status series of each collector as its last run left them, replaced whole so a
+    /// scrape never sees half a run (docs/design.md §9).
+    live: RwLock<BTreeMap<&'static str, Vec<MetricFamily>>>,
     /// Call series: changed only by [`Self::apply`] and [`Self::add_trunk`], which publish them.
     calls_registry: Registry,
     cdr_records: IntCounter,
@@ -291,6 +298,24 @@ impl TargetMetrics {
                 .with_label_values(&[m])
                 .set(i64::from(m == "start"));
         }
+        let collector_up = IntGaugeVec::new(
+            Opts::new(
+                "ucm_collector_up",
+                "1 if the live-status collector's last run succeeded, 0 if it failed or is disabled \
+                 for this API user or firmware.",
+            ),
+            &["collector"],
+        )
+        .expect("valid metric");
+        status
+            .register(Box::new(collector_up.clone()))
+            .expect("unique metric");
+        let collector_errors = counter_vec(
+            &status,
+            "ucm_collector_errors_total",
+            "Failed live-status collector runs, by collector and reason (as ucm_poll_errors_total).",
+            &["collector", "reason"],
+        );
         let cdr_skipped = counter_vec(
             &calls_registry,
             "ucm_cdr_skipped_total",
@@ -369,6 +394,9 @@ impl TargetMetrics {
             login_failures,
             api_requests,
             window_mode,
+            collector_up,
+            collector_errors,
+            live: RwLock::default(),
             calls_registry,
             cdr_records,
             cdr_late_records,
@@ -547,16 +575,43 @@ impl TargetMetrics {
         self.prepared.read().expect("not poisoned").clone()
     }
 
-    /// A scrape's body: the call series as last published, then the poll health and the
-    /// families of `also` (the exporter's own on `/metrics`) encoded now.
+    /// A scrape's body: the call series as last published, then the poll health, the live
+    /// status and the families of `also` (the exporter's own on `/metrics`) encoded now.
     pub fn body(&self, also: &[&Registry], gzip: bool) -> Vec<u8> {
         let mut registries = vec![&self.status];
         registries.extend_from_slice(also);
-        exposition::body(
-            Some(&self.prepared()),
-            &exposition::gather(&registries),
-            gzip,
-        )
+        let mut families = exposition::gather(&registries);
+        families.extend(
+            self.live
+                .read()
+                .expect("not poisoned")
+                .values()
+                .flatten()
+                .cloned(),
+        );
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        exposition::body(Some(&self.prepared()), &families, gzip)
+    }
+
+    /// Replaces the series of one live-status collector with those of its latest run.
+    pub fn set_live(&self, collector: &'static str, families: Vec<MetricFamily>) {
+        self.live
+            .write()
+            .expect("not poisoned")
+            .insert(collector, families);
+    }
+
+    /// Removes the series of a collector whose run failed: stale status is worse than none.
+    pub fn clear_live(&self, collector: &'static str) {
+        self.live.write().expect("not poisoned").remove(collector);
+    }
+
+    /// The label value an extension gets under `extensions.max`, as for the call series; `None`
+    /// past the cap, where a per-extension gauge has no meaningful "other".
+    pub fn extension_label(&self, ext: &str) -> Option<String> {
+        let mut l = self.extensions.lock().expect("not poisoned");
+        let label = l.label(ext);
+        (label != OTHER_EXTENSION || ext == OTHER_EXTENSION).then(|| label.to_string())
     }
 
     /// A target's whole exposition as a scrape of `/probe` sees it (plain), for tests and tools.

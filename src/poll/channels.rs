@@ -72,12 +72,9 @@ fn uniqueid_start(uid: &str, tz: chrono_tz::Tz) -> Option<LocalSecs> {
     ))
 }
 
-/// Reads the rows of a `listBridgedChannels` or `listUnBridgedChannels` answer (`response`),
-/// whichever fields it has. Rows without a channel name are ignored.
-pub fn parse_rows(response: &Value, tz: chrono_tz::Tz) -> Vec<Row> {
-    let Some(rows) = response.get("channel").and_then(Value::as_array) else {
-        return Vec::new();
-    };
+/// Reads the rows of `listBridgedChannels` or `listUnBridgedChannels`, whichever fields they
+/// have. Rows without a channel name are ignored.
+pub fn parse_rows(rows: &[Value], tz: chrono_tz::Tz) -> Vec<Row> {
     rows.iter()
         .filter_map(|r| {
             let mut row = Row {
@@ -321,7 +318,7 @@ mod tests {
             {"channel1": "PJSIP/2002-0003", "channel2": "PJSIP/2003-0004", "bridge_time": "2026-03-04 10:01:00"},
             {"bridge_time": "2026-03-04 10:01:00"}
         ]});
-        let rows = parse_rows(&bridged, tz);
+        let rows = parse_rows(&crate::ucm::lists::rows_of(&bridged, "channel"), tz);
         let t = |s: &str| local_time(s).unwrap();
         assert_eq!(rows.len(), 2, "a row without channels is no call");
         assert_eq!(rows[0].start, Some(t("2026-03-04 10:00:00")));
@@ -335,14 +332,14 @@ mod tests {
             {"channel": "PJSIP/2004-0005", "state": "Ringing", "alloc_time": "2026-03-04 09:59:58", "uniqueid": "17"},
             {"channel": "PJSIP/trunk_2-0006", "state": "Up", "alloc_time": "2026-03-04 09:59:50"}
         ]});
-        let rows = parse_rows(&unbridged, tz);
+        let rows = parse_rows(&crate::ucm::lists::rows_of(&unbridged, "channel"), tz);
         assert_eq!(
             rows[0].start,
             Some(t("2026-03-04 09:59:58")),
             "a uniqueid that is no epoch is no time"
         );
         assert_eq!((rows[0].ringing, rows[1].ringing), (true, false));
-        assert!(parse_rows(&json!({"channel": "none"}), tz).is_empty());
+        assert!(parse_rows(&[json!("none")], tz).is_empty());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub use plan::{
 };
 pub use probe::{judge, question, Question, PARAMS as END_FILTER_PARAMS};
 use windows::Windows;
-pub use windows::{probe_end, snapshot, Snapshot};
+pub use windows::{is_refusal, probe_end, snapshot, Snapshot};
 
 /// The naive UTC time of a naive local time in `tz`, in the same unit.
 pub(crate) fn as_utc(tz: chrono_tz::Tz, local: LocalSecs) -> LocalSecs {
@@ -180,6 +180,16 @@ impl Poller {
 
     pub fn state(&self) -> Option<&PollState> {
         self.state.as_ref()
+    }
+
+    /// The target's session, for the live-status collectors: their requests queue behind the
+    /// poll's and share its login.
+    pub fn session(&self) -> Arc<Session> {
+        self.session.clone()
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// What the HTTP side shows of this target.
@@ -412,9 +422,15 @@ impl Poller {
         let mut prefetched: Option<(usize, AbortOnDropHandle<Result<Bytes, UcmError>>)> = None;
         loop {
             let body = match prefetched.take() {
-                Some((at, fetch)) if at == offset => fetch
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?,
+                Some((at, fetch)) if at == offset => fetch.await.unwrap_or_else(|e| {
+                    if e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic())
+                    }
+                    // Only a runtime shutting down cancels it: the read ends with it.
+                    Err(UcmError::Protocol(
+                        "the read-ahead request was cancelled".into(),
+                    ))
+                })?,
                 // A read-ahead at another offset (the page before was short after all) is
                 // dropped, which aborts it.
                 _ => self.session.fetch("cdrapi", params(offset)).await?,

@@ -340,7 +340,7 @@ pub fn plan_poll(
 /// Windows closer than this are read as one: a request costs more than the few calls between.
 pub const MERGE_GAP: i64 = 10;
 /// At most this many targeted windows per poll; beyond, the closest are merged.
-pub const MAX_TARGETED_READS: usize = 8;
+pub const MAX_TARGETED_READS: usize = 16;
 
 /// Sorts and merges start ranges: overlapping or closer than [`MERGE_GAP`], then the closest
 /// pairs until at most [`MAX_TARGETED_READS`] remain.

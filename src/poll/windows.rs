@@ -21,16 +21,13 @@ use crate::config::WindowPreference;
 use crate::error::{Reason, UcmError};
 use crate::state::LocalSecs;
 use crate::ucm::cdrapi::{decode_page, window_params};
-use crate::ucm::{decode_envelope, Session};
+use crate::ucm::{lists, Session};
 
 /// How often the probes are repeated: firmware can change under a running exporter.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(3 * 3600);
 
 /// Calls kept for the end probe's question.
 const SPANS_KEPT: usize = 4096;
-
-/// Pages of a channel list read at most per snapshot.
-const MAX_CHANNEL_PAGES: u64 = 20;
 
 /// The channel actions of one snapshot.
 pub const CHANNEL_ACTIONS: [&str; 2] = ["listBridgedChannels", "listUnBridgedChannels"];
@@ -299,25 +296,10 @@ pub fn is_refusal(e: &UcmError) -> bool {
 pub async fn snapshot(session: &Session, tz: chrono_tz::Tz) -> Snapshot {
     let mut rows = Vec::new();
     for action in CHANNEL_ACTIONS {
-        let mut page = 1u64;
-        loop {
-            let mut params = Map::new();
-            params.insert("item_num".into(), "1000".into());
-            params.insert("page".into(), page.to_string().into());
-            let resp = match session.call(action, params, |b| decode_envelope(b)).await {
-                Ok(r) => r,
-                Err(e) if is_refusal(&e) => return Snapshot::Refused(e),
-                Err(e) => return Snapshot::Failed(e),
-            };
-            rows.extend(parse_rows(&resp, tz));
-            let total = resp
-                .get("total_page")
-                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-                .unwrap_or(1);
-            if page >= total || page >= MAX_CHANNEL_PAGES {
-                break;
-            }
-            page += 1;
+        match lists::all_rows(session, action, &Map::new(), "channel").await {
+            Ok(list) => rows.extend(parse_rows(&list, tz)),
+            Err(e) if is_refusal(&e) => return Snapshot::Refused(e),
+            Err(e) => return Snapshot::Failed(e),
         }
     }
     Snapshot::Rows(rows)

@@ -5,10 +5,12 @@
 //! - `session`: login, cookie renewal and back-offs, reported through [`ClientEvents`];
 //! - `login_guard`: the count of rejected logins shared by every process and target, so the UCM
 //!   never blacklists the exporter;
-//! - `cdrapi`: how a page of CDRs is asked for and decoded.
+//! - `cdrapi`: how a page of CDRs is asked for and decoded;
+//! - `lists`: the rows of the paged list actions.
 
 pub mod cdrapi;
 pub mod envelope;
+pub mod lists;
 pub mod login_guard;
 mod session;
 mod transport;

@@ -26,7 +26,10 @@ use super::Sim;
 const ROUTES: &str = "GET /stats, GET /now, GET /truth?after=&until=[&started_from=], \
                       POST /faults, DELETE /faults, GET /quirks, POST /quirks, \
                       POST /advance?seconds=N, POST /step?seconds=±N, POST /calls[?visible=now][&live=true], \
-                      POST /invalidate\n";
+                      POST /invalidate, POST /reboot, \
+                      POST /trunks/NAME?status=S[&out_of_service=yes|no], \
+                      POST /extensions/EXT?registered=true|false[&out_of_service=yes|no], \
+                      POST /storage/PARTITION?used_kib=N\n";
 
 const MAX_ADVANCE: u64 = 366 * 86_400;
 
@@ -126,8 +129,88 @@ fn read_quirks(body: &[u8]) -> Result<Quirks, String> {
     serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
+/// `%XX` escapes and `+` of a query value or path segment (a status may hold a space).
+fn decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A yes/no switch, in the UCM's words or as a boolean.
+fn switch_param(query: &str, name: &str) -> Result<Option<bool>, String> {
+    match param(query, name) {
+        None => Ok(None),
+        Some("yes" | "true") => Ok(Some(true)),
+        Some("no" | "false") => Ok(Some(false)),
+        Some(v) => Err(format!("{name}={v:?}: yes or no (true or false)")),
+    }
+}
+
+/// Sets trunk, extension or disk state from `POST /<kind>/<name>?…`.
+fn set_state(sim: &Sim, path: &str, query: &str) -> Reply {
+    let Some((kind, name)) = path.trim_start_matches('/').split_once('/') else {
+        return bad(format!(
+            "{path}: expected /{{trunks|extensions|storage}}/NAME"
+        ));
+    };
+    let name = decode(name);
+    let result = match kind {
+        "trunks" => {
+            let status = param(query, "status").map(decode);
+            match switch_param(query, "out_of_service") {
+                Ok(None) if status.is_none() => {
+                    Err("give status=S and/or out_of_service=yes|no".to_string())
+                }
+                Ok(oos) => sim.set_trunk(&name, status.as_deref(), oos),
+                Err(e) => Err(e),
+            }
+        }
+        "extensions" => match (
+            switch_param(query, "registered"),
+            switch_param(query, "out_of_service"),
+        ) {
+            (Ok(None), Ok(None)) => {
+                Err("give registered=true|false and/or out_of_service=yes|no".to_string())
+            }
+            (Ok(r), Ok(o)) => sim.set_extension(&name, r, o),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
+        _ => match param(query, "used_kib").map(str::parse::<u64>) {
+            Some(Ok(kib)) => sim.set_storage_used(&name, kib),
+            _ => Err("missing used_kib=N (a whole number of KiB)".to_string()),
+        },
+    };
+    match result {
+        Ok(()) => ok(),
+        Err(e) => bad(e),
+    }
+}
+
 fn clock_text(sim: &Sim) -> Value {
     json!(sim.clock.now().format("%Y-%m-%dT%H:%M:%S").to_string())
+}
+
+fn is_state_path(path: &str) -> bool {
+    ["/trunks/", "/extensions/", "/storage/"]
+        .iter()
+        .any(|p| path.len() > p.len() && path.starts_with(p))
 }
 
 /// The methods each path answers, for a 405 that names them.
@@ -136,7 +219,8 @@ fn allowed(path: &str) -> Option<&'static str> {
         "/stats" | "/now" | "/truth" => "GET",
         "/faults" => "POST, DELETE",
         "/quirks" => "GET, POST",
-        "/advance" | "/step" | "/calls" | "/invalidate" => "POST",
+        "/advance" | "/step" | "/calls" | "/invalidate" | "/reboot" => "POST",
+        p if is_state_path(p) => "POST",
         _ => return None,
     })
 }
@@ -254,6 +338,11 @@ async fn route(sim: &Sim, req: Request<Incoming>) -> Reply {
             sim.sessions.lock().expect("sessions lock").invalidate_all();
             ok()
         }
+        (Method::POST, "/reboot") => {
+            sim.reboot();
+            ok()
+        }
+        (Method::POST, p) if is_state_path(p) => set_state(sim, p, &query),
         (_, p) => match allowed(p) {
             Some(methods) => {
                 let mut r = reply(

@@ -4,16 +4,20 @@
 //! docs/design.md §6 for what [`Truth`] computes.
 //!
 //! Decisions where the reference leaves a choice: a request without `cookie` gets `-5` (need
-//! authentication), an unknown or expired one `-6`; an unknown action or a body without
-//! `request.action` gets `-1` with `error_msg "Invalid parameters!"`; cdrapi without `format`
-//! answers CSV (the legacy default); unknown parameters are ignored, while `timeFilterType` (and
-//! its misspelling `tineFilterType`) is read as [`Quirks::end_filter`] says.
+//! authentication), an unknown or expired one `-6`; an unknown action (or one of
+//! [`Quirks::unknown_actions`]) or a body without `request.action` gets `-1` with
+//! `error_msg "Invalid parameters!"`, before any cookie check (docs/ucm-api.md §4); cdrapi
+//! without `format` answers CSV (the legacy default); unknown parameters are ignored, while
+//! `timeFilterType` (and its misspelling `tineFilterType`) is read as [`Quirks::end_filter`]
+//! says. Live status (trunks, extensions, queues) is worked out from the same channels as the
+//! channel lists, plus device state that tests set (`SimHandle::set_trunk_status` and the like).
 //! Cookie lifetimes and lockouts run on the simulated clock. Where the reference is uncertain,
 //! [`Quirks`] switch to the other reading at run time.
 
 mod admin;
 mod cdrapi;
 mod clock;
+mod device;
 mod faults;
 mod live;
 mod pbx;
@@ -40,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cdrapi::parse_time;
 pub use faults::{Fault, FaultRule};
-pub use quirks::{EndFilter, Order, Quirks};
+pub use quirks::{AccountCasing, EndFilter, Order, Quirks, SystemTimeFormat, UptimeFormat};
 pub use session::token;
 pub use truth::{classify, is_extension, CallClass, Truth};
 
@@ -150,8 +154,9 @@ pub struct Stats {
     /// `cdr_entries_served`.
     #[serde(default)]
     pub partial_entries_served: u64,
-    /// Rows served per action: cdrapi entries, channel, account and trunk rows (the rows of the
-    /// page shown, not `total_item`). Actions that list nothing are absent.
+    /// Rows served per action: cdrapi entries, channel, account and trunk rows, queues, queue
+    /// callers and queue members (the rows of the page shown, not `total_item`). Actions that
+    /// list nothing are absent.
     #[serde(default)]
     pub entries_by_action: BTreeMap<String, u64>,
     /// `bytes_sent` split by the keys of `requests`; answers to paths other than the API's are
@@ -174,6 +179,7 @@ pub(crate) struct Sim {
     faults: Mutex<faults::Faults>,
     quirks: RwLock<Quirks>,
     stats: Mutex<Stats>,
+    device: Mutex<device::Device>,
 }
 
 impl Sim {
@@ -248,6 +254,65 @@ impl Sim {
 
     fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
         self.stats.lock().expect("stats lock")
+    }
+
+    fn device(&self) -> std::sync::MutexGuard<'_, device::Device> {
+        self.device.lock().expect("device lock")
+    }
+
+    fn set_trunk(
+        &self,
+        name: &str,
+        status: Option<&str>,
+        out_of_service: Option<bool>,
+    ) -> Result<(), String> {
+        let mut device = self.device();
+        let trunk = device.trunk_mut(name)?;
+        if let Some(s) = status {
+            trunk.status = Some(s.to_string());
+        }
+        if let Some(o) = out_of_service {
+            trunk.out_of_service = o;
+        }
+        tracing::info!(target: "ucm_sim", name, ?status, ?out_of_service, "trunk set");
+        Ok(())
+    }
+
+    fn set_extension(
+        &self,
+        ext: &str,
+        registered: Option<bool>,
+        out_of_service: Option<bool>,
+    ) -> Result<(), String> {
+        let mut device = self.device();
+        let e = device.extension_mut(ext)?;
+        if let Some(r) = registered {
+            e.registered = r;
+        }
+        if let Some(o) = out_of_service {
+            e.out_of_service = o;
+        }
+        tracing::info!(target: "ucm_sim", ext, ?registered, ?out_of_service, "extension set");
+        Ok(())
+    }
+
+    fn set_storage_used(&self, partition: &str, used_kib: u64) -> Result<(), String> {
+        let mut device = self.device();
+        let p = device.partition_mut(partition)?;
+        p.used_kib = used_kib.min(p.total_kib);
+        tracing::info!(target: "ucm_sim", partition, used_kib = p.used_kib, "storage set");
+        Ok(())
+    }
+
+    /// Up-time restarts and every session dies, as on a device that restarts; calls under way
+    /// carry on, since the traffic model knows nothing of the PBX's state.
+    fn reboot(&self) {
+        self.device().booted_at = self.clock.steady_secs();
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .invalidate_all();
+        tracing::info!(target: "ucm_sim", "rebooted");
     }
 }
 
@@ -358,6 +423,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
         faults: Mutex::new(faults::Faults::default()),
         quirks: RwLock::new(cfg.quirks.clone()),
         stats: Mutex::new(Stats::default()),
+        device: Mutex::new(device::Device::new(cfg.seed, to_secs(start_time))),
         cfg,
     });
     let stop = CancellationToken::new();
@@ -535,6 +601,72 @@ impl SimHandle {
 
     pub fn stats(&self) -> Stats {
         self.inner.sim.stats().clone()
+    }
+
+    /// Sets the status `listAllTrunk` (and `getSIPTrunk` with `Quirks::sip_trunk_status`)
+    /// shows for the trunk named `name` (a `trunk_name` of the CDRs), verbatim: `Registered`,
+    /// `Unregistered`, `Rejected`, `Timeout`, `Failed`, `OK`, `Reachable`, `Unreachable`,
+    /// `Unmonitored`, `Lagged` or anything a test wants a client to cope with.
+    ///
+    /// # Panics
+    ///
+    /// For a trunk the simulator does not have.
+    pub fn set_trunk_status(&self, name: &str, status: &str) {
+        if let Err(e) = self.inner.sim.set_trunk(name, Some(status), None) {
+            panic!("{e}");
+        }
+    }
+
+    /// # Panics
+    ///
+    /// For a trunk the simulator does not have.
+    pub fn set_trunk_out_of_service(&self, name: &str, out_of_service: bool) {
+        if let Err(e) = self.inner.sim.set_trunk(name, None, Some(out_of_service)) {
+            panic!("{e}");
+        }
+    }
+
+    /// An unregistered phone is `Unavailable` in `listAccount`, whatever calls it is in; a few
+    /// phones of each seed start unregistered (unplugged).
+    ///
+    /// # Panics
+    ///
+    /// For an extension the simulator does not have.
+    pub fn set_extension_registered(&self, ext: &str, registered: bool) {
+        if let Err(e) = self.inner.sim.set_extension(ext, Some(registered), None) {
+            panic!("{e}");
+        }
+    }
+
+    /// # Panics
+    ///
+    /// For an extension the simulator does not have.
+    pub fn set_extension_out_of_service(&self, ext: &str, out_of_service: bool) {
+        if let Err(e) = self
+            .inner
+            .sim
+            .set_extension(ext, None, Some(out_of_service))
+        {
+            panic!("{e}");
+        }
+    }
+
+    /// Fills the partition (`cfg` or `data`) of `getStorageUsage` to `used_kib`, at most its
+    /// size.
+    ///
+    /// # Panics
+    ///
+    /// For a partition the simulator does not have.
+    pub fn set_storage_used(&self, partition: &str, used_kib: u64) {
+        if let Err(e) = self.inner.sim.set_storage_used(partition, used_kib) {
+            panic!("{e}");
+        }
+    }
+
+    /// Restarts the UCM: `up-time` counts from now (steady time), every session is dropped
+    /// (-6 from then on), queue member statistics start again. Calls under way carry on.
+    pub fn reboot(&self) {
+        self.inner.sim.reboot();
     }
 
     /// Stops the listeners and drops open connections.

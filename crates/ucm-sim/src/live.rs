@@ -1,5 +1,6 @@
 //! The channels of a call while it is under way, for `listBridgedChannels` and
-//! `listUnBridgedChannels` (docs/ucm-api.md §7.6).
+//! `listUnBridgedChannels` (docs/ucm-api.md §7.6), and its time in a queue, for the queue
+//! actions (§7.7).
 //!
 //! They are worked out once, when a call is stored, as time spans with their rows' fields, so
 //! that answering a list is a range lookup. The CDR legs are the only source: a channel the CDR
@@ -10,6 +11,29 @@ use serde_json::{json, Value};
 
 use super::clock::{fmt_secs, unix_of, LocalSecs};
 use super::traffic::{Leg, EXTENSIONS};
+
+/// What is at the far end of a channel, read from its name (`PJSIP/<endpoint>-<sequence>`), as
+/// the PBX derives a phone's or trunk's state from the channels open on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// An extension of the simulated office.
+    Phone(u32),
+    /// `trunk_<index>`.
+    Trunk(u32),
+    Other,
+}
+
+pub fn endpoint(channel: &str) -> Endpoint {
+    let name = channel.split_once('/').map_or(channel, |(_, n)| n);
+    let name = name.rsplit_once('-').map_or(name, |(n, _)| n);
+    if let Some(i) = name.strip_prefix("trunk_").and_then(|i| i.parse().ok()) {
+        return Endpoint::Trunk(i);
+    }
+    match name.parse::<u32>() {
+        Ok(e) if EXTENSIONS.contains(&e) => Endpoint::Phone(e),
+        _ => Endpoint::Other,
+    }
+}
 
 /// A two-party connection, live in `[from, to)`.
 #[derive(Debug, Clone)]
@@ -24,6 +48,8 @@ pub struct Bridge {
     pub name2: String,
     pub uniqueid1: String,
     pub uniqueid2: String,
+    /// Of `channel1` and `channel2`.
+    pub ends: [Endpoint; 2],
 }
 
 /// A channel in no bridge, listed in `[from, to)`.
@@ -41,6 +67,47 @@ pub struct Channel {
     pub connectedname: String,
     /// When the channel was created.
     pub alloc_time: LocalSecs,
+    /// Of `channel`.
+    pub end: Endpoint,
+}
+
+/// A caller's stay in a queue: waiting from `entered` until a member answers or the caller gives
+/// up, then talking to the members that answered.
+#[derive(Debug, Clone)]
+pub struct QueueCall {
+    pub queue: String,
+    pub callerid: String,
+    pub callerchannel: String,
+    /// The Queue leg's start.
+    pub entered: LocalSecs,
+    pub waited_until: LocalSecs,
+    pub talks: Vec<QueueTalk>,
+    /// Members rung, answered or not, each once, in leg order.
+    pub rung: Vec<u32>,
+}
+
+/// A member talking to a queue caller, live in `[from, to)`.
+#[derive(Debug, Clone)]
+pub struct QueueTalk {
+    pub from: LocalSecs,
+    pub to: LocalSecs,
+    pub member: Option<u32>,
+    pub callerchannel: String,
+    pub calleechannel: String,
+}
+
+impl QueueCall {
+    pub fn waiting(&self, now: LocalSecs) -> bool {
+        self.entered <= now && now < self.waited_until
+    }
+
+    pub fn answered_by(&self) -> Option<u32> {
+        self.talks.first().and_then(|t| t.member)
+    }
+
+    pub fn talk_secs(&self) -> i64 {
+        self.talks.iter().map(|t| t.to - t.from).sum()
+    }
 }
 
 impl Bridge {
@@ -133,6 +200,7 @@ pub fn of_call(legs: &[Leg], tz: Tz) -> (Vec<Bridge>, Vec<Channel>) {
             name2: name_of(&callee(l)),
             uniqueid1: caller_uid.to_string(),
             uniqueid2: dst_uid(i, l),
+            ends: [endpoint(&l.channel), endpoint(&l.dstchannel)],
         })
         .collect();
     bridges.sort_by_key(|b| b.from);
@@ -167,6 +235,7 @@ pub fn of_call(legs: &[Leg], tz: Tz) -> (Vec<Bridge>, Vec<Channel>) {
         connectednum: first.dst.clone(),
         connectedname: name_of(&first.dst),
         alloc_time: start,
+        end: endpoint(&first.channel),
     };
     let mut channels = Vec::new();
     for (a, b) in free {
@@ -192,9 +261,68 @@ pub fn of_call(legs: &[Leg], tz: Tz) -> (Vec<Bridge>, Vec<Channel>) {
                 connectednum: callee(l),
                 connectedname: name_of(&callee(l)),
                 alloc_time: l.start,
+                end: endpoint(&l.dstchannel),
             }),
     );
     (bridges, channels)
+}
+
+/// The phone a leg rings: its `dstchannel`'s, else the extension the CDR names (an unanswered
+/// leg may have no `dstchannel`).
+fn phone_of(l: &Leg) -> Option<u32> {
+    match endpoint(&l.dstchannel) {
+        Endpoint::Phone(e) => Some(e),
+        _ => l
+            .dstchannel_ext
+            .parse()
+            .ok()
+            .filter(|e| EXTENSIONS.contains(e)),
+    }
+}
+
+/// The queue part of the call made of `legs`, if it went through a queue: its first leg run by
+/// the Queue application (the caller on hold, `dst` the queue) and the legs that ring members
+/// (same `dst`). The wait ends at the first member's answer, or with the Queue leg when nobody
+/// answered.
+pub fn queue_of_call(legs: &[Leg]) -> Option<QueueCall> {
+    let hold = legs
+        .iter()
+        .find(|l| l.lastapp.eq_ignore_ascii_case("Queue"))?;
+    let members: Vec<&Leg> = legs
+        .iter()
+        .filter(|l| {
+            l.dst == hold.dst && !l.lastapp.eq_ignore_ascii_case("Queue") && l.lastapp != "ForkCDR"
+        })
+        .collect();
+    let talks: Vec<QueueTalk> = members
+        .iter()
+        .filter(|l| l.answered() && !l.dstchannel.is_empty())
+        .map(|l| QueueTalk {
+            from: l.start + l.ring,
+            to: l.end(),
+            member: phone_of(l),
+            callerchannel: l.channel.clone(),
+            calleechannel: l.dstchannel.clone(),
+        })
+        .collect();
+    let mut rung = Vec::new();
+    for e in members.iter().filter_map(|l| phone_of(l)) {
+        if !rung.contains(&e) {
+            rung.push(e);
+        }
+    }
+    let answered = talks.iter().map(|t| t.from).min();
+    Some(QueueCall {
+        queue: hold.dst.clone(),
+        callerid: hold.src.clone(),
+        callerchannel: hold.channel.clone(),
+        entered: hold.start,
+        waited_until: answered
+            .map_or(hold.end(), |a| a.min(hold.end()))
+            .max(hold.start),
+        talks,
+        rung,
+    })
 }
 
 #[cfg(test)]
@@ -251,5 +379,53 @@ mod tests {
         assert!(channels.iter().all(|c| c.service == "normal"));
         assert_eq!(channels[3].alloc_time, 1030);
         assert_eq!(channels[0].alloc_time, 1000);
+    }
+
+    #[test]
+    fn endpoints_from_channel_names() {
+        assert_eq!(endpoint("PJSIP/2001-00000003"), Endpoint::Phone(2001));
+        assert_eq!(endpoint("PJSIP/trunk_2-0000002b"), Endpoint::Trunk(2));
+        assert_eq!(endpoint("PJSIP/1015-00000001"), Endpoint::Other);
+        assert_eq!(endpoint("Local/6500@queue-00000001;1"), Endpoint::Other);
+        assert_eq!(endpoint(""), Endpoint::Other);
+    }
+
+    #[test]
+    fn a_queue_call_waits_until_the_first_answer() {
+        let hold = Leg {
+            lastapp: "Queue".into(),
+            dst: "6500".into(),
+            start: 1000,
+            ring: 0,
+            billsec: 30,
+            disposition: "ANSWERED",
+            ..leg(1000, 0, 30, "")
+        };
+        let agent = |ext: &str, ring, billsec, chan: &str| Leg {
+            dst: "6500".into(),
+            dstchannel_ext: ext.into(),
+            ..leg(1001, ring, billsec, chan)
+        };
+        let legs = [
+            hold.clone(),
+            agent("2004", 29, 60, "PJSIP/2004-1"),
+            agent("2006", 10, 0, ""),
+        ];
+        let q = queue_of_call(&legs).unwrap();
+        assert_eq!(
+            (q.queue.as_str(), q.entered, q.waited_until),
+            ("6500", 1000, 1030)
+        );
+        assert!(q.waiting(1029) && !q.waiting(1030));
+        assert_eq!(q.rung, [2004, 2006]);
+        assert_eq!((q.answered_by(), q.talk_secs()), (Some(2004), 60));
+        assert_eq!(q.talks[0].calleechannel, "PJSIP/2004-1");
+
+        let abandoned = queue_of_call(&[hold, agent("2004", 30, 0, "PJSIP/2004-1")]).unwrap();
+        assert_eq!(
+            (abandoned.waited_until, abandoned.answered_by()),
+            (1030, None)
+        );
+        assert!(queue_of_call(&legs[1..]).is_none());
     }
 }

@@ -1,4 +1,4 @@
-//! Switches for the API behaviours that docs/ucm-api.md marks uncertain (§3, §5.1, §5.2, §5.4, §7.6),
+//! Switches for the API behaviours that docs/ucm-api.md marks uncertain (§3, §5.1, §5.2, §5.4, §7),
 //! so a client's guards can be tested against a UCM that goes the other way. The default is the
 //! behaviour the document calls known or most likely.
 
@@ -48,6 +48,53 @@ pub enum EndFilter {
     EmptyList,
 }
 
+/// How `listAccount` (and the queue member list) words an extension's status; the vendor's guide
+/// names only `Idle` and `Unavailable` (docs/ucm-api.md §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AccountCasing {
+    /// `Idle`, `InUse`, `Ringing`, `Unavailable`.
+    #[default]
+    #[serde(alias = "mixed")]
+    Mixed,
+    /// `idle`, `inuse`, `ringing`, `unavailable`.
+    #[serde(alias = "lower")]
+    Lower,
+    /// As `Mixed`, but a phone in a call that also rings shows `InUse&Ringing`.
+    #[serde(alias = "compound")]
+    Compound,
+}
+
+/// How `getSystemStatus` writes `up-time`, which is known only below a day and differs between
+/// firmware (docs/ucm-api.md §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum UptimeFormat {
+    /// `HH:MM:SS` below a day, `D HH:MM:SS` from a day on.
+    #[default]
+    #[serde(alias = "hms")]
+    Hms,
+    /// Whole seconds as a string, `"93784"`, as older firmware is said to answer.
+    #[serde(alias = "seconds")]
+    Seconds,
+    /// Hours that run past 24: `"26:03:04"`.
+    #[serde(alias = "hours-over-24", alias = "hours_over_24")]
+    HoursOver24,
+    /// `"1 day(s) 02:03:04"`, also below a day (`"0 day(s) 00:00:05"`).
+    #[serde(alias = "days-word", alias = "days_word")]
+    DaysWord,
+}
+
+/// The date order of `getSystemStatus`'s `system-time` (docs/ucm-api.md §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SystemTimeFormat {
+    /// `23-11-2022 14:37:26 UTC+01:00`.
+    #[default]
+    #[serde(alias = "day-first", alias = "day_first")]
+    DayFirst,
+    /// `2022-11-23 14:37:26 UTC+01:00`.
+    #[serde(alias = "year-first", alias = "year_first")]
+    YearFirst,
+}
+
 /// How this UCM bends the uncertain parts of the API; [`Quirks::default`] bends none.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -75,6 +122,19 @@ pub struct Quirks {
     /// (unbridged), which docs/ucm-api.md §7.6 only believes present: for a client that must
     /// cope without them.
     pub no_channel_uniqueids: bool,
+    /// `getSIPTrunk` carries the trunk's live `status`, which docs/ucm-api.md §7.5 only
+    /// suspects it does.
+    pub sip_trunk_status: bool,
+    pub account_status_casing: AccountCasing,
+    pub uptime_format: UptimeFormat,
+    pub system_time_format: SystemTimeFormat,
+    /// `getQueueCalling` answers its rows as `CallQueues: [rows]` instead of
+    /// `CallQueues: {"member": [rows]}`, the way a one-element list may come as a single object
+    /// elsewhere (docs/ucm-api.md §7.7).
+    pub queue_calling_array: bool,
+    /// Actions this UCM does not know (older firmware, or a newer one that renamed them): they
+    /// get the answer of any unknown action, `-1` (docs/ucm-api.md §4), whatever the session.
+    pub unknown_actions: Vec<String>,
 }
 
 impl Quirks {
@@ -101,7 +161,10 @@ mod tests {
         let q: Quirks = serde_json::from_str(
             r#"{"page_cap":100,"ignore_offset":true,"order":"EndAsc","silent_expiry":true,
                 "filter_reads_utc":true,"late_legs_delay":"2m","end_filter":"TypoOnly",
-                "no_channel_uniqueids":true}"#,
+                "no_channel_uniqueids":true,"sip_trunk_status":true,
+                "account_status_casing":"Compound","uptime_format":"hours-over-24",
+                "system_time_format":"YearFirst","queue_calling_array":true,
+                "unknown_actions":["listAllTrunk"]}"#,
         )
         .unwrap();
         assert_eq!(
@@ -115,6 +178,12 @@ mod tests {
                 late_legs_delay: Some(Duration::from_secs(120)),
                 end_filter: EndFilter::TypoOnly,
                 no_channel_uniqueids: true,
+                sip_trunk_status: true,
+                account_status_casing: AccountCasing::Compound,
+                uptime_format: UptimeFormat::HoursOver24,
+                system_time_format: SystemTimeFormat::YearFirst,
+                queue_calling_array: true,
+                unknown_actions: vec!["listAllTrunk".into()],
             }
         );
         let back: Quirks = serde_json::from_str(&serde_json::to_string(&q).unwrap()).unwrap();
@@ -135,6 +204,23 @@ mod tests {
             assert_eq!(q.end_filter, f);
         }
         assert!(serde_json::from_str::<Quirks>(r#"{"end_filter":"sometimes"}"#).is_err());
+        for (text, f) in [
+            ("hms", UptimeFormat::Hms),
+            ("Seconds", UptimeFormat::Seconds),
+            ("days-word", UptimeFormat::DaysWord),
+        ] {
+            let q: Quirks =
+                serde_json::from_str(&format!(r#"{{"uptime_format":"{text}"}}"#)).unwrap();
+            assert_eq!(q.uptime_format, f);
+        }
+        let q: Quirks = serde_json::from_str(
+            r#"{"account_status_casing":"lower","system_time_format":"year-first"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (q.account_status_casing, q.system_time_format),
+            (AccountCasing::Lower, SystemTimeFormat::YearFirst)
+        );
         assert!(serde_json::from_str::<Quirks>(r#"{"page_cap":-1}"#).is_err());
         assert!(serde_json::from_str::<Quirks>(r#"{"ignore_ofset":true}"#).is_err());
         assert!(serde_json::from_str::<Quirks>(r#"{"order":"sideways"}"#).is_err());

@@ -201,6 +201,16 @@ fn dispatch(
     login_fails: bool,
 ) -> (&'static str, String) {
     let text = |k: &str| req.get(k).and_then(Value::as_str);
+    if sim
+        .quirks
+        .read()
+        .expect("quirks lock")
+        .unknown_actions
+        .iter()
+        .any(|a| a == action)
+    {
+        return (JSON, invalid());
+    }
     match action {
         "challenge" => {
             let Some(user) = text("user") else {
@@ -246,7 +256,13 @@ fn dispatch(
         | "listAccount"
         | "listVoIPTrunk"
         | "listBridgedChannels"
-        | "listUnBridgedChannels" => {}
+        | "listUnBridgedChannels"
+        | "listAllTrunk"
+        | "getSIPTrunk"
+        | "getStorageUsage"
+        | "getCallQueuesMessage"
+        | "getQueueCalling"
+        | "getCallQueuesMemberMessage" => {}
         _ => return (JSON, invalid()),
     }
     let Some(cookie) = text("cookie") else {
@@ -270,23 +286,39 @@ fn dispatch(
             return (JSON, envelope(0, json!({})));
         }
     }
-    let (list, key) = match action {
+    // The answer, and where its rows are for `entries_by_action` (None: it lists nothing).
+    let (answer, rows_at): (Option<Value>, Option<&[&str]>) = match action {
         "cdrapi" => return cdr(sim, req),
-        "getSystemStatus" => return (JSON, pbx::system_status(sim).to_string()),
-        "getSystemGeneralStatus" => {
-            return (JSON, pbx::general_status(sim.cfg.firmware).to_string())
-        }
-        "listAccount" => (pbx::list_account(sim, req), "account"),
-        "listVoIPTrunk" => (pbx::list_voip_trunk(req), "voip_trunk"),
-        "listUnBridgedChannels" => (pbx::list_unbridged(sim, req), "channel"),
-        _ => (pbx::list_bridged(sim, req), "channel"),
+        "getSystemStatus" => (Some(pbx::system_status(sim)), None),
+        "getSystemGeneralStatus" => (Some(pbx::general_status(sim.cfg.firmware)), None),
+        "getStorageUsage" => (Some(pbx::storage_usage(sim)), None),
+        "getSIPTrunk" => (pbx::get_sip_trunk(sim, req), None),
+        "listAccount" => (Some(pbx::list_account(sim, req)), Some(&["account"])),
+        "listVoIPTrunk" => (Some(pbx::list_voip_trunk(sim, req)), Some(&["voip_trunk"])),
+        "listAllTrunk" => (Some(pbx::list_all_trunk(sim, req)), Some(&["trunks"])),
+        "listUnBridgedChannels" => (Some(pbx::list_unbridged(sim, req)), Some(&["channel"])),
+        "listBridgedChannels" => (Some(pbx::list_bridged(sim, req)), Some(&["channel"])),
+        "getCallQueuesMessage" => (Some(pbx::call_queues()), Some(&["CallQueuesMessage"])),
+        "getQueueCalling" => (pbx::queue_calling(sim, req), Some(&["CallQueues"])),
+        _ => (
+            pbx::queue_members(sim, req),
+            Some(&["CallQueueMembersMessage", "member"]),
+        ),
     };
-    let rows = list["response"][key].as_array().map_or(0, Vec::len) as u64;
-    *sim.stats()
-        .entries_by_action
-        .entry(action.into())
-        .or_default() += rows;
-    (JSON, list.to_string())
+    let Some(answer) = answer else {
+        return (JSON, invalid());
+    };
+    if let Some(path) = rows_at {
+        let list = path.iter().fold(&answer["response"], |v, k| &v[*k]);
+        // `CallQueues` is `{"member": [...]}` or, with `Quirks::queue_calling_array`, the list.
+        let list = list.get("member").unwrap_or(list);
+        let rows = list.as_array().map_or(0, Vec::len) as u64;
+        *sim.stats()
+            .entries_by_action
+            .entry(action.into())
+            .or_default() += rows;
+    }
+    (JSON, answer.to_string())
 }
 
 fn content_type(format: Format) -> &'static str {

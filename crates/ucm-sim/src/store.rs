@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use super::clock::{from_secs, LocalSecs, Reading, SteadySecs, Step};
-use super::live::{Bridge, Channel};
+use super::live::{Bridge, Channel, QueueCall};
 use super::render::{render, Layout};
 use super::traffic::{calls_in_slot, Call, Leg};
 use super::truth::{self, Truth};
@@ -39,6 +39,19 @@ pub struct Entry {
     /// For the channel lists; empty for entries injected without `live`.
     pub bridges: Vec<Bridge>,
     pub channels: Vec<Channel>,
+    /// For the queue actions while the call is under way; None when it went through no queue
+    /// or was injected without `live`.
+    pub queue: Option<QueueCall>,
+}
+
+/// What a queue call left in its members' statistics once it ended.
+#[derive(Debug, Clone)]
+pub struct QueueOutcome {
+    pub ended_at: SteadySecs,
+    pub queue: String,
+    pub answered_by: Option<u32>,
+    pub talk_secs: i64,
+    pub rung: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -62,6 +75,8 @@ pub struct Store {
     longest: i64,
     /// The same over entries with channels, for the channel lists.
     longest_live: i64,
+    /// By `ended_at`, so that statistics since a boot are a range.
+    queue_log: Vec<QueueOutcome>,
 }
 
 fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -192,6 +207,7 @@ impl Store {
             tz,
             longest: 0,
             longest_live: 0,
+            queue_log: Vec::new(),
         }
     }
 
@@ -241,6 +257,7 @@ impl Store {
         self.acct.1 += call.legs.len() as u64;
         self.generated += 1;
         let (bridges, channels) = super::live::of_call(&call.legs, self.tz);
+        let queue = super::live::queue_of_call(&call.legs);
         let first = &call.legs[0];
         let grouped = call.grouped || call.legs.len() > 1;
         self.insert(Entry {
@@ -255,6 +272,7 @@ impl Store {
             json: json.into_boxed_str(),
             bridges,
             channels,
+            queue,
         });
     }
 
@@ -278,11 +296,12 @@ impl Store {
         } else {
             end - now.offset()
         };
-        let (bridges, channels) = if live {
+        let (bridges, channels, queue) = if live {
             let legs: Vec<Leg> = legs.iter().map(|(_, l)| leg_of(l, start)).collect();
-            super::live::of_call(&legs, self.tz)
+            let (bridges, channels) = super::live::of_call(&legs, self.tz);
+            (bridges, channels, super::live::queue_of_call(&legs))
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), None)
         };
         self.insert(Entry {
             start,
@@ -296,10 +315,27 @@ impl Store {
             json: v.to_string().into_boxed_str(),
             bridges,
             channels,
+            queue,
         });
     }
 
     fn insert(&mut self, e: Entry) {
+        if let Some(q) = &e.queue {
+            // A queue call counts in its members' statistics once its CDR is written.
+            let at = self
+                .queue_log
+                .partition_point(|o| o.ended_at <= e.visible_at);
+            self.queue_log.insert(
+                at,
+                QueueOutcome {
+                    ended_at: e.visible_at,
+                    queue: q.queue.clone(),
+                    answered_by: q.answered_by(),
+                    talk_secs: q.talk_secs(),
+                    rung: q.rung.clone(),
+                },
+            );
+        }
         let length = e.end.saturating_sub(e.start);
         self.longest = self.longest.max(length);
         if !e.bridges.is_empty() || !e.channels.is_empty() {
@@ -307,6 +343,14 @@ impl Store {
         }
         let at = self.entries.partition_point(|x| x.start <= e.start);
         self.entries.insert(at, e);
+    }
+
+    /// Queue calls whose CDR was written in `(after, to]` (steady time): a call that ends in the
+    /// second of a reboot counts before it.
+    pub fn queue_outcomes(&self, after: SteadySecs, to: SteadySecs) -> &[QueueOutcome] {
+        let lo = self.queue_log.partition_point(|o| o.ended_at <= after);
+        let hi = self.queue_log.partition_point(|o| o.ended_at <= to);
+        &self.queue_log[lo..hi.max(lo)]
     }
 
     /// Longest `end - start` of any entry stored.
@@ -442,6 +486,7 @@ mod tests {
             json: "{}".into(),
             bridges: Vec::new(),
             channels: Vec::new(),
+            queue: None,
         }
     }
 

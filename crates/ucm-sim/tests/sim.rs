@@ -1942,3 +1942,859 @@ async fn admin_endpoint_reaches_the_new_quirks_and_live_calls() {
     assert_eq!(page, json!({"cdr_root": []}), "still under way");
     ucm.sim.shutdown().await;
 }
+
+// Live status: trunks, extensions, queues, system and storage.
+
+impl Ucm {
+    /// `action` with the session's cookie and `params`; the whole answer.
+    async fn act(&self, action: &str, params: Value) -> Value {
+        let mut request = params;
+        request["action"] = json!(action);
+        request["cookie"] = json!(self.cookie.clone().unwrap());
+        self.call(request).await
+    }
+
+    /// `status` of every row of `listAccount`, by extension.
+    async fn account_statuses(&self) -> BTreeMap<String, String> {
+        let r = self
+            .act("listAccount", json!({"item_num": "100", "page": "1"}))
+            .await;
+        r["response"]["account"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["extension"].as_str().unwrap().to_string(),
+                    a["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// `status` of every member of queue 6500, by extension.
+    async fn member_statuses(&self) -> BTreeMap<String, String> {
+        self.members()
+            .await
+            .iter()
+            .map(|m| {
+                (
+                    m["member_extension"].as_str().unwrap().to_string(),
+                    m["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    async fn members(&self) -> Vec<Value> {
+        let r = self
+            .act("getCallQueuesMemberMessage", json!({"extension": "6500"}))
+            .await;
+        assert_eq!(r["status"], 0, "{r}");
+        r["response"]["CallQueueMembersMessage"]["member"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// `getQueueCalling` rows of queue 6500 for `role`, in the default shape.
+    async fn queue_calling(&self, role: Option<&str>) -> Vec<Value> {
+        let mut params = json!({"extension": "6500"});
+        if let Some(r) = role {
+            params["role"] = json!(r);
+        }
+        let r = self.act("getQueueCalling", params).await;
+        assert_eq!(r["status"], 0, "{r}");
+        r["response"]["CallQueues"]["member"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    async fn all_trunks(&self, params: Value) -> Value {
+        let r = self.act("listAllTrunk", params).await;
+        assert_eq!(r["status"], 0, "{r}");
+        r["response"].clone()
+    }
+
+    /// The `listAccount` row of `ext`.
+    async fn account(&self, ext: &str) -> Value {
+        let r = self.act("listAccount", json!({"item_num": 100})).await;
+        r["response"]["account"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["extension"] == ext)
+            .unwrap()
+            .clone()
+    }
+
+    async fn up_time(&self) -> (String, String) {
+        let r = self.act("getSystemStatus", json!({})).await;
+        assert_eq!(r["status"], 0, "{r}");
+        (
+            r["response"]["up-time"].as_str().unwrap().to_string(),
+            r["response"]["system-time"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+fn later(start: &str, secs: i64) -> String {
+    (t(start) + chrono::Duration::seconds(secs))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// A caller on trunk 1 holds in queue 6500 from `start` for `hold` s; 2004 rings from a second
+/// later and answers when the hold ends, talking `talk` s (with `talk` 0 nobody answers: the
+/// caller gives up); 2006 rings 10 s unanswered.
+fn queue_call(start: &str, hold: i64, talk: i64, n: u32) -> Value {
+    let caller = format!("03011100{n}");
+    let channel = format!("PJSIP/trunk_1-0000010{n}");
+    let leg = |at: &str,
+               duration: i64,
+               billsec: i64,
+               lastapp: &str,
+               ext: &str,
+               dstchannel: &str| {
+        json!({"src": caller, "dst": "6500", "start": at, "duration": duration.to_string(),
+               "billsec": billsec.to_string(),
+               "disposition": if lastapp == "Queue" || billsec > 0 { "ANSWERED" } else { "NO ANSWER" },
+               "channel": channel, "dstchannel": dstchannel, "dstchannel_ext": ext,
+               "lastapp": lastapp, "userfield": "Inbound", "src_trunk_name": "Telekom",
+               "uniqueid": format!("1714564790.{n}")})
+    };
+    let rung = later(start, 1);
+    json!({"cdr": format!("queue-{n}"),
+           "main_cdr": {"src": caller, "dst": "6500", "start": start,
+                        "duration": (hold + talk).to_string(), "billsec": (hold + talk).to_string()},
+           "sub_cdr_1": leg(start, hold, hold, "Queue", "", ""),
+           "sub_cdr_2": leg(&rung, hold - 1 + talk, talk, "Dial", "2004", &format!("PJSIP/2004-0000020{n}")),
+           "sub_cdr_3": leg(&rung, 10, 0, "Dial", "2006", &format!("PJSIP/2006-0000030{n}"))})
+}
+
+fn members_registered(sim: &SimHandle) {
+    for e in ["2004", "2006", "2007"] {
+        sim.set_extension_registered(e, true);
+    }
+}
+
+#[tokio::test]
+async fn a_trunk_set_down_shows_in_list_all_trunk() {
+    let mut ucm = Ucm::start(SimConfig {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..quiet()
+    })
+    .await;
+    let admin = ucm.sim.admin_url().unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str| http.post(format!("{admin}{path}")).send();
+    ucm.login().await;
+
+    let all = ucm.all_trunks(json!({})).await;
+    let summary = |all: &Value| -> Vec<(String, String, String, String)> {
+        all["trunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_string();
+                (s("trunk_name"), s("type"), s("status"), s("out_of_service"))
+            })
+            .collect()
+    };
+    let counts = |all: &Value| {
+        [
+            "available_trunk_number",
+            "busy_trunk_number",
+            "unavailable_trunk_number",
+            "unmonitored_trunk_number",
+        ]
+        .map(|k| all[k].as_u64().unwrap())
+    };
+    let row = |name: &str, kind: &str, status: &str, oos: &str| {
+        (
+            name.to_string(),
+            kind.to_string(),
+            status.to_string(),
+            oos.to_string(),
+        )
+    };
+    assert_eq!(
+        summary(&all),
+        [
+            row("Telekom", "register", "Registered", "no"),
+            row("groff", "register", "Registered", "no"),
+            row("Daisy", "register", "Registered", "no"),
+            row("backup-sip", "peer", "OK", "no"),
+        ]
+    );
+    assert_eq!(counts(&all), [4, 0, 0, 0]);
+    assert_eq!(
+        (&all["page"], &all["total_page"], &all["total_item"]),
+        (&json!(1), &json!(1), &json!(4))
+    );
+    assert_eq!(all["trunks"][0]["trunk_index"], 1);
+    assert_eq!(all["trunks"][0]["host"], "sip1.example.net");
+    assert_eq!(all["trunks"][0]["username"], "49301000");
+
+    // A call under way on groff (trunk_2) makes it busy.
+    ucm.sim.add_live_call(live_call());
+    assert_eq!(counts(&ucm.all_trunks(json!({})).await), [3, 1, 0, 0]);
+
+    ucm.sim.set_trunk_status("Telekom", "Unregistered");
+    assert!(post("/trunks/backup-sip?status=Unmonitored")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert!(post("/trunks/groff?out_of_service=yes")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let all = ucm.all_trunks(json!({})).await;
+    assert_eq!(
+        summary(&all),
+        [
+            row("Telekom", "register", "Unregistered", "no"),
+            row("groff", "register", "Registered", "yes"),
+            row("Daisy", "register", "Registered", "no"),
+            row("backup-sip", "peer", "Unmonitored", "no"),
+        ]
+    );
+    assert_eq!(counts(&all), [1, 0, 2, 1]);
+    let voip = ucm.act("listVoIPTrunk", json!({"item_num": 100})).await;
+    assert_eq!(voip["response"]["voip_trunk"][1]["out_of_service"], "yes");
+
+    // Paging shows one row; the totals stay over every trunk.
+    let page = ucm.all_trunks(json!({"item_num": "1", "page": "2"})).await;
+    assert_eq!(
+        summary(&page),
+        [row("groff", "register", "Registered", "yes")]
+    );
+    assert_eq!((&page["total_page"], &page["page"]), (&json!(4), &json!(2)));
+    assert_eq!(counts(&page), [1, 0, 2, 1]);
+
+    ucm.sim.set_trunk_out_of_service("groff", false);
+    assert!(post("/trunks/Daisy?status=Request%20Sent")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let all = ucm.all_trunks(json!({})).await;
+    assert_eq!(all["trunks"][2]["status"], "Request Sent");
+    assert_eq!(counts(&all), [0, 1, 2, 1]);
+
+    // getSIPTrunk: the trunk by index, with its status only where the quirk says so.
+    let one = ucm.act("getSIPTrunk", json!({"trunk": "1"})).await;
+    assert_eq!(one["status"], 0);
+    let trunk = &one["response"]["trunk"];
+    assert_eq!(
+        (
+            &trunk["trunk_name"],
+            &trunk["trunk_index"],
+            &trunk["host"],
+            &trunk["username"]
+        ),
+        (
+            &json!("Telekom"),
+            &json!(1),
+            &json!("sip1.example.net"),
+            &json!("49301000")
+        )
+    );
+    assert!(trunk.get("status").is_none());
+    ucm.sim.set_quirks(Quirks {
+        sip_trunk_status: true,
+        ..Quirks::default()
+    });
+    let one = ucm.act("getSIPTrunk", json!({"trunk": 1})).await;
+    assert_eq!(one["response"]["trunk"]["status"], "Unregistered");
+    let four = ucm.act("getSIPTrunk", json!({"trunk": "4"})).await;
+    assert_eq!(four["response"]["trunk"]["status"], "Unmonitored");
+    for bad in [json!({"trunk": "9"}), json!({})] {
+        assert_eq!(
+            ucm.act("getSIPTrunk", bad).await,
+            json!({"response": {"error_msg": "Invalid parameters!"}, "status": -1})
+        );
+    }
+
+    for (path, status) in [
+        ("/trunks/nope?status=Registered", 400),
+        ("/trunks/Telekom", 400),
+        ("/trunks/Telekom?out_of_service=maybe", 400),
+    ] {
+        assert_eq!(post(path).await.unwrap().status(), status, "{path}");
+    }
+    let get = http
+        .get(format!("{admin}/trunks/Telekom"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    let stats = ucm.sim.stats();
+    assert_eq!(stats.requests["listAllTrunk"], 5);
+    assert_eq!(stats.entries_by_action["listAllTrunk"], 17);
+    ucm.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_queue_call_waits_is_answered_and_leaves() {
+    let mut ucm = Ucm::start(quiet()).await;
+    members_registered(&ucm.sim);
+    // Waits 11:59:50-12:00:20, then 2004 talks until 12:01:20.
+    ucm.sim
+        .add_live_call(queue_call("2024-05-01 11:59:50", 30, 60, 1));
+    // Waits from 11:59:55 and gives up at 12:00:35; 2004 rings all along.
+    ucm.sim
+        .add_live_call(queue_call("2024-05-01 11:59:55", 40, 0, 2));
+    ucm.login().await;
+
+    let queues = ucm.act("getCallQueuesMessage", json!({})).await;
+    assert_eq!(
+        queues,
+        json!({"response": {"CallQueuesMessage": [{"extension": "6500", "queuename": "Support",
+               "enable_agent_login": "no"}]}, "status": 0})
+    );
+
+    // 12:00:00: both wait, oldest first; 2004 and 2006 ring.
+    assert_eq!(
+        ucm.queue_calling(None).await,
+        [
+            json!({"position": "1", "callerid": "030111001", "callerchannel": "PJSIP/trunk_1-00000101",
+                   "starttime": "2024-05-01 11:59:50"}),
+            json!({"position": "2", "callerid": "030111002", "callerchannel": "PJSIP/trunk_1-00000102",
+                   "starttime": "2024-05-01 11:59:55"}),
+        ]
+    );
+    assert_eq!(ucm.queue_calling(Some("")).await.len(), 2);
+    assert!(ucm.queue_calling(Some("answer")).await.is_empty());
+    let members = ucm.members().await;
+    assert_eq!(
+        members[0],
+        json!({"member_extension": "2004", "status": "Ringing", "answer": "0", "abandon": "0",
+               "talktime": "0", "membership": "static"})
+    );
+    let accounts = ucm.account_statuses().await;
+    let expected = BTreeMap::from([
+        ("2004".to_string(), "Ringing".to_string()),
+        ("2006".to_string(), "Ringing".to_string()),
+        ("2007".to_string(), "Idle".to_string()),
+    ]);
+    assert_eq!(ucm.member_statuses().await, expected);
+    for (e, s) in &expected {
+        assert_eq!(&accounts[e], s, "{e}");
+    }
+
+    // 12:00:25: 2004 talks to the first caller and still rings for the second.
+    ucm.sim.advance(Duration::from_secs(25));
+    let waiting = ucm.queue_calling(None).await;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        (&waiting[0]["position"], &waiting[0]["callerid"]),
+        (&json!("1"), &json!("030111002"))
+    );
+    assert_eq!(
+        ucm.queue_calling(Some("answer")).await,
+        [
+            json!({"callerchannel": "PJSIP/trunk_1-00000101", "calleechannel": "PJSIP/2004-00000201",
+                "bridge_time": "2024-05-01 12:00:20", "channel1": "PJSIP/trunk_1-00000101"})
+        ]
+    );
+    let bridged = ucm.channels("listBridgedChannels").await;
+    assert_eq!(bridged.len(), 1);
+    assert_eq!(bridged[0]["channel2"], "PJSIP/2004-00000201");
+    for (casing, status) in [
+        (sim::AccountCasing::Mixed, "InUse"),
+        (sim::AccountCasing::Lower, "inuse"),
+        (sim::AccountCasing::Compound, "InUse&Ringing"),
+    ] {
+        ucm.sim.set_quirks(Quirks {
+            account_status_casing: casing,
+            ..Quirks::default()
+        });
+        assert_eq!(ucm.account_statuses().await["2004"], status, "{casing:?}");
+        assert_eq!(ucm.member_statuses().await["2004"], status, "{casing:?}");
+    }
+    ucm.sim.set_quirks(Quirks {
+        queue_calling_array: true,
+        ..Quirks::default()
+    });
+    let r = ucm
+        .act(
+            "getQueueCalling",
+            json!({"extension": 6500, "role": "answer"}),
+        )
+        .await;
+    assert_eq!(r["response"]["CallQueues"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r["response"]["CallQueues"][0]["calleechannel"],
+        "PJSIP/2004-00000201"
+    );
+    ucm.sim.set_quirks(Quirks::default());
+
+    // 12:00:40: the second caller gave up, having rung 2004 and 2006.
+    ucm.sim.advance(Duration::from_secs(15));
+    assert!(ucm.queue_calling(None).await.is_empty());
+    let stats: Vec<(String, String, String)> = ucm
+        .members()
+        .await
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap().to_string();
+            (s("answer"), s("abandon"), s("talktime"))
+        })
+        .collect();
+    let row = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        stats,
+        [row("0", "1", "0"), row("0", "1", "0"), row("0", "0", "0")]
+    );
+
+    // 12:01:20: the first call ended; 2004 answered it and talked 60 s.
+    ucm.sim.advance(Duration::from_secs(40));
+    assert!(ucm.queue_calling(Some("answer")).await.is_empty());
+    let members = ucm.members().await;
+    assert_eq!(
+        members[0],
+        json!({"member_extension": "2004", "status": "Idle", "answer": "1", "abandon": "1",
+               "talktime": "60", "membership": "static"})
+    );
+    assert_eq!(ucm.account_statuses().await["2004"], "Idle");
+
+    // Statistics count since the last boot.
+    ucm.sim.reboot();
+    ucm.login().await;
+    let members = ucm.members().await;
+    assert!(members
+        .iter()
+        .all(|m| m["answer"] == "0" && m["abandon"] == "0" && m["talktime"] == "0"));
+
+    for bad in [
+        json!({"extension": "6501"}),
+        json!({}),
+        json!({"extension": "6500", "role": "boss"}),
+    ] {
+        assert_eq!(ucm.act("getQueueCalling", bad).await["status"], -1);
+    }
+    assert_eq!(
+        ucm.act("getCallQueuesMemberMessage", json!({"extension": "7000"}))
+            .await["status"],
+        -1
+    );
+}
+
+/// Over generated traffic, at several instants: every phone in a bridge is `InUse`, every phone
+/// rung is `Ringing`, the queue members agree with `listAccount`, the busy trunks are those with
+/// a channel, and the queue's callers are among the channels.
+#[tokio::test]
+async fn live_status_agrees_with_the_channel_lists() {
+    let mut ucm = Ucm::start(SimConfig {
+        calls_per_hour: 900.0,
+        history: Duration::from_secs(3 * 3600),
+        ..quiet()
+    })
+    .await;
+    ucm.login().await;
+    let phone = |channel: &str| -> Option<String> {
+        let name = channel.strip_prefix("PJSIP/")?.split('-').next()?;
+        let e: u32 = name.parse().ok()?;
+        (2000..=2019).contains(&e).then(|| name.to_string())
+    };
+    let (mut talking_seen, mut ringing_seen, mut waiting_seen, mut answered_seen) = (0, 0, 0, 0);
+    for _ in 0..12 {
+        ucm.sim.advance(Duration::from_secs(97));
+        let bridged = ucm.channels("listBridgedChannels").await;
+        let unbridged = ucm.channels("listUnBridgedChannels").await;
+        let r = ucm
+            .act("listAccount", json!({"item_num": "100", "page": "1"}))
+            .await;
+        let accounts = r["response"]["account"].as_array().unwrap().clone();
+        let talking: std::collections::BTreeSet<String> = bridged
+            .iter()
+            .flat_map(|b| [&b["channel1"], &b["channel2"]])
+            .filter_map(|c| phone(c.as_str().unwrap()))
+            .collect();
+        let ringing: std::collections::BTreeSet<String> = unbridged
+            .iter()
+            .filter(|c| c["state"] == "Ringing")
+            .filter_map(|c| phone(c["channel"].as_str().unwrap()))
+            .collect();
+        for a in &accounts {
+            let e = a["extension"].as_str().unwrap();
+            let expected = if a["addr"] == "-" {
+                "Unavailable"
+            } else if talking.contains(e) {
+                talking_seen += 1;
+                "InUse"
+            } else if ringing.contains(e) {
+                ringing_seen += 1;
+                "Ringing"
+            } else {
+                "Idle"
+            };
+            assert_eq!(a["status"], expected, "{a}");
+        }
+        let statuses = ucm.account_statuses().await;
+        for (m, s) in ucm.member_statuses().await {
+            assert_eq!(statuses[&m], s, "member {m}");
+        }
+
+        let with_channel: std::collections::BTreeSet<String> = bridged
+            .iter()
+            .flat_map(|b| [b["channel1"].clone(), b["channel2"].clone()])
+            .chain(unbridged.iter().map(|c| c["channel"].clone()))
+            .filter_map(|c| {
+                let name = c
+                    .as_str()?
+                    .strip_prefix("PJSIP/trunk_")?
+                    .split('-')
+                    .next()?;
+                Some(name.to_string())
+            })
+            .collect();
+        let trunks = ucm.all_trunks(json!({})).await;
+        assert_eq!(
+            trunks["busy_trunk_number"],
+            with_channel.len() as u64,
+            "{with_channel:?}"
+        );
+        assert_eq!(
+            trunks["available_trunk_number"],
+            4 - with_channel.len() as u64
+        );
+
+        for w in ucm.queue_calling(None).await {
+            waiting_seen += 1;
+            let caller = unbridged
+                .iter()
+                .find(|c| c["channel"] == w["callerchannel"])
+                .unwrap_or_else(|| panic!("{w}"));
+            assert_eq!(caller["service"], "queue", "{w}");
+            assert_eq!(caller["alloc_time"], w["starttime"], "{w}");
+        }
+        for a in ucm.queue_calling(Some("answer")).await {
+            answered_seen += 1;
+            assert!(
+                bridged.iter().any(|b| b["channel1"] == a["callerchannel"]
+                    && b["channel2"] == a["calleechannel"]
+                    && b["bridge_time"] == a["bridge_time"]),
+                "{a}"
+            );
+        }
+    }
+    assert!(
+        talking_seen > 10 && ringing_seen > 0,
+        "{talking_seen} {ringing_seen}"
+    );
+    assert!(
+        waiting_seen + answered_seen > 0,
+        "{waiting_seen} {answered_seen}"
+    );
+}
+
+#[tokio::test]
+async fn unregistered_extensions_are_unavailable() {
+    let mut ucm = Ucm::start(SimConfig {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..quiet()
+    })
+    .await;
+    let admin = ucm.sim.admin_url().unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str| http.post(format!("{admin}{path}")).send();
+    ucm.login().await;
+    ucm.sim.set_extension_registered("2001", true);
+    let a = ucm.account("2001").await;
+    assert_eq!(
+        (&a["status"], &a["out_of_service"]),
+        (&json!("Idle"), &json!("no"))
+    );
+    assert_ne!(a["addr"], "-");
+
+    ucm.sim.set_extension_registered("2001", false);
+    ucm.sim.set_extension_out_of_service("2001", true);
+    let a = ucm.account("2001").await;
+    assert_eq!(
+        (&a["status"], &a["out_of_service"], &a["addr"]),
+        (&json!("Unavailable"), &json!("yes"), &json!("-"))
+    );
+    ucm.sim.set_quirks(Quirks {
+        account_status_casing: sim::AccountCasing::Lower,
+        ..Quirks::default()
+    });
+    assert_eq!(ucm.account("2001").await["status"], "unavailable");
+    ucm.sim.set_quirks(Quirks::default());
+
+    // The same through the admin endpoint; an unregistered phone in a call is Unavailable too.
+    ucm.sim.add_live_call(live_call());
+    ucm.sim.advance(Duration::from_secs(30));
+    assert!(post("/extensions/2002?registered=true")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert!(post("/extensions/2001?registered=yes&out_of_service=no")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    assert_eq!(ucm.account("2001").await["status"], "InUse");
+    assert!(post("/extensions/2001?registered=false")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let a = ucm.account("2001").await;
+    assert_eq!(
+        (&a["status"], &a["out_of_service"]),
+        (&json!("Unavailable"), &json!("no"))
+    );
+    for path in [
+        "/extensions/9999?registered=false",
+        "/extensions/2001?registered=maybe",
+        "/extensions/2001",
+    ] {
+        assert_eq!(post(path).await.unwrap().status(), 400, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn reboot_restarts_up_time_and_drops_sessions() {
+    let mut ucm = Ucm::start(SimConfig {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..quiet()
+    })
+    .await;
+    let admin = ucm.sim.admin_url().unwrap();
+    ucm.sim.advance(Duration::from_secs(93_784));
+    ucm.login().await;
+    assert_eq!(ucm.up_time().await.0, "1 02:03:04");
+    // A clock step is no reboot.
+    ucm.sim.step_clock(chrono::Duration::seconds(-7200));
+    assert_eq!(ucm.up_time().await.0, "1 02:03:04");
+
+    ucm.sim.reboot();
+    assert_eq!(ucm.act("getSystemStatus", json!({})).await["status"], -6);
+    ucm.login().await;
+    assert_eq!(ucm.up_time().await.0, "00:00:00");
+    ucm.sim.advance(Duration::from_secs(5));
+    assert_eq!(ucm.up_time().await.0, "00:00:05");
+
+    let r = reqwest::Client::new()
+        .post(format!("{admin}/reboot"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(ucm.act("getSystemStatus", json!({})).await["status"], -6);
+    ucm.login().await;
+    assert_eq!(ucm.up_time().await.0, "00:00:00");
+    assert_eq!(ucm.sim.elapsed(), Duration::from_secs(93_789));
+}
+
+#[tokio::test]
+async fn up_time_and_system_time_in_each_format() {
+    use sim::{SystemTimeFormat, UptimeFormat};
+    let mut ucm = Ucm::start(SimConfig {
+        timezone: chrono_tz::Europe::Berlin,
+        ..quiet()
+    })
+    .await;
+    ucm.login().await;
+    let formats = |uptime_format, system_time_format| Quirks {
+        uptime_format,
+        system_time_format,
+        ..Quirks::default()
+    };
+    ucm.sim.advance(Duration::from_secs(5));
+    for (uptime, system_time, expected) in [
+        (
+            UptimeFormat::Hms,
+            SystemTimeFormat::DayFirst,
+            ("00:00:05", "01-05-2024 12:00:05 UTC+02:00"),
+        ),
+        (
+            UptimeFormat::Seconds,
+            SystemTimeFormat::YearFirst,
+            ("5", "2024-05-01 12:00:05 UTC+02:00"),
+        ),
+        (
+            UptimeFormat::HoursOver24,
+            SystemTimeFormat::DayFirst,
+            ("00:00:05", "01-05-2024 12:00:05 UTC+02:00"),
+        ),
+        (
+            UptimeFormat::DaysWord,
+            SystemTimeFormat::DayFirst,
+            ("0 day(s) 00:00:05", "01-05-2024 12:00:05 UTC+02:00"),
+        ),
+    ] {
+        ucm.sim.set_quirks(formats(uptime, system_time));
+        let (up, now) = ucm.up_time().await;
+        assert_eq!((up.as_str(), now.as_str()), expected, "{uptime:?}");
+    }
+    ucm.sim.advance(Duration::from_secs(93_784 - 5));
+    ucm.login().await;
+    for (uptime, system_time, expected) in [
+        (
+            UptimeFormat::Hms,
+            SystemTimeFormat::DayFirst,
+            ("1 02:03:04", "02-05-2024 14:03:04 UTC+02:00"),
+        ),
+        (
+            UptimeFormat::Seconds,
+            SystemTimeFormat::DayFirst,
+            ("93784", "02-05-2024 14:03:04 UTC+02:00"),
+        ),
+        (
+            UptimeFormat::HoursOver24,
+            SystemTimeFormat::YearFirst,
+            ("26:03:04", "2024-05-02 14:03:04 UTC+02:00"),
+        ),
+        (
+            UptimeFormat::DaysWord,
+            SystemTimeFormat::YearFirst,
+            ("1 day(s) 02:03:04", "2024-05-02 14:03:04 UTC+02:00"),
+        ),
+    ] {
+        ucm.sim.set_quirks(formats(uptime, system_time));
+        let (up, now) = ucm.up_time().await;
+        assert_eq!((up.as_str(), now.as_str()), expected, "{uptime:?}");
+    }
+    let r = ucm.act("getSystemStatus", json!({})).await;
+    assert!(r["response"]["up-time"].is_string());
+}
+
+#[tokio::test]
+async fn each_status_action_can_be_refused_or_unknown() {
+    let mut ucm = Ucm::start(quiet()).await;
+    ucm.login().await;
+    let actions = [
+        ("listAllTrunk", json!({})),
+        ("getSIPTrunk", json!({"trunk": "1"})),
+        ("listAccount", json!({})),
+        ("listVoIPTrunk", json!({})),
+        ("getSystemStatus", json!({})),
+        ("getSystemGeneralStatus", json!({})),
+        ("getStorageUsage", json!({})),
+        ("getCallQueuesMessage", json!({})),
+        ("getQueueCalling", json!({"extension": "6500"})),
+        (
+            "getQueueCalling",
+            json!({"extension": "6500", "role": "answer"}),
+        ),
+        ("getCallQueuesMemberMessage", json!({"extension": "6500"})),
+        ("listBridgedChannels", json!({})),
+        ("listUnBridgedChannels", json!({})),
+    ];
+    let unknown = ucm.act("getNoSuchThing", json!({})).await;
+    assert_eq!(
+        unknown,
+        json!({"response": {"error_msg": "Invalid parameters!"}, "status": -1})
+    );
+    for (action, params) in &actions {
+        assert_eq!(
+            ucm.act(action, params.clone()).await["status"],
+            0,
+            "{action}"
+        );
+    }
+    for (denied, _) in &actions {
+        ucm.sim.add_fault(FaultRule {
+            fault: Fault::Status(-47),
+            action: Some(denied.to_string()),
+            times: None,
+        });
+        for (action, params) in &actions {
+            let r = ucm.act(action, params.clone()).await;
+            if action == denied {
+                assert_eq!(r, json!({"response": {}, "status": -47}), "{action}");
+            } else {
+                assert_eq!(r["status"], 0, "{denied} denied, {action} asked: {r}");
+            }
+        }
+        ucm.sim.clear_faults();
+
+        ucm.sim.set_quirks(Quirks {
+            unknown_actions: vec![denied.to_string()],
+            ..Quirks::default()
+        });
+        for (action, params) in &actions {
+            let r = ucm.act(action, params.clone()).await;
+            if action == denied {
+                assert_eq!(r, unknown, "{action}");
+            } else {
+                assert_eq!(r["status"], 0, "{denied} unknown, {action} asked: {r}");
+            }
+        }
+        // Unknown whatever the session, as any unknown action.
+        assert_eq!(ucm.call(json!({"action": denied})).await, unknown);
+        ucm.sim.set_quirks(Quirks::default());
+    }
+    let stats = ucm.sim.stats();
+    let n = actions.len() as u64;
+    assert_eq!(stats.requests["listAllTrunk"], 1 + 2 * n + 1);
+    assert_eq!(stats.requests["getQueueCalling"], 2 * (1 + 2 * n) + 2);
+    assert_eq!(stats.requests["getNoSuchThing"], 1);
+}
+
+#[tokio::test]
+async fn storage_numbers_follow_set_storage_used() {
+    let mut ucm = Ucm::start(SimConfig {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..quiet()
+    })
+    .await;
+    let admin = ucm.sim.admin_url().unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str| http.post(format!("{admin}{path}")).send();
+    ucm.login().await;
+    let disks = |r: &Value, key: &str| -> Vec<(String, String)> {
+        r["response"]["body"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["diskname"].as_str().unwrap().to_string(),
+                    d["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| {
+        vec![
+            ("cfg".to_string(), a.to_string()),
+            ("data".to_string(), b.to_string()),
+        ]
+    };
+    let r = ucm.act("getStorageUsage", json!({})).await;
+    assert_eq!(r["status"], 0);
+    assert_eq!(disks(&r, "disk-total"), pair("524288", "30408704"));
+    assert_eq!(disks(&r, "disk-avail"), pair("404288", "27262976"));
+    assert_eq!(disks(&r, "disk-usage"), pair("23%", "11%"));
+
+    ucm.sim.set_storage_used("data", 30_408_704);
+    assert!(post("/storage/cfg?used_kib=262144")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let r = ucm.act("getStorageUsage", json!({})).await;
+    assert_eq!(disks(&r, "disk-avail"), pair("262144", "0"));
+    assert_eq!(disks(&r, "disk-usage"), pair("50%", "100%"));
+    // More than the disk holds fills it.
+    ucm.sim.set_storage_used("cfg", u64::MAX);
+    let r = ucm.act("getStorageUsage", json!({})).await;
+    assert_eq!(disks(&r, "disk-usage"), pair("100%", "100%"));
+    assert_eq!(disks(&r, "disk-total"), pair("524288", "30408704"));
+    for path in [
+        "/storage/usb?used_kib=1",
+        "/storage/cfg?used_kib=lots",
+        "/storage/cfg",
+    ] {
+        assert_eq!(post(path).await.unwrap().status(), 400, "{path}");
+    }
+}

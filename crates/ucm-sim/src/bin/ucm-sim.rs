@@ -7,19 +7,24 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use clap::{Parser, ValueEnum};
-use ucm_sim::{self as sim, CookieMode, EndFilter, Firmware, Order, Quirks, SimConfig};
+use ucm_sim::{
+    self as sim, AccountCasing, CookieMode, EndFilter, Firmware, Order, Quirks, SimConfig,
+    SystemTimeFormat, UptimeFormat,
+};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ucm-sim",
     version,
-    about = "Simulated Grandstream UCM: HTTPS API (challenge/login/cdrapi/status/list and channel actions), \
+    about = "Simulated Grandstream UCM: HTTPS API (challenge/login/cdrapi/status/list, channel, trunk, queue and storage actions), \
              seeded small-business call traffic, login security and fault injection",
     after_help = "Clients POST {\"request\":{...}} to <url>/api. The admin endpoint (plain HTTP, loopback) offers \
                   GET /stats, GET /now, GET /truth?after=YYYY-MM-DDTHH:MM:SS&until=..., POST /faults (a FaultRule as JSON, \
                   e.g. {\"fault\":{\"Status\":-45},\"action\":\"cdrapi\",\"times\":3}), DELETE /faults, \
                   GET/POST /quirks (e.g. {\"page_cap\":100,\"order\":\"EndAsc\"}), POST /advance?seconds=N, \
-                  POST /step?seconds=-3600, POST /calls[?visible=now][&live=true] (one cdr_root entry) and POST /invalidate. \
+                  POST /step?seconds=-3600, POST /calls[?visible=now][&live=true] (one cdr_root entry), POST /invalidate, \
+                  POST /reboot, POST /trunks/NAME?status=Unregistered[&out_of_service=yes], \
+                  POST /extensions/EXT?registered=false[&out_of_service=yes] and POST /storage/PARTITION?used_kib=N. \
                   See crates/ucm-sim/README.md."
 )]
 struct Args {
@@ -114,6 +119,26 @@ struct Args {
     /// Quirk: listBridgedChannels and listUnBridgedChannels rows carry no uniqueid fields.
     #[arg(long)]
     no_channel_uniqueids: bool,
+    /// Quirk: getSIPTrunk carries the trunk's live status.
+    #[arg(long)]
+    sip_trunk_status: bool,
+    /// Quirk: how listAccount words an extension's status: Idle/InUse/Ringing/Unavailable,
+    /// all lower case, or InUse&Ringing for a phone in a call that also rings.
+    #[arg(long, value_enum, default_value_t = CasingArg::Mixed)]
+    account_status_casing: CasingArg,
+    /// Quirk: getSystemStatus up-time as HH:MM:SS (D HH:MM:SS beyond a day), seconds, hours
+    /// past 24 (26:03:04) or "1 day(s) 02:03:04".
+    #[arg(long, value_enum, default_value_t = UptimeArg::Hms)]
+    uptime_format: UptimeArg,
+    /// Quirk: getSystemStatus system-time as DD-MM-YYYY or YYYY-MM-DD.
+    #[arg(long, value_enum, default_value_t = SystemTimeArg::DayFirst)]
+    system_time_format: SystemTimeArg,
+    /// Quirk: getQueueCalling answers CallQueues as a list instead of {"member": [...]}.
+    #[arg(long)]
+    queue_calling_array: bool,
+    /// Quirk: answer this action as an unknown one (-1); repeat for more actions.
+    #[arg(long, value_name = "ACTION")]
+    unknown_action: Vec<String>,
     /// Log filter (tracing EnvFilter syntax), e.g. info or ucm_sim=debug.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -138,6 +163,28 @@ enum EndFilterArg {
     TypoOnly,
     Ignored,
     EmptyList,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CasingArg {
+    Mixed,
+    Lower,
+    Compound,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum UptimeArg {
+    Hms,
+    Seconds,
+    #[value(name = "hours-over-24")]
+    HoursOver24,
+    DaysWord,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SystemTimeArg {
+    DayFirst,
+    YearFirst,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -205,6 +252,24 @@ async fn main() -> anyhow::Result<()> {
                 EndFilterArg::EmptyList => EndFilter::EmptyList,
             },
             no_channel_uniqueids: args.no_channel_uniqueids,
+            sip_trunk_status: args.sip_trunk_status,
+            account_status_casing: match args.account_status_casing {
+                CasingArg::Mixed => AccountCasing::Mixed,
+                CasingArg::Lower => AccountCasing::Lower,
+                CasingArg::Compound => AccountCasing::Compound,
+            },
+            uptime_format: match args.uptime_format {
+                UptimeArg::Hms => UptimeFormat::Hms,
+                UptimeArg::Seconds => UptimeFormat::Seconds,
+                UptimeArg::HoursOver24 => UptimeFormat::HoursOver24,
+                UptimeArg::DaysWord => UptimeFormat::DaysWord,
+            },
+            system_time_format: match args.system_time_format {
+                SystemTimeArg::DayFirst => SystemTimeFormat::DayFirst,
+                SystemTimeArg::YearFirst => SystemTimeFormat::YearFirst,
+            },
+            queue_calling_array: args.queue_calling_array,
+            unknown_actions: args.unknown_action,
         },
     };
     let ucm = sim::start(cfg).await?;

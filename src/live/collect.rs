@@ -1,0 +1,388 @@
+//! One run of each live-status collector: its requests, and the series they give.
+//!
+//! Each run builds its families in a registry of its own and hands them over whole, so that a
+//! trunk that disappeared leaves no stale series and a scrape never sees half a run.
+
+use std::collections::BTreeMap;
+
+use prometheus::proto::MetricFamily;
+use prometheus::{GaugeVec, Opts, Registry};
+use serde_json::{Map, Value};
+
+use super::values;
+use crate::cdr::ExtensionPattern;
+use crate::error::UcmError;
+use crate::metrics::TargetMetrics;
+use crate::poll::is_refusal;
+use crate::state::{local_secs, LocalSecs};
+use crate::ucm::lists::{all_rows, rows_of};
+use crate::ucm::{decode_envelope, Session};
+
+/// A run's series, built in a registry of their own.
+#[derive(Default)]
+pub struct Families(Registry);
+
+impl Families {
+    pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        self.0.register(Box::new(g.clone())).expect("unique metric");
+        g
+    }
+
+    pub fn into_families(self) -> Vec<MetricFamily> {
+        self.0.gather()
+    }
+}
+
+/// What a collector needs besides the session.
+pub struct Context<'a> {
+    pub session: &'a Session,
+    pub metrics: &'a TargetMetrics,
+    pub extensions: &'a ExtensionPattern,
+    pub tz: chrono_tz::Tz,
+    /// This host's clock in the UCM's zone, for ages of calls and waits.
+    pub now: LocalSecs,
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("").trim()
+}
+
+/// Any JSON scalar as text: the UCM mixes strings and numbers.
+fn scalar(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn yes(v: &Value, key: &str) -> bool {
+    text(v, key).eq_ignore_ascii_case("yes")
+}
+
+fn local_time(s: &str) -> Option<LocalSecs> {
+    chrono::NaiveDateTime::parse_from_str(&s.trim().replace('T', " "), "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(local_secs)
+}
+
+async fn envelope(
+    session: &Session,
+    action: &str,
+    params: Map<String, Value>,
+) -> Result<Value, UcmError> {
+    session.call(action, params, |b| decode_envelope(b)).await
+}
+
+/// `ucm_info` and `ucm_boot_time_seconds`: 2 requests.
+pub async fn system(cx: &Context<'_>) -> Result<Families, UcmError> {
+    let general = envelope(cx.session, "getSystemGeneralStatus", Map::new()).await?;
+    let status = envelope(cx.session, "getSystemStatus", Map::new()).await?;
+    let f = Families::default();
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    f.gauge(
+        "ucm_info",
+        "Model, firmware, serial number and MAC address of the UCM (getSystemGeneralStatus, getSystemStatus); always 1.",
+        &["model", "firmware", "serial_number", "mac"],
+    )
+    .with_label_values(&[
+        &words(text(&general, "product-model")),
+        text(&general, "prog-version"),
+        text(&status, "serial-number"),
+        &text(&status, "mac").to_ascii_lowercase(),
+    ])
+    .set(1.0);
+    let now = values::system_time(text(&status, "system-time"), cx.tz);
+    let up = values::uptime(&scalar(&status, "up-time"));
+    match (now, up) {
+        (Some(now), Some(up)) => {
+            f.gauge(
+                "ucm_boot_time_seconds",
+                "Unix time the UCM booted: its system-time minus its up-time (getSystemStatus).",
+                &[],
+            )
+            .with_label_values::<&str>(&[])
+            .set((now - i64::try_from(up).unwrap_or(0)) as f64);
+        }
+        _ => tracing::debug!(
+            up_time = %scalar(&status, "up-time"),
+            system_time = text(&status, "system-time"),
+            "cannot read the UCM's up-time or system time; no ucm_boot_time_seconds"
+        ),
+    }
+    Ok(f)
+}
+
+/// Where trunk status comes from on this UCM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkSource {
+    /// `listAllTrunk`: every trunk and its status, one request.
+    AllTrunks,
+    /// `listVoIPTrunk`, then `getSIPTrunk` per trunk, whose answer carries a status.
+    PerTrunk,
+}
+
+/// `ucm_trunk_up` and `ucm_trunk_status`. `source` is what worked before; `None` tries
+/// `listAllTrunk`, then the per-trunk reading.
+pub async fn trunks(
+    cx: &Context<'_>,
+    source: &mut Option<TrunkSource>,
+) -> Result<Families, UcmError> {
+    let rows = match *source {
+        Some(TrunkSource::AllTrunks) => {
+            all_rows(cx.session, "listAllTrunk", &Map::new(), "trunks").await?
+        }
+        Some(TrunkSource::PerTrunk) => per_trunk_rows(cx).await?,
+        None => match all_rows(cx.session, "listAllTrunk", &Map::new(), "trunks").await {
+            Ok(rows) => {
+                *source = Some(TrunkSource::AllTrunks);
+                rows
+            }
+            Err(e) if is_refusal(&e) => {
+                tracing::info!("listAllTrunk is not available ({e}); reading listVoIPTrunk and getSIPTrunk per trunk");
+                let rows = per_trunk_rows(cx).await?;
+                *source = Some(TrunkSource::PerTrunk);
+                rows
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let f = Families::default();
+    let up = f.gauge(
+        "ucm_trunk_up",
+        "1 if the trunk is registered or reachable, 0 if not; absent while unmonitored or disabled (listAllTrunk).",
+        &["trunk", "type"],
+    );
+    let status = f.gauge(
+        "ucm_trunk_status",
+        "1 for the trunk's current status, normalised (listAllTrunk; README, Metrics).",
+        &["trunk", "status"],
+    );
+    for r in &rows {
+        let name = text(r, "trunk_name");
+        if name.is_empty() {
+            continue;
+        }
+        let kind = match text(r, "type") {
+            "" => text(r, "trunk_type"),
+            t => t,
+        }
+        .to_ascii_lowercase();
+        let (label, is_up) = values::trunk_status(text(r, "status"), yes(r, "out_of_service"));
+        status.with_label_values(&[name, label]).set(1.0);
+        if let Some(u) = is_up {
+            up.with_label_values(&[name, &kind])
+                .set(f64::from(u8::from(u)));
+        }
+    }
+    Ok(f)
+}
+
+/// Trunk rows from `listVoIPTrunk` plus `getSIPTrunk` per trunk; refused (as the firmware not
+/// knowing it) when the per-trunk answers carry no status.
+async fn per_trunk_rows(cx: &Context<'_>) -> Result<Vec<Value>, UcmError> {
+    let mut params = Map::new();
+    params.insert(
+        "options".into(),
+        "trunk_index,trunk_name,trunk_type,out_of_service".into(),
+    );
+    let list = all_rows(cx.session, "listVoIPTrunk", &params, "voip_trunk").await?;
+    let mut rows = Vec::new();
+    for t in list {
+        let mut p = Map::new();
+        p.insert("trunk".into(), scalar(&t, "trunk_index").into());
+        let resp = envelope(cx.session, "getSIPTrunk", p).await?;
+        let trunk = resp.get("trunk").cloned().unwrap_or(Value::Null);
+        if trunk.get("status").is_none() {
+            return Err(UcmError::Protocol(
+                "neither listAllTrunk nor getSIPTrunk gives a trunk status on this UCM".into(),
+            ));
+        }
+        let mut row = t.as_object().cloned().unwrap_or_default();
+        row.insert("status".into(), trunk["status"].clone());
+        rows.push(Value::Object(row));
+    }
+    Ok(rows)
+}
+
+/// `ucm_extensions` and `ucm_extension_registered`, from every page of `listAccount`.
+pub async fn extensions(cx: &Context<'_>) -> Result<Families, UcmError> {
+    let mut params = Map::new();
+    params.insert("options".into(), "extension,status,out_of_service".into());
+    let rows = all_rows(cx.session, "listAccount", &params, "account").await?;
+    let f = Families::default();
+    let by_status = f.gauge(
+        "ucm_extensions",
+        "Local extensions by status: idle, inuse, ringing, busy, hold, unavailable, disabled, … (listAccount).",
+        &["status"],
+    );
+    let registered = f.gauge(
+        "ucm_extension_registered",
+        "1 if the extension is registered, 0 if not or out of service (listAccount), under extensions.max.",
+        &["extension"],
+    );
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &rows {
+        let ext = scalar(r, "extension");
+        if !cx.extensions.is_local(&ext) {
+            continue;
+        }
+        let st = values::extension_status(text(r, "status"), yes(r, "out_of_service"));
+        *counts.entry(st).or_default() += 1;
+        if let Some(label) = cx.metrics.extension_label(&ext) {
+            registered
+                .with_label_values(&[&label])
+                .set(f64::from(u8::from(values::registered(st))));
+        }
+    }
+    for (st, n) in counts {
+        by_status.with_label_values(&[st]).set(n as f64);
+    }
+    Ok(f)
+}
+
+/// `ucm_active_calls`, `ucm_active_channels` and `ucm_active_call_oldest_seconds`.
+pub async fn channels(cx: &Context<'_>) -> Result<Families, UcmError> {
+    let bridged = all_rows(cx.session, "listBridgedChannels", &Map::new(), "channel").await?;
+    let unbridged = all_rows(cx.session, "listUnBridgedChannels", &Map::new(), "channel").await?;
+    let f = Families::default();
+    f.gauge(
+        "ucm_active_calls",
+        "Calls in progress with two parties connected (listBridgedChannels).",
+        &[],
+    )
+    .with_label_values::<&str>(&[])
+    .set(bridged.len() as f64);
+    let states = f.gauge(
+        "ucm_active_channels",
+        "Channels in progress by state: bridged, and the unbridged ones the UCM's Active Calls page shows (ringing, dialing, up, …).",
+        &["state"],
+    );
+    states
+        .with_label_values(&["bridged"])
+        .set((bridged.len() * 2) as f64);
+    for r in &unbridged {
+        if let Some(st) =
+            values::channel_state(text(r, "state"), text(r, "channel"), text(r, "service"))
+        {
+            states.with_label_values(&[st]).inc();
+        }
+    }
+    let oldest = bridged
+        .iter()
+        .filter_map(|r| local_time(text(r, "bridge_time")))
+        .min();
+    f.gauge(
+        "ucm_active_call_oldest_seconds",
+        "Age of the oldest bridged call (since its bridge_time), 0 with none.",
+        &[],
+    )
+    .with_label_values::<&str>(&[])
+    .set(oldest.map_or(0, |t| (cx.now - t).max(0)) as f64);
+    Ok(f)
+}
+
+/// The queue rows of `getQueueCalling`/`getCallQueuesMemberMessage`: under `member` of an
+/// object, or the array itself (firmware differ).
+fn members(v: Option<&Value>) -> Vec<Value> {
+    match v {
+        Some(Value::Array(rows)) => rows.clone(),
+        Some(o @ Value::Object(_)) => rows_of(o, "member"),
+        _ => Vec::new(),
+    }
+}
+
+/// `ucm_queue_callers_waiting`, `ucm_queue_longest_wait_seconds`, `ucm_queue_members`: one
+/// request for the queues, then two per queue.
+pub async fn queues(cx: &Context<'_>) -> Result<Families, UcmError> {
+    let list = envelope(cx.session, "getCallQueuesMessage", Map::new()).await?;
+    let queues: Vec<String> = rows_of(&list, "CallQueuesMessage")
+        .iter()
+        .map(|q| scalar(q, "extension"))
+        .filter(|q| !q.is_empty())
+        .collect();
+    let f = Families::default();
+    let waiting = f.gauge(
+        "ucm_queue_callers_waiting",
+        "Callers waiting in the call queue now (getQueueCalling).",
+        &["queue"],
+    );
+    let longest = f.gauge(
+        "ucm_queue_longest_wait_seconds",
+        "How long the caller waiting longest has waited, 0 with none (getQueueCalling).",
+        &["queue"],
+    );
+    let member_states = f.gauge(
+        "ucm_queue_members",
+        "Members of the call queue by status (getCallQueuesMemberMessage).",
+        &["queue", "status"],
+    );
+    for q in &queues {
+        let mut p = Map::new();
+        p.insert("extension".into(), q.clone().into());
+        let calling = envelope(cx.session, "getQueueCalling", p.clone()).await?;
+        let rows = members(calling.get("CallQueues"));
+        waiting.with_label_values(&[q]).set(rows.len() as f64);
+        let first = rows
+            .iter()
+            .filter_map(|r| local_time(text(r, "starttime")))
+            .min();
+        longest
+            .with_label_values(&[q])
+            .set(first.map_or(0, |t| (cx.now - t).max(0)) as f64);
+        let m = envelope(cx.session, "getCallQueuesMemberMessage", p).await?;
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in members(m.get("CallQueueMembersMessage")) {
+            *counts
+                .entry(values::extension_status(text(&r, "status"), false))
+                .or_default() += 1;
+        }
+        for (st, n) in counts {
+            member_states.with_label_values(&[q, st]).set(n as f64);
+        }
+    }
+    Ok(f)
+}
+
+/// `ucm_storage_used_bytes` and `ucm_storage_size_bytes` per partition (getStorageUsage).
+pub async fn storage(cx: &Context<'_>) -> Result<Families, UcmError> {
+    let resp = envelope(cx.session, "getStorageUsage", Map::new()).await?;
+    let body = resp.get("body").unwrap_or(&resp);
+    let by_disk = |key: &str| -> BTreeMap<String, f64> {
+        rows_of(body, key)
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    scalar(r, "diskname"),
+                    values::size_bytes(&scalar(r, "value"))?,
+                ))
+            })
+            .filter(|(d, _)| !d.is_empty())
+            .collect()
+    };
+    let (total, avail) = (by_disk("disk-total"), by_disk("disk-avail"));
+    if total.is_empty() {
+        return Err(UcmError::Protocol(
+            "getStorageUsage answered without disk-total".into(),
+        ));
+    }
+    let f = Families::default();
+    let size = f.gauge(
+        "ucm_storage_size_bytes",
+        "Size of the UCM's storage partition (getStorageUsage; the unit on the wire is taken as KiB).",
+        &["partition"],
+    );
+    let used = f.gauge(
+        "ucm_storage_used_bytes",
+        "Used space of the UCM's storage partition (getStorageUsage).",
+        &["partition"],
+    );
+    for (disk, t) in &total {
+        size.with_label_values(&[disk]).set(*t);
+        if let Some(a) = avail.get(disk) {
+            used.with_label_values(&[disk]).set((t - a).max(0.0));
+        }
+    }
+    Ok(f)
+}

@@ -1,0 +1,249 @@
+//! Live PBX status: what is happening now (trunks up or down, phones registered, calls in
+//! progress, callers waiting, the system and its disks), next to the call counters of what
+//! happened.
+//!
+//! Each target runs its collectors every `status_interval`, over the poller's own session, so
+//! status requests queue behind CDR requests and share its login and back-offs. Each collector
+//! degrades alone: an action this API user may not call (-47) or this firmware does not know
+//! (an unknown action, an HTML answer) disables it for an hour, with one log line,
+//! `ucm_collector_up{collector} 0` and `ucm_collector_errors_total`. A status failure never
+//! touches `ucm_up` or a CDR poll's result.
+
+mod collect;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cdr::ExtensionPattern;
+use crate::clock::SharedClock;
+use crate::config::Target;
+use crate::error::UcmError;
+use crate::metrics::TargetMetrics;
+use crate::poll::is_refusal;
+use crate::state::local_secs;
+use crate::ucm::Session;
+
+pub use collect::TrunkSource;
+
+/// Every series the collectors can produce, for the dashboards' and rules' static checks;
+/// `tests/live.rs` holds it to what a run against the simulator gives.
+pub const METRICS: [&str; 16] = [
+    "ucm_active_call_oldest_seconds",
+    "ucm_active_calls",
+    "ucm_active_channels",
+    "ucm_boot_time_seconds",
+    "ucm_collector_errors_total",
+    "ucm_collector_up",
+    "ucm_extension_registered",
+    "ucm_extensions",
+    "ucm_info",
+    "ucm_queue_callers_waiting",
+    "ucm_queue_longest_wait_seconds",
+    "ucm_queue_members",
+    "ucm_storage_size_bytes",
+    "ucm_storage_used_bytes",
+    "ucm_trunk_status",
+    "ucm_trunk_up",
+];
+
+/// How long a collector refused by the UCM rests before it is tried again: permissions and
+/// firmware rarely change, but they do.
+pub const RETRY_REFUSED: Duration = Duration::from_secs(3600);
+
+/// The live-status collectors, the `collector` label of their health series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Collector {
+    System,
+    Trunks,
+    Extensions,
+    Channels,
+    Queues,
+    Storage,
+}
+
+impl Collector {
+    pub const ALL: [Collector; 6] = [
+        Collector::System,
+        Collector::Trunks,
+        Collector::Extensions,
+        Collector::Channels,
+        Collector::Queues,
+        Collector::Storage,
+    ];
+
+    /// On unless switched off: all but storage, whose availability to an API user is unproven.
+    pub const DEFAULT_ON: [Collector; 5] = [
+        Collector::System,
+        Collector::Trunks,
+        Collector::Extensions,
+        Collector::Channels,
+        Collector::Queues,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Collector::System => "system",
+            Collector::Trunks => "trunks",
+            Collector::Extensions => "extensions",
+            Collector::Channels => "channels",
+            Collector::Queues => "queues",
+            Collector::Storage => "storage",
+        }
+    }
+
+    /// The actions the collector asks for, for `check` and the README.
+    pub const fn actions(self) -> &'static str {
+        match self {
+            Collector::System => "getSystemGeneralStatus, getSystemStatus",
+            Collector::Trunks => "listAllTrunk (or listVoIPTrunk and getSIPTrunk)",
+            Collector::Extensions => "listAccount",
+            Collector::Channels => "listBridgedChannels, listUnBridgedChannels",
+            Collector::Queues => {
+                "getCallQueuesMessage, getQueueCalling, getCallQueuesMemberMessage"
+            }
+            Collector::Storage => "getStorageUsage",
+        }
+    }
+}
+
+/// The collectors of one target and what they learned of the UCM.
+pub struct Live {
+    session: Arc<Session>,
+    metrics: Arc<TargetMetrics>,
+    extensions: ExtensionPattern,
+    clock: SharedClock,
+    tz: chrono_tz::Tz,
+    on: Vec<Collector>,
+    /// Refused collectors and the monotonic time they are tried again.
+    resting: BTreeMap<Collector, Duration>,
+    trunk_source: Option<TrunkSource>,
+}
+
+impl Live {
+    pub fn new(
+        target: &Target,
+        session: Arc<Session>,
+        metrics: Arc<TargetMetrics>,
+        extensions: ExtensionPattern,
+        clock: SharedClock,
+    ) -> Self {
+        let on: Vec<Collector> = target.collectors.iter().copied().collect();
+        for c in &on {
+            metrics.collector_up.with_label_values(&[c.as_str()]).set(0);
+            // Created at 0, so that increase() sees a collector's first failure.
+            for r in crate::error::Reason::ALL {
+                metrics
+                    .collector_errors
+                    .with_label_values(&[c.as_str(), r.as_str()]);
+            }
+        }
+        Live {
+            session,
+            metrics,
+            extensions,
+            clock,
+            tz: target.timezone,
+            on,
+            resting: BTreeMap::new(),
+            trunk_source: None,
+        }
+    }
+
+    /// Runs every collector that is not resting, one after the other.
+    pub async fn run_once(&mut self) {
+        for c in self.on.clone() {
+            let now = self.clock.monotonic();
+            if self.resting.get(&c).is_some_and(|until| now < *until) {
+                continue;
+            }
+            let result = self.collect(c).await;
+            let name = c.as_str();
+            match result {
+                Ok(families) => {
+                    if self.resting.remove(&c).is_some() {
+                        tracing::info!(collector = name, "live-status collector works again");
+                    }
+                    self.metrics.set_live(name, families);
+                    self.metrics.collector_up.with_label_values(&[name]).set(1);
+                }
+                Err(e) => {
+                    self.metrics.clear_live(name);
+                    self.metrics.collector_up.with_label_values(&[name]).set(0);
+                    self.metrics
+                        .collector_errors
+                        .with_label_values(&[name, e.reason().as_str()])
+                        .inc();
+                    if is_refusal(&e) {
+                        if !self.resting.contains_key(&c) {
+                            tracing::warn!(
+                                collector = name,
+                                actions = c.actions(),
+                                "live-status collector disabled for an hour: {e}"
+                            );
+                        }
+                        self.resting.insert(c, now + RETRY_REFUSED);
+                    } else {
+                        tracing::debug!(collector = name, "live-status collector failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn collect(
+        &mut self,
+        c: Collector,
+    ) -> Result<Vec<prometheus::proto::MetricFamily>, UcmError> {
+        let cx = collect::Context {
+            session: &self.session,
+            metrics: &self.metrics,
+            extensions: &self.extensions,
+            tz: self.tz,
+            now: local_secs(self.clock.local_now(self.tz)),
+        };
+        let f = match c {
+            Collector::System => collect::system(&cx).await?,
+            Collector::Trunks => collect::trunks(&cx, &mut self.trunk_source).await?,
+            Collector::Extensions => collect::extensions(&cx).await?,
+            Collector::Channels => collect::channels(&cx).await?,
+            Collector::Queues => collect::queues(&cx).await?,
+            Collector::Storage => collect::storage(&cx).await?,
+        };
+        Ok(f.into_families())
+    }
+
+    /// Runs the collectors first after `phase`, then every `interval`, until `shutdown`.
+    pub async fn run(mut self, interval: Duration, phase: Duration, shutdown: CancellationToken) {
+        if self.on.is_empty() {
+            return;
+        }
+        let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.run_once() => {}
+            }
+        }
+    }
+
+    /// Whether each collector works with this UCM and API user: one run of each, for `check`.
+    pub async fn probe(&mut self) -> Vec<(Collector, Result<(), UcmError>)> {
+        let mut out = Vec::new();
+        for c in self.on.clone() {
+            out.push((c, self.collect(c).await.map(|_| ())));
+        }
+        out
+    }
+}
