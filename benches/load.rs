@@ -272,7 +272,14 @@ async fn catch_up(rows: &mut Vec<String>) -> anyhow::Result<()> {
         ],
     )
     .await?;
-    let config = write_config(dir.path(), &sim, 1, "poll_interval: 2s\n")?;
+    // Start windows: the catch-up poll is a full sweep in every mode, and with them the polls
+    // after it are no quicker reads that would replace its `ucm_poll_duration_seconds`.
+    let config = write_config(
+        dir.path(),
+        &sim,
+        1,
+        "poll_interval: 2s\nwindow_mode: start\n",
+    )?;
     let mut exp = start_exporter(&config).await?;
     wait_ready(&exp.url, Duration::from_secs(60)).await?;
     exp.proc.stop();

@@ -58,10 +58,29 @@ async fn every_gauge_follows_the_simulator() {
             "{c:?}"
         );
     }
-    // Every name the collectors produce is listed for the dashboards' checks, and back.
+    // Every name the collectors produce is listed for the dashboards' checks, and promtool
+    // accepts them.
     let text = String::from_utf8(metrics.text()).unwrap();
+    promtool_accepts(&text);
     for name in METRICS {
         assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+    }
+    let types = |t: &str| -> std::collections::BTreeSet<String> {
+        t.lines()
+            .filter_map(|l| {
+                l.strip_prefix("# TYPE ")?
+                    .split(' ')
+                    .next()
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let without_live = String::from_utf8(TargetMetrics::new(10).text()).unwrap();
+    for name in types(&text).difference(&types(&without_live)) {
+        assert!(
+            METRICS.contains(&name.as_str()),
+            "{name} is not in live::METRICS"
+        );
     }
 
     // System: booted when the simulator started; a reboot moves it.

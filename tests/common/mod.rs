@@ -326,3 +326,26 @@ pub fn flat_call(ext: &str, start: NaiveDateTime, secs: i64, id: &str) -> serde_
         "dst_trunk_name": "", "uniqueid": format!("{}.{id}", start.and_utc().timestamp())
     })
 }
+
+/// promtool (Debian package `prometheus`) must accept the exposition without a word.
+pub fn promtool_accepts(plain: &str) {
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(plain.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        })
+        .expect("promtool is needed by this test: install Debian's `prometheus` package (the README's test command does)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool failed: {said}");
+    assert_eq!(said, "", "promtool check metrics should print nothing");
+}
