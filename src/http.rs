@@ -150,8 +150,25 @@ impl App {
                     html_escape(&e.message)
                 ),
             };
+            let (mode, collectors) = t.metrics.summary();
+            let mode = html_escape(mode.as_deref().unwrap_or("start"));
+            let failing: Vec<&str> = collectors
+                .iter()
+                .filter(|(_, up)| !up)
+                .map(|(c, _)| c.as_str())
+                .collect();
+            let live = match (collectors.len(), failing.is_empty()) {
+                (0, _) => "off".to_string(),
+                (n, true) => format!("{n} of {n} working"),
+                (n, false) => format!(
+                    "{} of {n} working; not: {}",
+                    n - failing.len(),
+                    html_escape(&failing.join(", "))
+                ),
+            };
             rows.push_str(&format!(
                 "<tr><td>{name}</td><td>{ready}</td><td>{last_poll}</td><td>{success}</td><td>{error}</td>\
+                 <td>{mode}</td><td>{live}</td>\
                  <td><a href=\"{probe}\">{probe}</a> (<a href=\"{probe}&amp;debug=true\">debug</a>)</td></tr>\n",
                 ready = if t.status.is_ready() { "yes" } else { "no" },
             ));
@@ -164,7 +181,7 @@ impl App {
              <ul>\n<li><a href=\"{tp}\">{tp}</a> (exporter metrics{single})</li>\n\
              <li><a href=\"/-/healthy\">/-/healthy</a></li>\n<li><a href=\"/-/ready\">/-/ready</a></li>\n</ul>\n\
              <h2>Targets</h2>\n<p>Times are the exporter's clock, UTC. A target's debug page shows the log of its last poll.</p>\n\
-             <table>\n<tr><th>Target</th><th>Ready</th><th>Last poll</th><th>Last success</th><th>Last error</th><th>Probe</th></tr>\n\
+             <table>\n<tr><th>Target</th><th>Ready</th><th>Last poll</th><th>Last success</th><th>Last error</th><th>CDR windows</th><th>Live status</th><th>Probe</th></tr>\n\
              {rows}</table>\n</body></html>\n",
             env!("CARGO_PKG_VERSION"),
             tp = html_escape(&self.telemetry_path),

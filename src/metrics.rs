@@ -593,6 +593,29 @@ impl TargetMetrics {
         exposition::body(Some(&self.prepared()), &families, gzip)
     }
 
+    /// What the landing page shows beside the poll health: the CDR window mode in use, and
+    /// whether each enabled live-status collector's last run worked.
+    pub fn summary(&self) -> (Option<String>, Vec<(String, bool)>) {
+        let (mut mode, mut collectors) = (None, Vec::new());
+        let label = |m: &prometheus::proto::Metric| {
+            m.get_label()
+                .first()
+                .map(|l| l.value().to_string())
+                .unwrap_or_default()
+        };
+        for f in self.status.gather() {
+            for m in f.get_metric() {
+                let on = m.get_gauge().value() == 1.0;
+                match f.name() {
+                    "ucm_cdr_window_mode" if on => mode = Some(label(m)),
+                    "ucm_collector_up" => collectors.push((label(m), on)),
+                    _ => {}
+                }
+            }
+        }
+        (mode, collectors)
+    }
+
     /// Replaces the series of one live-status collector with those of its latest run.
     pub fn set_live(&self, collector: &'static str, families: Vec<MetricFamily>) {
         self.live
