@@ -181,14 +181,7 @@ async fn probe_windows(
             Ok(decode_page(body)?
                 .iter()
                 .filter_map(|e| cdr::classify(e, ext))
-                .map(|c| {
-                    let start = local_secs(c.start);
-                    Span {
-                        key: c.key,
-                        start,
-                        end: start + c.ends_after,
-                    }
-                })
+                .map(|c| Span::of(&c))
                 .collect::<Vec<_>>())
         })
         .await?;

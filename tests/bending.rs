@@ -501,16 +501,7 @@ async fn a_call_of_exactly_max_call_duration_ending_after_a_sweep_is_counted() {
     let start = sim.now() - chrono::Duration::minutes(30) + chrono::Duration::seconds(1);
     sim.add_call(flat_call("4999", start, 30 * 60, "777001"));
     poll_every(&sim, &mut poller, MIN, 9).await;
-    let caller = |s: &Scrape| {
-        s.get(
-            "ucm_extension_calls_total",
-            &[
-                ("extension", "4999"),
-                ("role", "caller"),
-                ("disposition", "answered"),
-            ],
-        )
-    };
+    let caller = |s: &Scrape| s.answered_from("4999");
     assert_eq!(caller(&Scrape::of(&metrics)), None, "not before the sweep");
     sweep_after(&sim, &mut poller, MIN).await;
     assert_eq!(caller(&Scrape::of(&metrics)), Some(1.0));

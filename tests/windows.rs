@@ -326,16 +326,7 @@ async fn a_cdr_written_later_than_the_margin_is_counted_late_not_lost() {
     let start = sim.now() - chrono::Duration::minutes(40);
     sim.add_call_visible_now(flat_call("4998", start, 10 * 60, "777100"));
     poll_every(&sim, &mut poller, MIN, 3).await;
-    let extension = |s: &Scrape| {
-        s.get(
-            "ucm_extension_calls_total",
-            &[
-                ("extension", "4998"),
-                ("role", "caller"),
-                ("disposition", "answered"),
-            ],
-        )
-    };
+    let extension = |s: &Scrape| s.answered_from("4998");
     assert_eq!(
         extension(&Scrape::of(&metrics)),
         None,
@@ -367,16 +358,8 @@ async fn a_three_hour_call_is_counted_at_the_first_poll_after_it_ends() {
         sim.add_live_call(flat_call("4997", start, 3 * 3600, "777200"));
         poll_every(&sim, &mut poller, MIN, 3).await;
         assert_eq!(poller.window_mode(), ucm.mode());
-        let counted = |m: &ucm_exporter::metrics::TargetMetrics| {
-            Scrape::of(m).get(
-                "ucm_extension_calls_total",
-                &[
-                    ("extension", "4997"),
-                    ("role", "caller"),
-                    ("disposition", "answered"),
-                ],
-            )
-        };
+        let counted =
+            |m: &ucm_exporter::metrics::TargetMetrics| Scrape::of(m).answered_from("4997");
         poll_every(&sim, &mut poller, MIN, 2).await;
         assert_eq!(counted(&metrics), None, "{ucm:?}: still in progress");
         // 5 min after the start of the loop: it ends 30 s before the next poll.

@@ -94,28 +94,18 @@ pub fn parse_rows(rows: &[Value], tz: chrono_tz::Tz) -> Vec<Row> {
                 }
                 if let Some(u) = text(r, uid) {
                     row.uniqueids.push(uid_hash(u));
-                    row.start = row.start.min_some(uniqueid_start(u, tz));
+                    row.start = earliest(row.start, uniqueid_start(u, tz));
                 }
             }
-            row.start = row
-                .start
-                .min_some(text(r, "alloc_time").and_then(local_time));
+            row.start = earliest(row.start, text(r, "alloc_time").and_then(local_time));
             (!row.channels.is_empty()).then_some(row)
         })
         .collect()
 }
 
-trait MinSome {
-    fn min_some(self, other: Self) -> Self;
-}
-
-impl MinSome for Option<LocalSecs> {
-    fn min_some(self, other: Self) -> Self {
-        match (self, other) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
+/// The earlier of two times, either of which may be missing.
+fn earliest(a: Option<LocalSecs>, b: Option<LocalSecs>) -> Option<LocalSecs> {
+    a.into_iter().chain(b).min()
 }
 
 /// What is known of one live channel: when its call started, and the uniqueids of its call.

@@ -61,6 +61,17 @@ pub struct Span {
     pub end: LocalSecs,
 }
 
+impl Span {
+    pub fn of(call: &cdr::Call<'_>) -> Span {
+        let start = local_secs(call.start);
+        Span {
+            key: call.key,
+            start,
+            end: start.saturating_add(call.ends_after),
+        }
+    }
+}
+
 impl Pending {
     /// The increments gathered so far.
     pub fn tally(&self) -> &CallTally {
@@ -117,8 +128,8 @@ pub fn ingest(
             continue;
         };
         fresh += usize::from(read.insert(call.key));
-        let start = local_secs(call.start);
-        let end = start.saturating_add(call.ends_after);
+        let span = Span::of(&call);
+        let (start, end) = (span.start, span.end);
         oldest = Some(oldest.map_or(start, |o| o.min(start)));
         if start < horizon {
             pending.tally.skipped[Skip::TooOld as usize] += 1;
@@ -139,11 +150,7 @@ pub fn ingest(
                 .uniqueids
                 .insert(super::channels::uid_hash(call.uniqueid));
         }
-        notes.spans.push(Span {
-            key: call.key,
-            start,
-            end,
-        });
+        notes.spans.push(span);
         let seen_call = state.is_some_and(|s| s.calls.contains_key(&call.key))
             || pending.call_set.contains(&call.key);
         if !seen_call {

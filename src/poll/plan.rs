@@ -254,10 +254,13 @@ pub fn plan_poll(
     reach: &Reach,
     fast: &Fast,
 ) -> PollPlan {
-    let start_mode = |since| PollPlan {
-        kind: plan(state, now, since, reach).kind,
-        mode: WindowMode::Start,
-        reads: vec![plan(state, now, since, reach)],
+    let start_mode = |since| {
+        let p = plan(state, now, since, reach);
+        PollPlan {
+            kind: p.kind,
+            mode: WindowMode::Start,
+            reads: vec![p],
+        }
     };
     let (Some(mode), Some(safety)) = (fast.mode, reach.safety_sweep_interval) else {
         return start_mode(since_sweep);

@@ -209,6 +209,18 @@ impl Scrape {
         m
     }
 
+    /// Answered calls placed from `ext` (what [`flat_call`] makes), `None` before the first.
+    pub fn answered_from(&self, ext: &str) -> Option<f64> {
+        self.get(
+            "ucm_extension_calls_total",
+            &[
+                ("extension", ext),
+                ("role", "caller"),
+                ("disposition", "answered"),
+            ],
+        )
+    }
+
     pub fn sum(&self, name: &str) -> f64 {
         self.0
             .iter()
