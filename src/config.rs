@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::cdr::ExtensionPattern;
 use crate::live::Collector;
+use crate::metrics::DEFAULT_SERVICE_LEVELS;
 use std::collections::BTreeSet;
 
 pub const DEFAULT_EXTENSION_MAX: usize = 5000;
@@ -49,6 +50,10 @@ const MIN_MAX_CALL_DURATION: Duration = Duration::from_secs(60);
 const MIN_SESSION_RENEW: Duration = Duration::from_secs(10);
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 const MIN_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Each service level is a bucket of every group's wait histogram, so a few are plenty.
+const MAX_SERVICE_LEVELS: usize = 8;
+/// The longest wait that still reads as a service level: an hour.
+const MAX_SERVICE_LEVEL: u64 = 3600;
 
 /// A password that never shows up in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -79,6 +84,8 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
     #[serde(default)]
     pub extensions: Option<ExtensionsFile>,
+    #[serde(default)]
+    pub groups: Option<GroupsFile>,
     #[serde(default, with = "humantime_serde")]
     pub max_call_duration: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -114,6 +121,7 @@ pub struct CollectorSwitches {
     pub extensions: Option<bool>,
     pub channels: Option<bool>,
     pub queues: Option<bool>,
+    pub groups: Option<bool>,
     pub storage: Option<bool>,
 }
 
@@ -125,6 +133,7 @@ impl CollectorSwitches {
             (Collector::Extensions, self.extensions),
             (Collector::Channels, self.channels),
             (Collector::Queues, self.queues),
+            (Collector::Groups, self.groups),
             (Collector::Storage, self.storage),
         ];
         for (c, switch) in switches {
@@ -142,6 +151,13 @@ impl CollectorSwitches {
 pub struct ExtensionsFile {
     pub pattern: Option<String>,
     pub max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsFile {
+    /// Waits (seconds) that become buckets of `ucm_group_wait_seconds`.
+    pub service_level_seconds: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +229,8 @@ pub struct Settings {
     /// than a failure at start-up.
     pub extension_pattern: ExtensionPattern,
     pub extension_max: usize,
+    /// `groups.service_level_seconds`: buckets of `ucm_group_wait_seconds`.
+    pub service_levels: Vec<u64>,
     pub targets: Vec<Target>,
 }
 
@@ -224,6 +242,7 @@ impl Settings {
             state_dir: state_dir.into(),
             extension_pattern: default_extension_pattern(),
             extension_max: DEFAULT_EXTENSION_MAX,
+            service_levels: DEFAULT_SERVICE_LEVELS.to_vec(),
             targets,
         }
     }
@@ -418,6 +437,27 @@ pub fn resolve(
     if extension_max == 0 {
         bail!("{src}: extensions.max must be at least 1");
     }
+    let service_levels = match fc
+        .groups
+        .as_ref()
+        .and_then(|g| g.service_level_seconds.clone())
+    {
+        Some(levels) => {
+            if levels.is_empty() || levels.len() > MAX_SERVICE_LEVELS {
+                bail!(
+                    "{src}: groups.service_level_seconds needs 1 to {MAX_SERVICE_LEVELS} values, got {}",
+                    levels.len()
+                );
+            }
+            if let Some(bad) = levels.iter().find(|&&l| l == 0 || l > MAX_SERVICE_LEVEL) {
+                bail!(
+                    "{src}: groups.service_level_seconds: {bad} is not a wait between 1 and {MAX_SERVICE_LEVEL} seconds"
+                );
+            }
+            levels
+        }
+        None => DEFAULT_SERVICE_LEVELS.to_vec(),
+    };
     let state_dir = overrides
         .state_dir
         .clone()
@@ -481,6 +521,7 @@ pub fn resolve(
         state_dir,
         extension_pattern,
         extension_max,
+        service_levels,
         targets,
     })
 }

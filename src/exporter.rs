@@ -138,7 +138,10 @@ impl Exporter {
         let mut views = Vec::new();
         let mut pollers = Vec::new();
         for target in &settings.targets {
-            let metrics = Arc::new(TargetMetrics::new(settings.extension_max));
+            let metrics = Arc::new(TargetMetrics::with_service_levels(
+                settings.extension_max,
+                &settings.service_levels,
+            ));
             let span = tracing::info_span!("poll", ucm = %target.name);
             let poller = span
                 .in_scope(|| {

@@ -21,12 +21,26 @@ use prometheus::{
     Registry,
 };
 
-use crate::cdr::{Direction, Disposition, Role, Skip};
+use crate::cdr::{
+    Direction, Disposition, GroupKind, GroupOutcome, IvrOutcome, MemberOutcome, Role, Skip,
+};
 use crate::error::Reason;
 use crate::exposition::{self, Prepared};
 
 pub const TALK_BUCKETS: [f64; 10] = [5., 15., 30., 60., 120., 300., 600., 1200., 1800., 3600.];
 pub const WAIT_BUCKETS: [f64; 11] = [1., 2., 5., 10., 15., 20., 30., 45., 60., 120., 300.];
+/// Buckets of `ucm_group_wait_seconds` before the configured service levels are added: a queue's
+/// waits run from seconds to minutes.
+pub const GROUP_WAIT_BUCKETS: [f64; 12] = [
+    5., 10., 15., 20., 30., 45., 60., 90., 120., 180., 300., 600.,
+];
+/// `groups.service_level_seconds` when not set: the thresholds call-centre reports use.
+pub const DEFAULT_SERVICE_LEVELS: [u64; 4] = [10, 20, 30, 60];
+/// Queues, ring groups and IVRs per target with their own label value; past it, `other`. A PBX
+/// has a handful; the cap only guards against a garbled `action_type`.
+pub const MAX_GROUPS: usize = 200;
+/// The label value that stands for every group past [`MAX_GROUPS`].
+pub const OTHER_GROUP: &str = "other";
 /// API actions whose request counters exist from the start.
 pub const ACTIONS: [&str; 4] = ["challenge", "login", "cdrapi", "logout"];
 /// The label value that stands for every extension past `extensions.max`.
@@ -52,6 +66,11 @@ pub struct CallTally {
     wait_seconds: Vec<(Direction, Name, Disposition, u64)>,
     extension_call_counts: HashMap<(Name, Role, Disposition), u64>,
     extension_talk_seconds: HashMap<(Name, Role), u64>,
+    group_counts: HashMap<(GroupKind, Name, GroupOutcome), u64>,
+    group_waits: Vec<(GroupKind, Name, GroupOutcome, u64)>,
+    /// (kind, group, extension, outcome)
+    member_counts: HashMap<(GroupKind, Name, Name, MemberOutcome), u64>,
+    ivr_counts: HashMap<(Name, IvrOutcome), u64>,
 }
 
 /// An interned label value of one tally.
@@ -91,6 +110,10 @@ impl CallTally {
             && self.wait_seconds.is_empty()
             && self.extension_call_counts.is_empty()
             && self.extension_talk_seconds.is_empty()
+            && self.group_counts.is_empty()
+            && self.group_waits.is_empty()
+            && self.member_counts.is_empty()
+            && self.ivr_counts.is_empty()
     }
 
     pub fn call_count(&self) -> u64 {
@@ -142,6 +165,26 @@ impl CallTally {
         for (ext, role, secs) in &call.extension_talk {
             let ext = self.names.id(ext);
             *self.extension_talk_seconds.entry((ext, *role)).or_default() += secs;
+        }
+        for v in &call.groups {
+            let group = self.names.id(v.group);
+            *self
+                .group_counts
+                .entry((v.kind, group, v.outcome))
+                .or_default() += 1;
+            self.group_waits
+                .push((v.kind, group, v.outcome, v.wait_seconds));
+            for (ext, outcome) in &v.members {
+                let ext = self.names.id(ext);
+                *self
+                    .member_counts
+                    .entry((v.kind, group, ext, *outcome))
+                    .or_default() += 1;
+            }
+        }
+        for i in &call.ivrs {
+            let ivr = self.names.id(i.ivr);
+            *self.ivr_counts.entry((ivr, i.outcome)).or_default() += 1;
         }
         if let Some(ts) = start_unix {
             self.newest_start = Some(self.newest_start.map_or(ts, |n| n.max(ts)));
@@ -200,6 +243,12 @@ pub struct TargetMetrics {
     extension_talk: IntCounterVec,
     extensions: Mutex<ExtensionLabels>,
     trunks: Mutex<HashSet<String>>,
+    group_calls: IntCounterVec,
+    group_wait: HistogramVec,
+    group_members: IntCounterVec,
+    ivr_calls: IntCounterVec,
+    /// Groups with their own label value (and zero series), at most [`MAX_GROUPS`].
+    groups: Mutex<HashSet<(GroupKind, String)>>,
     /// The call series as last published. Scrapes only clone the `Arc`, so they never wait for
     /// an encoding: while one runs they serve the state before it.
     prepared: RwLock<Arc<Prepared>>,
@@ -231,7 +280,14 @@ fn histogram_vec(
 }
 
 impl TargetMetrics {
+    /// With the default service levels.
     pub fn new(extension_max: usize) -> Self {
+        Self::with_service_levels(extension_max, &DEFAULT_SERVICE_LEVELS)
+    }
+
+    /// `service_levels` (seconds) become buckets of `ucm_group_wait_seconds`, so that "answered
+    /// within N s" is one `_bucket` series over `_count`.
+    pub fn with_service_levels(extension_max: usize, service_levels: &[u64]) -> Self {
         let status = Registry::new();
         let calls_registry = Registry::new();
         macro_rules! reg {
@@ -378,6 +434,38 @@ impl TargetMetrics {
             "Talk seconds of person-answered legs the extension took part in.",
             &["extension", "role"],
         );
+        let mut group_buckets: Vec<f64> = GROUP_WAIT_BUCKETS.to_vec();
+        group_buckets.extend(service_levels.iter().map(|&s| s as f64));
+        group_buckets.sort_by(f64::total_cmp);
+        group_buckets.dedup();
+        let group_calls = counter_vec(
+            &calls_registry,
+            "ucm_group_calls_total",
+            "Calls that passed a queue or ring group, once per group per call, by what happened there: \
+             answered (by a person), voicemail, timeout (the call went on elsewhere), abandoned (it ended there).",
+            &["kind", "group", "outcome"],
+        );
+        let group_wait = histogram_vec(
+            &calls_registry,
+            "ucm_group_wait_seconds",
+            "Seconds from entering a queue or ring group until a person answered, or until the call left it. \
+             The configured service levels are buckets.",
+            &["kind", "group", "outcome"],
+            &group_buckets,
+        );
+        let group_members = counter_vec(
+            &calls_registry,
+            "ucm_group_member_calls_total",
+            "Calls a queue or ring group rang a member extension with, once per call: answered or missed.",
+            &["kind", "group", "extension", "outcome"],
+        );
+        let ivr_calls = counter_vec(
+            &calls_registry,
+            "ucm_ivr_calls_total",
+            "Calls that passed an IVR menu, once per menu per call: routed (sent on), hangup (the caller \
+             hung up in the menu), timeout (the menu ended the call).",
+            &["ivr", "outcome"],
+        );
         for r in Reason::ALL.map(Reason::as_str) {
             poll_errors.with_label_values(&[r]);
         }
@@ -412,6 +500,11 @@ impl TargetMetrics {
                 max: extension_max,
             }),
             trunks: Mutex::new(HashSet::new()),
+            group_calls,
+            group_wait,
+            group_members,
+            ivr_calls,
+            groups: Mutex::new(HashSet::new()),
             prepared: RwLock::new(Arc::new(Prepared::new(&[]))),
             publishing: Mutex::new(()),
         };
@@ -460,6 +553,53 @@ impl TargetMetrics {
             }
         }
         true
+    }
+
+    /// Creates the zero series of groups the UCM lists, so `increase()` sees a new queue's first
+    /// abandoned call.
+    pub fn add_groups<'a>(&self, groups: impl IntoIterator<Item = (GroupKind, &'a str)>) {
+        let mut known = self.groups.lock().expect("not poisoned");
+        let before = known.len();
+        for (kind, group) in groups {
+            self.group_label(&mut known, kind, group);
+        }
+        let added = known.len() > before;
+        drop(known);
+        if added {
+            self.publish();
+        }
+    }
+
+    /// The label value of a group, creating its zero series the first time; past [`MAX_GROUPS`],
+    /// [`OTHER_GROUP`] (whose series are created as any other group's).
+    fn group_label<'a>(
+        &self,
+        known: &mut HashSet<(GroupKind, String)>,
+        kind: GroupKind,
+        group: &'a str,
+    ) -> &'a str {
+        if known.contains(&(kind, group.to_string())) {
+            return group;
+        }
+        let label = if known.len() < MAX_GROUPS {
+            group
+        } else {
+            OTHER_GROUP
+        };
+        if known.insert((kind, label.to_string())) {
+            if kind == GroupKind::Ivr {
+                for o in IvrOutcome::ALL {
+                    self.ivr_calls.with_label_values(&[label, o.as_str()]);
+                }
+            } else {
+                for o in GroupOutcome::ALL {
+                    let l = [kind.as_str(), label, o.as_str()];
+                    self.group_calls.with_label_values(&l);
+                    self.group_wait.with_label_values(&l);
+                }
+            }
+        }
+        label
     }
 
     pub fn trunks(&self) -> Vec<String> {
@@ -512,6 +652,7 @@ impl TargetMetrics {
                 .with_label_values(&[dir.as_str(), tally.names.name(*trunk), disp.as_str()])
                 .observe(*secs as f64);
         }
+        self.apply_groups(tally);
         let mut exts = self.extensions.lock().expect("not poisoned");
         // Sorted, so that which extensions fall past `extensions.max` into "other" does not
         // depend on hash order.
@@ -546,6 +687,48 @@ impl TargetMetrics {
         }
         drop(exts);
         self.publish();
+    }
+
+    fn apply_groups(&self, tally: &CallTally) {
+        let mut known = self.groups.lock().expect("not poisoned");
+        // Sorted, so that which groups fall past the cap does not depend on hash order.
+        let mut counts: Vec<_> = tally.group_counts.iter().collect();
+        counts.sort_unstable();
+        for ((kind, group, outcome), n) in counts {
+            let group = self.group_label(&mut known, *kind, tally.names.name(*group));
+            self.group_calls
+                .with_label_values(&[kind.as_str(), group, outcome.as_str()])
+                .inc_by(*n);
+        }
+        for (kind, group, outcome, secs) in &tally.group_waits {
+            let group = self.group_label(&mut known, *kind, tally.names.name(*group));
+            self.group_wait
+                .with_label_values(&[kind.as_str(), group, outcome.as_str()])
+                .observe(*secs as f64);
+        }
+        let mut ivrs: Vec<_> = tally.ivr_counts.iter().collect();
+        ivrs.sort_unstable();
+        for ((ivr, outcome), n) in ivrs {
+            let ivr = self.group_label(&mut known, GroupKind::Ivr, tally.names.name(*ivr));
+            self.ivr_calls
+                .with_label_values(&[ivr, outcome.as_str()])
+                .inc_by(*n);
+        }
+        let mut members: Vec<_> = tally
+            .member_counts
+            .iter()
+            .map(|((k, g, e, o), n)| (*k, tally.names.name(*g), tally.names.name(*e), *o, *n))
+            .collect();
+        members.sort_unstable();
+        // Lock order: groups, then extensions.
+        let mut exts = self.extensions.lock().expect("not poisoned");
+        for (kind, group, ext, outcome, n) in members {
+            let group = self.group_label(&mut known, kind, group);
+            let ext = exts.label(ext);
+            self.group_members
+                .with_label_values(&[kind.as_str(), group, ext, outcome.as_str()])
+                .inc_by(n);
+        }
     }
 
     /// Encodes the call series as they are now for the scrapes to come. [`Self::apply`] and
@@ -786,5 +969,49 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), n);
+    }
+
+    #[test]
+    fn group_visits_count_with_zero_series_and_service_level_buckets() {
+        let m = TargetMetrics::with_service_levels(10, &[25, 20]);
+        let body = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/cdr/groups_ivr_queue_second_agent.json"
+        ));
+        let Ok(crate::cdr::CdrResponse::Records(entries)) = crate::cdr::parse_cdr_response(body)
+        else {
+            panic!("fixture parses");
+        };
+        let pattern = crate::cdr::ExtensionPattern::new(crate::cdr::ExtensionPattern::DEFAULT)
+            .expect("default pattern");
+        let call = crate::cdr::classify(&entries[0], &pattern).expect("a call");
+        let mut tally = CallTally::default();
+        tally.add_call(&call, None);
+        m.apply(&tally);
+        let t = text(&m);
+        for line in [
+            "ucm_group_calls_total{group=\"6500\",kind=\"queue\",outcome=\"answered\"} 1\n",
+            "ucm_group_calls_total{group=\"6500\",kind=\"queue\",outcome=\"abandoned\"} 0\n",
+            "ucm_group_wait_seconds_sum{group=\"6500\",kind=\"queue\",outcome=\"answered\"} 25\n",
+            // 25 s is within the configured 25 s level, not the 20 s one.
+            "ucm_group_wait_seconds_bucket{group=\"6500\",kind=\"queue\",outcome=\"answered\",le=\"20\"} 0\n",
+            "ucm_group_wait_seconds_bucket{group=\"6500\",kind=\"queue\",outcome=\"answered\",le=\"25\"} 1\n",
+            "ucm_group_member_calls_total{extension=\"2004\",group=\"6500\",kind=\"queue\",outcome=\"missed\"} 1\n",
+            "ucm_group_member_calls_total{extension=\"2006\",group=\"6500\",kind=\"queue\",outcome=\"answered\"} 1\n",
+            "ucm_ivr_calls_total{ivr=\"7000\",outcome=\"routed\"} 1\n",
+            "ucm_ivr_calls_total{ivr=\"7000\",outcome=\"timeout\"} 0\n",
+        ] {
+            assert!(t.contains(line), "missing {line}");
+        }
+        // A listed group has its series before its first call; past the cap, "other".
+        m.add_groups([(GroupKind::RingGroup, "6400")]);
+        assert!(text(&m).contains(
+            "ucm_group_calls_total{group=\"6400\",kind=\"ringgroup\",outcome=\"abandoned\"} 0\n"
+        ));
+        let many: Vec<String> = (0..MAX_GROUPS).map(|i| format!("9{i}")).collect();
+        m.add_groups(many.iter().map(|g| (GroupKind::Queue, g.as_str())));
+        let t = text(&m);
+        assert!(t.contains("group=\"other\",kind=\"queue\""));
+        assert!(!t.contains(&format!("group=\"{}\"", many[MAX_GROUPS - 1])));
     }
 }

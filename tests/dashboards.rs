@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use ucm_exporter::cdr::{Disposition, Role};
+use ucm_exporter::cdr::{
+    classify, parse_cdr_response, CdrResponse, Disposition, ExtensionPattern, Role,
+};
 use ucm_exporter::metrics::{exporter_text, CallTally, TargetMetrics};
 
 const DASHBOARDS: [&str; 2] = ["ucm-overview.json", "ucm-extensions.json"];
@@ -197,19 +199,47 @@ fn parse(expr: &str) -> Parsed {
     out
 }
 
-/// Names of every series the exporter can expose, from its registries after one call with an
-/// extension has been applied (extension series appear only then), plus the live-status series,
-/// which exist only after a collector has run against a UCM and so come from their list.
-fn exporter_metric_names() -> BTreeSet<String> {
+/// CDR fixtures whose calls pass a queue, a ring group and an IVR: group series appear only
+/// once a call has named a group.
+const GROUP_FIXTURES: [&str; 3] = [
+    "queue_abandon_no_answer.json",
+    "ringall_overlapping.json",
+    "ivr_hangup_no_answer.json",
+];
+
+/// The exporter's text exposition of one target after one call with an extension and the calls
+/// of [`GROUP_FIXTURES`] (read and classified as a poll reads them) have been applied, followed by
+/// the exporter's own series.
+fn exporter_exposition() -> String {
     let m = TargetMetrics::new(10);
     m.add_trunk("Daisy");
     let mut tally = CallTally::default();
     tally.add_extension_calls("101", Role::Callee, Disposition::Answered, 1);
     tally.add_extension_talk("101", Role::Callee, 30);
+    let ext = ExtensionPattern::new(ExtensionPattern::DEFAULT).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cdr");
+    for name in GROUP_FIXTURES {
+        let body = std::fs::read(fixtures.join(name)).unwrap();
+        let Ok(CdrResponse::Records(entries)) = parse_cdr_response(&body) else {
+            panic!("{name}: not a list of records");
+        };
+        for entry in &entries {
+            let call = classify(entry, &ext).unwrap_or_else(|| panic!("{name}: not a call"));
+            tally.add_call(&call, None);
+        }
+    }
     m.apply(&tally);
     let mut text = m.text();
     text.extend(exporter_text());
-    let text = String::from_utf8(text).unwrap();
+    String::from_utf8(text).unwrap()
+}
+
+/// Names of every series the exporter can expose, from its registries after the calls of
+/// [`exporter_exposition`] (extension and group series appear only with calls), plus the
+/// live-status series, which exist only after a collector has run against a UCM and so come from
+/// their list.
+fn exporter_metric_names() -> BTreeSet<String> {
+    let text = exporter_exposition();
     let mut names = BTreeSet::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -228,6 +258,11 @@ fn exporter_metric_names() -> BTreeSet<String> {
         "ucm_extension_calls_total",
         "ucm_extension_talk_seconds_total",
         "ucm_call_wait_seconds_bucket",
+        "ucm_group_calls_total",
+        "ucm_group_wait_seconds_bucket",
+        "ucm_group_member_calls_total",
+        "ucm_ivr_calls_total",
+        "ucm_group_info",
     ] {
         assert!(names.contains(must), "{must} missing from {names:?}");
     }
@@ -267,7 +302,7 @@ fn dashboards_are_provisionable_with_a_datasource_variable() {
         (
             "ucm-overview.json",
             "ucm-overview",
-            &["datasource", "job", "instance", "trunk"][..],
+            &["datasource", "job", "instance", "trunk", "group"][..],
         ),
         (
             "ucm-extensions.json",
@@ -432,7 +467,7 @@ fn rules_follow_the_mixin_conventions_and_use_known_metrics() {
             );
         }
     }
-    assert_eq!(alerts, 15);
+    assert_eq!(alerts, 17);
 }
 
 #[test]
@@ -477,11 +512,58 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn promtool_check_rules_accepts_the_rule_file() {
     let said = promtool(&["check", "rules", "alerts.yaml"]);
-    assert!(said.contains("SUCCESS: 20 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 25 rules found"), "{said}");
 }
 
 #[test]
 fn promtool_rule_unit_tests_pass() {
     let said = promtool(&["test", "rules", "alerts.test.yaml"]);
     assert!(said.contains("SUCCESS"), "{said}");
+}
+
+/// The queue panels follow the `group` variable (which lists queues), as the extension dashboard
+/// follows `extension`; ring group and IVR panels show every group of the selected UCMs.
+#[test]
+fn queue_queries_select_the_group_variable() {
+    let (_, d) = load("ucm-overview.json");
+    let mut queue_selectors = 0;
+    for (title, expr) in queries(&d) {
+        for (metric, matchers) in parse(&expr).selectors {
+            let m: String = matchers.chars().filter(|c| !c.is_whitespace()).collect();
+            let group_metric = metric.starts_with("ucm_group_") || metric.contains(":ucm_group_");
+            if group_metric && m.contains(r#"kind="queue""#) {
+                queue_selectors += 1;
+                assert!(
+                    m.contains(r#"group=~"$group""#),
+                    "{title}: {metric} must select $group: {expr}"
+                );
+            } else {
+                assert!(
+                    !m.contains("$group"),
+                    "{title}: {metric} is not a queue series but selects $group: {expr}"
+                );
+            }
+        }
+    }
+    assert!(queue_selectors >= 20, "{queue_selectors} queue selectors");
+}
+
+/// The service-level rule reads the `le="20"` bucket of `ucm_group_wait_seconds`: that bound must
+/// be a bucket with the default configuration, or the rule silently finds nothing.
+#[test]
+fn the_service_level_bucket_exists_by_default() {
+    let text = exporter_exposition();
+    let doc = rules();
+    let rule = all_rules(&doc)
+        .into_iter()
+        .find(|r| r["record"] == "instance_group:ucm_group_calls_answered_within_20s:ratio_rate1h")
+        .expect("the service-level recording rule");
+    assert!(rule["expr"].as_str().unwrap().contains(r#"le="20""#));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ucm_group_wait_seconds_bucket{")
+                && l.contains(r#"outcome="answered""#)
+                && l.contains(r#"le="20""#)),
+        "no le=\"20\" bucket of answered group waits in:\n{text}"
+    );
 }

@@ -293,9 +293,9 @@ async fn landing_page_shows_each_targets_last_success_and_last_error() {
         )),
         "{flaky_row}"
     );
-    // Start windows (these targets' setting), and the five live-status collectors.
+    // Start windows (these targets' setting), and the six live-status collectors on by default.
     assert!(flaky_row.contains("<td>start</td><td>"), "{flaky_row}");
-    assert!(flaky_row.contains(" of 5 working"), "{flaky_row}");
+    assert!(flaky_row.contains(" of 6 working"), "{flaky_row}");
     assert!(flaky_row.contains("href=\"/probe?target=flaky\""));
     assert!(flaky_row.contains("href=\"/probe?target=flaky&amp;debug=true\""));
     let locked_row = row(&html, "locked");

@@ -3,10 +3,12 @@
 //! loaded, and then every PromQL expression of both dashboards and of the rule file is
 //! evaluated through Prometheus' HTTP API. A typo in a metric or label name, a syntax error or
 //! a wrong aggregation shows up here as an error or an empty result, which a static check
-//! cannot see. The call counts Prometheus stores are compared with the simulator's ground truth.
+//! cannot see. The call counts Prometheus stores, and the queue, ring group and IVR visits, are
+//! compared with the simulator's ground truth.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +27,7 @@ const HINT: &str = "the prometheus binary is needed by this test: install Debian
 
 /// Alert expressions are conditions: with healthy simulated traffic they legitimately return
 /// nothing, so for these only validity is asserted. Everything else must return data.
-const MAY_BE_EMPTY: [&str; 15] = [
+const MAY_BE_EMPTY: [&str; 17] = [
     "UcmUnreachable",
     "UcmLoginFailing",
     "UcmPollingStale",
@@ -41,6 +43,8 @@ const MAY_BE_EMPTY: [&str; 15] = [
     "UcmQueueWaitHigh",
     "UcmStorageFull",
     "UcmCollectorRefused",
+    "UcmQueueAbandonRateHigh",
+    "UcmQueueServiceLevelLow",
 ];
 
 /// Simulated time per step of live traffic, and the wall time between steps: 120x real time.
@@ -166,6 +170,38 @@ impl Drop for Prometheus {
 
 fn value(sample: &Value) -> f64 {
     sample["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+/// What a `sum by (labels)` query grew by between two instants, per label values, without the
+/// label sets that did not move.
+async fn increases(
+    prom: &Prometheus,
+    expr: &str,
+    labels: &[&str],
+    from: f64,
+    to: f64,
+) -> BTreeMap<Vec<String>, u64> {
+    let key = |s: &Value| -> Vec<String> {
+        labels
+            .iter()
+            .map(|k| s["metric"][*k].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let before = prom.query(expr, Some(from)).await.unwrap();
+    let after = prom.query(expr, Some(to)).await.unwrap();
+    let mut diff = BTreeMap::new();
+    for s in &after {
+        let b = before
+            .iter()
+            .find(|x| key(x) == key(s))
+            .map(value)
+            .unwrap_or(0.0);
+        let d = value(s) - b;
+        if d != 0.0 {
+            diff.insert(key(s), d as u64);
+        }
+    }
+    diff
 }
 
 fn unix_now() -> f64 {
@@ -392,6 +428,72 @@ async fn dashboards_and_rules_evaluate_on_a_real_prometheus_and_match_ground_tru
         "calls by label between A and B, Prometheus vs truth"
     );
 
+    // Queue, ring group and IVR visits between A and B, the same way: calls by outcome, the
+    // members rung, and the answered-within-20-s bucket the service-level rule reads.
+    for kind in ["queue", "ringgroup"] {
+        assert!(
+            truth.group_calls.keys().any(|(k, _, _)| k == kind),
+            "no {kind} visits between A and B: {:?}",
+            truth.group_calls
+        );
+    }
+    assert!(!truth.ivr_calls.is_empty(), "no IVR visits between A and B");
+    // Truth keys as lists, without zeros, as `increases` gives them.
+    fn listed<K>(
+        m: &BTreeMap<K, u64>,
+        key: impl Fn(&K) -> Vec<String>,
+    ) -> BTreeMap<Vec<String>, u64> {
+        m.iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|(k, n)| (key(k), *n))
+            .collect()
+    }
+    let group_calls = listed(&truth.group_calls, |(k, g, o)| {
+        vec![k.clone(), g.clone(), o.clone()]
+    });
+    let within_20s = listed(
+        &truth
+            .group_wait_within
+            .iter()
+            .filter(|((.., threshold), _)| *threshold == 20)
+            .map(|((k, g, o, _), n)| ((k.clone(), g.clone(), o.clone()), *n))
+            .collect(),
+        |(k, g, o)| vec![k.clone(), g.clone(), o.clone()],
+    );
+    let members = listed(&truth.group_members, |(k, g, e, o)| {
+        vec![k.clone(), g.clone(), e.clone(), o.clone()]
+    });
+    let ivr_calls = listed(&truth.ivr_calls, |(i, o)| vec![i.clone(), o.clone()]);
+    for (what, expr, labels, want) in [
+        (
+            "group calls",
+            "sum by (kind, group, outcome) (ucm_group_calls_total)",
+            &["kind", "group", "outcome"][..],
+            group_calls,
+        ),
+        (
+            "group waits within 20 s",
+            r#"sum by (kind, group, outcome) (ucm_group_wait_seconds_bucket{le="20"})"#,
+            &["kind", "group", "outcome"][..],
+            within_20s,
+        ),
+        (
+            "group members",
+            "sum by (kind, group, extension, outcome) (ucm_group_member_calls_total)",
+            &["kind", "group", "extension", "outcome"][..],
+            members,
+        ),
+        (
+            "IVR calls",
+            "sum by (ivr, outcome) (ucm_ivr_calls_total)",
+            &["ivr", "outcome"][..],
+            ivr_calls,
+        ),
+    ] {
+        let got = increases(&prom, expr, labels, unix_a, unix_b).await;
+        assert_eq!(got, want, "{what} between A and B, Prometheus vs truth");
+    }
+
     // increase() over exactly [A, B]: the first and last samples in the window hold A's and B's
     // values, so the raw delta is exact; Prometheus then extrapolates it from the sampled span
     // (at least the window minus a scrape interval at each end, 1 s each, 3 s with jitter) to at
@@ -434,7 +536,7 @@ async fn dashboards_and_rules_evaluate_on_a_real_prometheus_and_match_ground_tru
             assert_eq!(r["health"], "ok", "rule {} : {}", r["name"], r["lastError"]);
         }
     }
-    assert_eq!(loaded, 20, "rules loaded by Prometheus");
+    assert_eq!(loaded, 25, "rules loaded by Prometheus");
 
     let instance = running.addr().to_string();
     let top: Vec<String> = prom
@@ -449,6 +551,19 @@ async fn dashboards_and_rules_evaluate_on_a_real_prometheus_and_match_ground_tru
         .collect();
     assert_eq!(top.len(), 3, "extensions seen: {top:?}");
     let extensions = top.join("|");
+    // The overview's queue variable, with every queue the exporter shows selected.
+    let queues: Vec<String> = prom
+        .query(
+            r#"count by (group) (ucm_group_calls_total{kind="queue"})"#,
+            None,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["group"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!queues.is_empty(), "no queue seen");
+    let queues = queues.join("|");
     let vars = [
         ("$__rate_interval", "1m"),
         ("$__range", "5m"),
@@ -457,6 +572,7 @@ async fn dashboards_and_rules_evaluate_on_a_real_prometheus_and_match_ground_tru
         ("$instance", instance.as_str()),
         ("$trunk", ".*"),
         ("$extension", extensions.as_str()),
+        ("$group", queues.as_str()),
     ];
     let mut failures = Vec::new();
     let mut evaluated = 0;
@@ -480,8 +596,15 @@ async fn dashboards_and_rules_evaluate_on_a_real_prometheus_and_match_ground_tru
         failures.join("\n")
     );
     assert!(evaluated >= 60, "only {evaluated} expressions");
+    let mut visits: BTreeMap<String, u64> = BTreeMap::new();
+    for ((kind, _, outcome), n) in &truth.group_calls {
+        *visits.entry(format!("{kind} {outcome}")).or_default() += n;
+    }
+    for ((_, outcome), n) in &truth.ivr_calls {
+        *visits.entry(format!("ivr {outcome}")).or_default() += n;
+    }
     eprintln!(
-        "evaluated {evaluated} expressions; {} calls between A and B; {:.1} s",
+        "evaluated {evaluated} expressions; {} calls between A and B, group visits {visits:?}; {:.1} s",
         truth.total_calls,
         started.elapsed().as_secs_f64()
     );

@@ -7,6 +7,7 @@
 use chrono::NaiveDateTime;
 use regex::Regex;
 
+use super::groups::{self, GroupVisit, IvrVisit};
 use super::parse::{Entry, Leg};
 
 /// Which dialled/dialling numbers are the PBX's own extensions, i.e. may become `extension` label values.
@@ -182,6 +183,10 @@ pub struct Call<'a> {
     /// The first leg's Asterisk uniqueid: the caller channel's, as the channel lists show it
     /// while the call is in progress.
     pub uniqueid: &'a str,
+    /// The queues and ring groups the call passed (docs/design.md §6.1), once each.
+    pub groups: Vec<GroupVisit<'a>>,
+    /// The IVR menus the call passed, once each.
+    pub ivrs: Vec<IvrVisit<'a>>,
 }
 
 /// Why an entry the UCM served was not counted: the `reason` of `ucm_cdr_skipped_total`.
@@ -285,6 +290,12 @@ pub fn classify<'a>(entry: &'a Entry<'a>, ext: &ExtensionPattern) -> Option<Call
         None => u64::try_from(latest_end).unwrap_or(0),
     };
 
+    let (groups, ivrs) = if groups::names_a_group(legs) {
+        groups::visits(legs, start, ext)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+
     Some(Call {
         key: entry.call_key(),
         start,
@@ -304,6 +315,8 @@ pub fn classify<'a>(entry: &'a Entry<'a>, ext: &ExtensionPattern) -> Option<Call
         ends_after: latest_end,
         grouped: entry.main_cdr().is_some(),
         uniqueid: &first.uniqueid,
+        groups,
+        ivrs,
     })
 }
 

@@ -226,6 +226,9 @@ pub struct Leg<'a> {
     pub acct_id: Cow<'a, str>,
     pub channel: Cow<'a, str>,
     pub dstchannel: Cow<'a, str>,
+    /// The dialled number: a queue's or ring group's own number on legs some firmware writes as
+    /// plain dials (docs/design.md §6.1).
+    pub dst: Cow<'a, str>,
     pub lastapp: Cow<'a, str>,
     pub start: Cow<'a, str>,
     pub duration: u64,
@@ -300,6 +303,7 @@ enum LegField {
     AcctId,
     Channel,
     DstChannel,
+    Dst,
     LastApp,
     Start,
     Duration,
@@ -322,6 +326,7 @@ impl FromKey for LegField {
             b"AcctId" => Self::AcctId,
             b"channel" => Self::Channel,
             b"dstchannel" => Self::DstChannel,
+            b"dst" => Self::Dst,
             b"lastapp" => Self::LastApp,
             b"start" => Self::Start,
             b"duration" => Self::Duration,
@@ -362,6 +367,7 @@ impl<'de> Leg<'de> {
             LegField::AcctId => &mut self.acct_id,
             LegField::Channel => &mut self.channel,
             LegField::DstChannel => &mut self.dstchannel,
+            LegField::Dst => &mut self.dst,
             LegField::LastApp => &mut self.lastapp,
             LegField::Start => &mut self.start,
             LegField::Disposition => &mut self.disposition,

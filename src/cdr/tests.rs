@@ -650,3 +650,211 @@ fn only_internal_and_outbound_calls_have_a_caller_extension() {
     let internal = call(&entries[1]);
     assert_eq!(internal.caller, Some("2002"));
 }
+
+/// (kind, group, outcome, wait, members) of each queue or ring group visit of one call.
+type Visits<'a> = Vec<(
+    GroupKind,
+    &'a str,
+    GroupOutcome,
+    u64,
+    Vec<(&'a str, MemberOutcome)>,
+)>;
+
+fn visits<'a>(c: &Call<'a>) -> Visits<'a> {
+    c.groups
+        .iter()
+        .map(|v| {
+            (
+                v.kind,
+                v.group,
+                v.outcome,
+                v.wait_seconds,
+                v.members.clone(),
+            )
+        })
+        .collect()
+}
+
+fn ivrs<'a>(c: &Call<'a>) -> Vec<(&'a str, IvrOutcome)> {
+    c.ivrs.iter().map(|v| (v.ivr, v.outcome)).collect()
+}
+
+use GroupKind::{Queue, RingGroup};
+use MemberOutcome::{Answered as Took, Missed};
+
+#[test]
+fn ivr_then_queue_answered_by_the_second_agent() {
+    let entries = records(fixture!("groups_ivr_queue_second_agent.json"));
+    let c = call(&entries[0]);
+    assert_eq!(ivrs(&c), [("7000", IvrOutcome::Routed)]);
+    // From entering the queue (12 s) to the second agent's leg (28 s) plus its 9 s of ringing.
+    assert_eq!(
+        visits(&c),
+        [(
+            Queue,
+            "6500",
+            GroupOutcome::Answered,
+            25,
+            vec![("2004", Missed), ("2006", Took)]
+        )]
+    );
+    assert_eq!(c.disposition, Disposition::Answered);
+}
+
+#[test]
+fn queue_abandoned_when_the_call_ends_in_it() {
+    let entries = records(fixture!("groups_queue_abandon.json"));
+    let c = call(&entries[0]);
+    assert_eq!(
+        visits(&c),
+        [(
+            Queue,
+            "6500",
+            GroupOutcome::Abandoned,
+            47,
+            vec![("2004", Missed), ("2006", Missed)]
+        )]
+    );
+    assert_eq!(c.disposition, Disposition::NoAnswer);
+}
+
+#[test]
+fn queue_timeout_to_voicemail_with_and_without_a_message() {
+    let entries = records(fixture!("groups_queue_timeout_voicemail.json"));
+    let (message, none) = (call(&entries[0]), call(&entries[1]));
+    assert_eq!(
+        visits(&message),
+        [(
+            Queue,
+            "6500",
+            GroupOutcome::Voicemail,
+            60,
+            vec![("2004", Missed)]
+        )]
+    );
+    // No message left: the queue still gave up and the call went on.
+    assert_eq!(
+        visits(&none),
+        [(
+            Queue,
+            "6500",
+            GroupOutcome::Timeout,
+            60,
+            vec![("2004", Missed)]
+        )]
+    );
+}
+
+#[test]
+fn queue_timeout_to_a_failover_extension_that_answers() {
+    let entries = records(fixture!("groups_queue_failover.json"));
+    let c = call(&entries[0]);
+    // The call was answered, but not by the queue: 2000 took it after the queue gave up.
+    assert_eq!(c.disposition, Disposition::Answered);
+    assert_eq!(
+        visits(&c),
+        [(
+            Queue,
+            "6500",
+            GroupOutcome::Timeout,
+            90,
+            vec![("2006", Missed)]
+        )]
+    );
+}
+
+#[test]
+fn ring_group_as_a_queue_member_answers_for_both() {
+    let entries = records(fixture!("groups_ringgroup_in_queue.json"));
+    let c = call(&entries[0]);
+    assert_eq!(
+        visits(&c),
+        [
+            (Queue, "6500", GroupOutcome::Answered, 18, vec![]),
+            (
+                RingGroup,
+                "6400",
+                GroupOutcome::Answered,
+                16,
+                vec![("2002", Took), ("2001", Missed), ("2003", Missed)]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn transfer_out_of_a_queue_stays_answered_by_the_agent() {
+    let entries = records(fixture!("groups_queue_transfer.json"));
+    let c = call(&entries[0]);
+    assert_eq!(
+        visits(&c),
+        [(
+            Queue,
+            "6500",
+            GroupOutcome::Answered,
+            8,
+            vec![("2007", Took)]
+        )]
+    );
+    assert_eq!(
+        c.callees,
+        [
+            ("2007", Disposition::Answered),
+            ("2010", Disposition::Answered)
+        ]
+    );
+}
+
+#[test]
+fn agent_legs_written_as_plain_dials_to_the_queue_number_are_members() {
+    let entries = records(fixture!("groups_agent_legs_as_dial.json"));
+    let c = call(&entries[0]);
+    assert_eq!(
+        visits(&c),
+        [(
+            Queue,
+            "6500",
+            GroupOutcome::Answered,
+            30,
+            vec![("2004", Missed), ("2007", Took), ("2006", Missed)]
+        )]
+    );
+}
+
+#[test]
+fn ivr_outcomes_hangup_timeout_routed() {
+    let entries = records(fixture!("groups_ivr_outcomes.json"));
+    let got: Vec<_> = entries.iter().map(|e| ivrs(&call(e))).collect();
+    assert_eq!(
+        got,
+        [
+            vec![("7000", IvrOutcome::Hangup)],
+            vec![("7000", IvrOutcome::Timeout)],
+            vec![("7000", IvrOutcome::Routed)],
+        ]
+    );
+    assert!(entries.iter().all(|e| call(e).groups.is_empty()));
+}
+
+#[test]
+fn ring_group_nobody_answers_and_the_call_ends() {
+    let entries = records(fixture!("groups_ringgroup_abandon.json"));
+    let c = call(&entries[0]);
+    assert_eq!(
+        visits(&c),
+        [(
+            RingGroup,
+            "6400",
+            GroupOutcome::Abandoned,
+            25,
+            vec![("2001", Missed), ("2002", Missed), ("2003", Missed)]
+        )]
+    );
+}
+
+#[test]
+fn calls_without_groups_have_no_visits() {
+    let entries = records(fixture!("flat_internal_answered.json"));
+    let c = call(&entries[0]);
+    assert!(c.groups.is_empty() && c.ivrs.is_empty());
+}

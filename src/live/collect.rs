@@ -10,9 +10,9 @@ use prometheus::{GaugeVec, Opts, Registry};
 use serde_json::{Map, Value};
 
 use super::values;
-use crate::cdr::ExtensionPattern;
+use crate::cdr::{ExtensionPattern, GroupKind};
 use crate::error::UcmError;
-use crate::metrics::TargetMetrics;
+use crate::metrics::{TargetMetrics, MAX_GROUPS};
 use crate::poll::is_refusal;
 use crate::state::{local_secs, LocalSecs};
 use crate::ucm::lists::{all_rows, rows_of};
@@ -343,6 +343,70 @@ pub async fn queues(cx: &Context<'_>) -> Result<Families, UcmError> {
         }
     }
     Ok(f)
+}
+
+/// `ucm_group_info`: the names of queues, ring groups and IVRs, one list each. A list this API
+/// user may not read (ring groups often answer -47) only leaves those groups without names; the
+/// collector fails only when all three are refused. Listed groups also get their zero series.
+pub async fn groups(cx: &Context<'_>) -> Result<Families, UcmError> {
+    const LISTS: [(GroupKind, &str, &str, &[&str]); 3] = [
+        (
+            GroupKind::Queue,
+            "listQueue",
+            "queue",
+            &["queue_name", "queuename", "name"],
+        ),
+        (
+            GroupKind::RingGroup,
+            "listRingGroup",
+            "ringgroup",
+            &["ringgroup_name", "name"],
+        ),
+        (GroupKind::Ivr, "listIVR", "ivr", &["ivr_name", "name"]),
+    ];
+    let f = Families::default();
+    let info = f.gauge(
+        "ucm_group_info",
+        "Names of queues, ring groups and IVRs, always 1 (listQueue, listRingGroup, listIVR); join on kind and group.",
+        &["kind", "group", "name"],
+    );
+    let mut refused = Vec::new();
+    for (kind, action, key, name_keys) in LISTS {
+        let rows = match all_rows(cx.session, action, &Map::new(), key).await {
+            Ok(rows) => rows,
+            Err(e) if is_refusal(&e) => {
+                tracing::debug!(action, "group names not readable: {e}");
+                refused.push(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let listed: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                let name = name_keys
+                    .iter()
+                    .map(|k| scalar(r, k))
+                    .find(|n| !n.is_empty())
+                    .unwrap_or_default();
+                (scalar(r, "extension"), name)
+            })
+            .filter(|(g, _)| !g.is_empty() && g.len() <= 32)
+            .take(MAX_GROUPS)
+            .collect();
+        cx.metrics
+            .add_groups(listed.iter().map(|(g, _)| (kind, g.as_str())));
+        for (group, name) in &listed {
+            if !name.is_empty() {
+                info.with_label_values(&[kind.as_str(), group, name])
+                    .set(1.0);
+            }
+        }
+    }
+    match refused.pop() {
+        Some(e) if refused.len() + 1 == LISTS.len() => Err(e),
+        _ => Ok(f),
+    }
 }
 
 /// `ucm_storage_used_bytes` and `ucm_storage_size_bytes` per partition (getStorageUsage).

@@ -33,7 +33,7 @@ pub use collect::TrunkSource;
 
 /// Every series the collectors can produce, for the dashboards' and rules' static checks;
 /// `tests/live.rs` holds it to what a run against the simulator gives.
-pub const METRICS: [&str; 16] = [
+pub const METRICS: [&str; 17] = [
     "ucm_active_call_oldest_seconds",
     "ucm_active_calls",
     "ucm_active_channels",
@@ -42,6 +42,7 @@ pub const METRICS: [&str; 16] = [
     "ucm_collector_up",
     "ucm_extension_registered",
     "ucm_extensions",
+    "ucm_group_info",
     "ucm_info",
     "ucm_queue_callers_waiting",
     "ucm_queue_longest_wait_seconds",
@@ -56,6 +57,9 @@ pub const METRICS: [&str; 16] = [
 /// firmware rarely change, but they do.
 pub const RETRY_REFUSED: Duration = Duration::from_secs(3600);
 
+/// How often the names of queues, ring groups and IVRs are read again.
+pub const GROUP_NAMES_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// The live-status collectors, the `collector` label of their health series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,26 +69,29 @@ pub enum Collector {
     Extensions,
     Channels,
     Queues,
+    Groups,
     Storage,
 }
 
 impl Collector {
-    pub const ALL: [Collector; 6] = [
+    pub const ALL: [Collector; 7] = [
         Collector::System,
         Collector::Trunks,
         Collector::Extensions,
         Collector::Channels,
         Collector::Queues,
+        Collector::Groups,
         Collector::Storage,
     ];
 
     /// On unless switched off: all but storage, whose availability to an API user is unproven.
-    pub const DEFAULT_ON: [Collector; 5] = [
+    pub const DEFAULT_ON: [Collector; 6] = [
         Collector::System,
         Collector::Trunks,
         Collector::Extensions,
         Collector::Channels,
         Collector::Queues,
+        Collector::Groups,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -94,6 +101,7 @@ impl Collector {
             Collector::Extensions => "extensions",
             Collector::Channels => "channels",
             Collector::Queues => "queues",
+            Collector::Groups => "groups",
             Collector::Storage => "storage",
         }
     }
@@ -108,7 +116,17 @@ impl Collector {
             Collector::Queues => {
                 "getCallQueuesMessage, getQueueCalling, getCallQueuesMemberMessage"
             }
+            Collector::Groups => "listQueue, listRingGroup, listIVR",
             Collector::Storage => "getStorageUsage",
+        }
+    }
+
+    /// How often the collector runs: every status interval, except group names, which change
+    /// when someone edits the PBX and cost three list requests.
+    pub const fn every(self) -> Option<Duration> {
+        match self {
+            Collector::Groups => Some(GROUP_NAMES_INTERVAL),
+            _ => None,
         }
     }
 }
@@ -123,6 +141,8 @@ pub struct Live {
     on: Vec<Collector>,
     /// Refused collectors and the monotonic time they are tried again.
     resting: BTreeMap<Collector, Duration>,
+    /// Collectors that run less often than every status interval, and when they run next.
+    next_run: BTreeMap<Collector, Duration>,
     trunk_source: Option<TrunkSource>,
 }
 
@@ -152,6 +172,7 @@ impl Live {
             tz: target.timezone,
             on,
             resting: BTreeMap::new(),
+            next_run: BTreeMap::new(),
             trunk_source: None,
         }
     }
@@ -160,7 +181,9 @@ impl Live {
     pub async fn run_once(&mut self) {
         for c in self.on.clone() {
             let now = self.clock.monotonic();
-            if self.resting.get(&c).is_some_and(|until| now < *until) {
+            if self.resting.get(&c).is_some_and(|until| now < *until)
+                || self.next_run.get(&c).is_some_and(|at| now < *at)
+            {
                 continue;
             }
             let result = self.collect(c).await;
@@ -172,6 +195,9 @@ impl Live {
                     }
                     self.metrics.set_live(name, families);
                     self.metrics.collector_up.with_label_values(&[name]).set(1);
+                    if let Some(every) = c.every() {
+                        self.next_run.insert(c, now + every);
+                    }
                 }
                 Err(e) => {
                     self.metrics.clear_live(name);
@@ -214,6 +240,7 @@ impl Live {
             Collector::Extensions => collect::extensions(&cx).await?,
             Collector::Channels => collect::channels(&cx).await?,
             Collector::Queues => collect::queues(&cx).await?,
+            Collector::Groups => collect::groups(&cx).await?,
             Collector::Storage => collect::storage(&cx).await?,
         };
         Ok(f.into_families())

@@ -309,6 +309,75 @@ pub fn assert_matches_truth(scrape: &Scrape, truth: &Truth) {
         truth.records,
         "ucm_cdr_records_total differs"
     );
+    assert_groups_match_truth(scrape, truth);
+}
+
+/// The queue, ring group and IVR series of a scrape equal the ground truth exactly, including
+/// the service-level buckets.
+pub fn assert_groups_match_truth(scrape: &Scrape, truth: &Truth) {
+    const KGO: [&str; 3] = ["kind", "group", "outcome"];
+    assert_eq!(
+        scrape.by("ucm_group_calls_total", &KGO),
+        keyed3(&truth.group_calls),
+        "ucm_group_calls_total differs from ground truth"
+    );
+    let part = |f: fn(&(u64, u64)) -> u64| -> BTreeMap<_, _> {
+        truth
+            .group_wait
+            .iter()
+            .map(|(k, v)| (k.clone(), f(v)))
+            .collect()
+    };
+    assert_eq!(
+        scrape.by("ucm_group_wait_seconds_count", &KGO),
+        keyed3(&part(|v| v.0)),
+        "group wait counts differ"
+    );
+    assert_eq!(
+        scrape.by("ucm_group_wait_seconds_sum", &KGO),
+        keyed3(&part(|v| v.1)),
+        "group wait sums differ"
+    );
+    let levels: Vec<String> = ucm_sim::SERVICE_LEVELS.iter().map(u64::to_string).collect();
+    let within: BTreeMap<Vec<String>, f64> = scrape
+        .by(
+            "ucm_group_wait_seconds_bucket",
+            &["kind", "group", "outcome", "le"],
+        )
+        .into_iter()
+        .filter(|(k, _)| levels.contains(&k[3]))
+        .collect();
+    let want: BTreeMap<Vec<String>, f64> = truth
+        .group_wait_within
+        .iter()
+        .filter(|(_, n)| **n != 0)
+        .map(|((k, g, o, l), n)| {
+            (
+                vec![k.clone(), g.clone(), o.clone(), l.to_string()],
+                *n as f64,
+            )
+        })
+        .collect();
+    assert_eq!(within, want, "service-level buckets differ");
+    let members: BTreeMap<Vec<String>, f64> = truth
+        .group_members
+        .iter()
+        .filter(|(_, n)| **n != 0)
+        .map(|((k, g, e, o), n)| (vec![k.clone(), g.clone(), e.clone(), o.clone()], *n as f64))
+        .collect();
+    assert_eq!(
+        scrape.by(
+            "ucm_group_member_calls_total",
+            &["kind", "group", "extension", "outcome"]
+        ),
+        members,
+        "group member counts differ"
+    );
+    assert_eq!(
+        scrape.by("ucm_ivr_calls_total", &["ivr", "outcome"]),
+        keyed2(&truth.ivr_calls, |n| n),
+        "ucm_ivr_calls_total differs"
+    );
 }
 
 /// GETs a URL of the exporter with a plain client.

@@ -46,7 +46,11 @@ pub use cdrapi::parse_time;
 pub use faults::{Fault, FaultRule};
 pub use quirks::{AccountCasing, EndFilter, Order, Quirks, SystemTimeFormat, UptimeFormat};
 pub use session::token;
-pub use truth::{classify, is_extension, CallClass, Truth};
+pub use traffic::{
+    GROUP_NAMES, HUNT_GROUP, HUNT_GROUP_NAME, IVR, IVR_NAME, QUEUE, QUEUE_NAME, RING_GROUP,
+    RING_GROUP_NAME,
+};
+pub use truth::{classify, is_extension, CallClass, GroupVisit, Truth, SERVICE_LEVELS};
 
 use clock::{to_secs, Reading, SimClock};
 use session::Sessions;

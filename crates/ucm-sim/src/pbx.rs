@@ -14,11 +14,11 @@ use super::device::{trunk_type, Device, Partition, TrunkClass};
 use super::live::{Bridge, Channel, Endpoint};
 use super::quirks::{AccountCasing, SystemTimeFormat, UptimeFormat};
 use super::store::Store;
-use super::traffic::{QUEUE, TRUNKS};
+use super::traffic::{
+    HUNT_GROUP, HUNT_GROUP_NAME, HUNT_MEMBERS, IVR, IVR_NAME, QUEUE, QUEUE_NAME, RING_GROUP,
+    RING_GROUP_NAME, TRUNKS,
+};
 use super::{Firmware, Sim};
-
-/// The name the queue of the traffic model carries in the UCM's configuration.
-const QUEUE_NAME: &str = "Support";
 
 fn page_of(req: &Map<String, Value>, key: &str, rows: Vec<Value>) -> Value {
     let num = |k: &str, d: u64| match req.get(k) {
@@ -301,6 +301,37 @@ pub fn storage_usage(sim: &Sim) -> Value {
         "disk-avail": list(&|p| p.avail_kib().to_string()),
         "disk-usage": list(&|p| format!("{}%", p.usage_percent())),
     }}, "status": 0})
+}
+
+fn joined(members: impl IntoIterator<Item = u32>) -> String {
+    let members: Vec<String> = members.into_iter().map(|m| m.to_string()).collect();
+    members.join(",")
+}
+
+/// `listQueue`: the configured queues, paged like the other lists, for the group names.
+pub fn list_queue(req: &Map<String, Value>) -> Value {
+    let rows = vec![
+        json!({"extension": QUEUE.0, "queue_name": QUEUE_NAME, "strategy": "ringall",
+        "members": joined(QUEUE.1), "enable_agent_login": "no"}),
+    ];
+    page_of(req, "queue", rows)
+}
+
+/// `listRingGroup`: the ring-all group 6400 and the sequential hunt group 6401.
+pub fn list_ring_group(req: &Map<String, Value>) -> Value {
+    let rows = vec![
+        json!({"extension": RING_GROUP.0, "ringgroup_name": RING_GROUP_NAME, "strategy": "ringall",
+               "members": joined(RING_GROUP.1)}),
+        json!({"extension": HUNT_GROUP, "ringgroup_name": HUNT_GROUP_NAME, "strategy": "linear",
+               "members": joined(HUNT_MEMBERS)}),
+    ];
+    page_of(req, "ringgroup", rows)
+}
+
+/// `listIVR`: the one IVR.
+pub fn list_ivr(req: &Map<String, Value>) -> Value {
+    let rows = vec![json!({"extension": IVR, "ivr_name": IVR_NAME, "dial_extension": "yes"})];
+    page_of(req, "ivr", rows)
 }
 
 pub fn call_queues() -> Value {

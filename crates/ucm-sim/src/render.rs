@@ -237,6 +237,7 @@ mod tests {
     fn classifier_agrees_with_generator_intent() {
         let mut n = 0;
         let mut seen = std::collections::BTreeSet::new();
+        let mut group_seen = std::collections::BTreeSet::new();
         for slot in 0..48 {
             for c in calls_in_slot(11, (400_000 + slot) * 3600, (300.0, false), chrono_tz::UTC) {
                 let v: Value = serde_json::from_str(&render(&c, 1, Layout::Ucm62xx)).unwrap();
@@ -251,6 +252,36 @@ mod tests {
                     "scenario {} rendered {v}",
                     c.intent.scenario
                 );
+                let groups: Vec<(&str, String, &str)> = got
+                    .groups
+                    .iter()
+                    .map(|g| (g.kind, g.group.clone(), g.outcome))
+                    .collect();
+                assert_eq!(
+                    groups, c.intent.groups,
+                    "groups of scenario {} rendered {v}",
+                    c.intent.scenario
+                );
+                let ivr: Vec<(String, &str)> = c
+                    .intent
+                    .ivr
+                    .map(|o| (crate::traffic::IVR.to_string(), o))
+                    .into_iter()
+                    .collect();
+                assert_eq!(
+                    got.ivrs, ivr,
+                    "IVR of scenario {} rendered {v}",
+                    c.intent.scenario
+                );
+                for g in &got.groups {
+                    group_seen.insert((g.kind, g.outcome));
+                    for (_, o) in &g.members {
+                        group_seen.insert((g.kind, o));
+                    }
+                }
+                for (_, o) in &got.ivrs {
+                    group_seen.insert(("ivr", o));
+                }
                 seen.insert((got.direction, got.disposition));
                 n += 1;
             }
@@ -269,6 +300,48 @@ mod tests {
             ("internal", "failed"),
         ] {
             assert!(seen.contains(&(d, disp)), "never generated {d}/{disp}");
+        }
+        assert_eq!(group_seen, every_group_outcome());
+    }
+
+    /// (kind, outcome) of every group, member and IVR outcome the rules know.
+    fn every_group_outcome() -> std::collections::BTreeSet<(&'static str, &'static str)> {
+        let mut all = std::collections::BTreeSet::new();
+        for kind in ["queue", "ringgroup"] {
+            for o in ["answered", "abandoned", "timeout", "voicemail", "missed"] {
+                all.insert((kind, o));
+            }
+        }
+        for o in ["routed", "hangup", "timeout"] {
+            all.insert(("ivr", o));
+        }
+        all
+    }
+
+    /// Within one busy hour of a few hundred calls, every group, member and IVR outcome occurs,
+    /// whatever the seed.
+    #[test]
+    fn a_busy_hour_shows_every_group_outcome() {
+        for seed in 1..=20 {
+            // 10:00, the busiest hour: about 2.3 times the daily average.
+            let calls = calls_in_slot(seed, 10 * 3600, (130.0, false), chrono_tz::UTC);
+            assert!((200..450).contains(&calls.len()), "{}", calls.len());
+            let mut seen = std::collections::BTreeSet::new();
+            for c in &calls {
+                let v: Value = serde_json::from_str(&render(c, 1, Layout::Ucm63xx)).unwrap();
+                let got = classify(&v).unwrap();
+                for g in &got.groups {
+                    seen.insert((g.kind, g.outcome));
+                    for (_, o) in &g.members {
+                        seen.insert((g.kind, o));
+                    }
+                }
+                for (_, o) in &got.ivrs {
+                    seen.insert(("ivr", o));
+                }
+            }
+            let missing: Vec<_> = every_group_outcome().difference(&seen).cloned().collect();
+            assert!(missing.is_empty(), "seed {seed}: never {missing:?}");
         }
     }
 }

@@ -262,7 +262,10 @@ fn dispatch(
         | "getStorageUsage"
         | "getCallQueuesMessage"
         | "getQueueCalling"
-        | "getCallQueuesMemberMessage" => {}
+        | "getCallQueuesMemberMessage"
+        | "listQueue"
+        | "listRingGroup"
+        | "listIVR" => {}
         _ => return (JSON, invalid()),
     }
     let Some(cookie) = text("cookie") else {
@@ -300,6 +303,9 @@ fn dispatch(
         "listBridgedChannels" => (Some(pbx::list_bridged(sim, req)), Some(&["channel"])),
         "getCallQueuesMessage" => (Some(pbx::call_queues()), Some(&["CallQueuesMessage"])),
         "getQueueCalling" => (pbx::queue_calling(sim, req), Some(&["CallQueues"])),
+        "listQueue" => (Some(pbx::list_queue(req)), Some(&["queue"])),
+        "listRingGroup" => (Some(pbx::list_ring_group(req)), Some(&["ringgroup"])),
+        "listIVR" => (Some(pbx::list_ivr(req)), Some(&["ivr"])),
         _ => (
             pbx::queue_members(sim, req),
             Some(&["CallQueueMembersMessage", "member"]),
@@ -396,4 +402,147 @@ fn cdr(sim: &Sim, req: &Map<String, Value>) -> (&'static str, String) {
         sessions.silence_all();
     }
     (content_type, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use crate::{
+        Fault, FaultRule, Quirks, SimConfig, SimHandle, HUNT_GROUP_NAME, IVR_NAME, QUEUE_NAME,
+        RING_GROUP_NAME,
+    };
+
+    async fn post(sim: &SimHandle, request: Value) -> Value {
+        let body = reqwest::Client::new()
+            .post(format!("{}/api", sim.url()))
+            .body(json!({ "request": request }).to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    async fn cookie(sim: &SimHandle) -> String {
+        let c = post(sim, json!({"action": "challenge", "user": "cdrapi"})).await;
+        let challenge = c["response"]["challenge"].as_str().unwrap();
+        let token = crate::token(challenge, "cdrapi-secret");
+        let r = post(
+            sim,
+            json!({"action": "login", "user": "cdrapi", "token": token}),
+        )
+        .await;
+        r["response"]["cookie"].as_str().unwrap().to_string()
+    }
+
+    /// The group name lists answer like the other list actions and share their refusals.
+    #[tokio::test]
+    async fn group_name_lists_page_and_can_be_refused_or_unknown() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sim = crate::start(SimConfig {
+            tls: false,
+            clock_speed: 0.0,
+            calls_per_hour: 0.0,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let cookie = cookie(&sim).await;
+        let act = |action: &str, extra: Value| {
+            let mut r = json!({"action": action, "cookie": cookie});
+            for (k, v) in extra.as_object().unwrap() {
+                r[k] = v.clone();
+            }
+            r
+        };
+        let lists = [
+            (
+                "listQueue",
+                "queue",
+                vec![("6500", "queue_name", QUEUE_NAME)],
+            ),
+            (
+                "listRingGroup",
+                "ringgroup",
+                vec![
+                    ("6400", "ringgroup_name", RING_GROUP_NAME),
+                    ("6401", "ringgroup_name", HUNT_GROUP_NAME),
+                ],
+            ),
+            ("listIVR", "ivr", vec![("7000", "ivr_name", IVR_NAME)]),
+        ];
+        for (action, key, rows) in &lists {
+            let r = post(&sim, act(action, json!({}))).await;
+            assert_eq!(r["status"], 0, "{r}");
+            let got: Vec<(String, String)> = r["response"][key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    let name_key = rows[0].1;
+                    (
+                        row["extension"].as_str().unwrap().to_string(),
+                        row[name_key].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            let want: Vec<(String, String)> = rows
+                .iter()
+                .map(|(e, _, n)| (e.to_string(), n.to_string()))
+                .collect();
+            assert_eq!(got, want, "{action}");
+            assert_eq!(r["response"]["total_item"], rows.len() as u64);
+            assert_eq!(r["response"]["total_page"], 1);
+            assert_eq!(r["response"]["page"], 1);
+        }
+        assert_eq!(
+            (QUEUE_NAME, RING_GROUP_NAME, HUNT_GROUP_NAME, IVR_NAME),
+            ("Support", "Sales", "Hunt", "Main menu")
+        );
+        let second = post(
+            &sim,
+            act("listRingGroup", json!({"item_num": "1", "page": "2"})),
+        )
+        .await;
+        assert_eq!(
+            second["response"],
+            json!({"ringgroup": [{"extension": "6401", "ringgroup_name": "Hunt",
+                "strategy": "linear", "members": "2005,2006,2007,2008,2009,2010,2011,2012,2013,2014,2015,2016"}],
+                "total_item": 2, "total_page": 2, "page": 2})
+        );
+
+        let unknown = json!({"response": {"error_msg": "Invalid parameters!"}, "status": -1});
+        for (action, _, _) in &lists {
+            assert_eq!(
+                post(&sim, json!({ "action": action })).await,
+                json!({"response": {}, "status": -5}),
+                "{action} without a cookie"
+            );
+            sim.add_fault(FaultRule {
+                fault: Fault::Status(-47),
+                action: Some(action.to_string()),
+                times: None,
+            });
+            for (other, _, _) in &lists {
+                let r = post(&sim, act(other, json!({}))).await;
+                let status = if other == action { -47 } else { 0 };
+                assert_eq!(r["status"], status, "{action} denied, {other} asked");
+            }
+            sim.clear_faults();
+            sim.set_quirks(Quirks {
+                unknown_actions: vec![action.to_string()],
+                ..Quirks::default()
+            });
+            assert_eq!(post(&sim, act(action, json!({}))).await, unknown);
+            sim.set_quirks(Quirks::default());
+        }
+        let stats = sim.stats();
+        // 1 + 3 asked while another was denied, + the second page of listRingGroup.
+        assert_eq!(stats.entries_by_action["listQueue"], 1 + 2);
+        assert_eq!(stats.entries_by_action["listRingGroup"], 2 + 2 * 2 + 1);
+        assert_eq!(stats.entries_by_action["listIVR"], 1 + 2);
+    }
 }

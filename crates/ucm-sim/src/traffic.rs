@@ -3,8 +3,8 @@
 //! Calls are produced per hour slot from an RNG seeded by `(seed, slot)`, so the set of calls is a
 //! pure function of the seed and the slot: however a test moves the clock, the same seed yields
 //! the same entries. Each scenario states the outcome it means to produce ([`Intent`], in the
-//! label values of docs/design.md §6), which the unit tests hold against the independent
-//! classifier in `truth.rs`.
+//! label values of docs/design.md §6 and of the group rules for queues, ring groups and IVRs),
+//! which the unit tests hold against the independent classifier in `truth.rs`.
 
 use chrono_tz::Tz;
 use rand::seq::IndexedRandom;
@@ -28,6 +28,23 @@ pub const HUNT_GROUP: &str = "6401";
 pub const HUNT_MEMBERS: std::ops::RangeInclusive<u32> = 2005..=2016;
 pub const QUEUE: (&str, [u32; 3]) = ("6500", [2004, 2006, 2007]);
 pub const IVR: &str = "7000";
+/// The names the UCM's configuration gives the groups (`listQueue`, `listRingGroup`, `listIVR`).
+pub const QUEUE_NAME: &str = "Support";
+pub const RING_GROUP_NAME: &str = "Sales";
+pub const HUNT_GROUP_NAME: &str = "Hunt";
+pub const IVR_NAME: &str = "Main menu";
+/// (kind, group, name) of every configured group, with the kinds of the group metrics.
+pub const GROUP_NAMES: [(&str, &str, &str); 4] = [
+    ("queue", QUEUE.0, QUEUE_NAME),
+    ("ringgroup", RING_GROUP.0, RING_GROUP_NAME),
+    ("ringgroup", HUNT_GROUP, HUNT_GROUP_NAME),
+    ("ivr", IVR, IVR_NAME),
+];
+/// Seconds a caller waits in the queue before it gives up on the agents and fails over.
+pub const QUEUE_TIMEOUT: i64 = 60;
+/// Where unanswered queue and ring group calls fail over to, and whose mailbox takes the queue's
+/// messages: the receptionist.
+pub const FAILOVER: u32 = 2000;
 
 /// Relative call volume per hour of day (quiet nights, busy mornings and afternoons).
 const SHAPE: [f64; 24] = [
@@ -35,13 +52,30 @@ const SHAPE: [f64; 24] = [
     0.8, 0.5, 0.3, 0.2, 0.12, 0.08,
 ];
 
-/// The outcome a scenario means to produce, in the label values of docs/design.md §6.
+/// The outcome a scenario means to produce, in the label values of docs/design.md §6 and of the
+/// group rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
     pub direction: &'static str,
     pub trunk: String,
     pub disposition: &'static str,
     pub scenario: &'static str,
+    /// (kind, group, outcome) of each queue and ring group visit, in the order first named.
+    pub groups: Vec<(&'static str, String, &'static str)>,
+    /// The IVR visit's outcome (the calls visit at most the one IVR, [`IVR`]).
+    pub ivr: Option<&'static str>,
+}
+
+impl Intent {
+    fn group(mut self, kind: &'static str, group: &str, outcome: &'static str) -> Intent {
+        self.groups.push((kind, group.to_string(), outcome));
+        self
+    }
+
+    fn ivr(mut self, outcome: &'static str) -> Intent {
+        self.ivr = Some(outcome);
+        self
+    }
 }
 
 /// One CDR leg before rendering; times in local seconds.
@@ -233,7 +267,7 @@ impl Gen<'_> {
 
     /// Talk time: mostly minutes, a few calls of up to two hours so pollers must re-sweep.
     fn talk(&mut self) -> i64 {
-        if self.rng.random_bool(0.01) {
+        if self.rng.random_bool(0.02) {
             self.rng.random_range(1800..7200)
         } else {
             let u: f64 = self.rng.random_range(0.0..1.0);
@@ -368,23 +402,30 @@ impl Gen<'_> {
             trunk: trunk.to_string(),
             disposition,
             scenario,
+            groups: Vec::new(),
+            ivr: None,
         }
     }
 
     fn call(&mut self) -> Call {
         let pick = self.rng.random_range(0..100u32);
         let mut call = match pick {
-            0..=17 => self.internal(),
-            18..=21 => self.internal_voicemail(),
-            22..=27 => self.inbound_direct(),
-            28..=37 => self.inbound_ring_group(),
-            38..=41 => self.inbound_hunt(),
-            42..=46 => self.inbound_ivr(),
-            47..=53 => self.inbound_queue(),
-            54..=57 => self.inbound_voicemail(),
-            58..=61 => self.transfer(),
-            62..=64 => self.park(),
-            65..=91 => self.outbound(),
+            0..=15 => self.internal(),
+            16..=18 => self.internal_voicemail(),
+            19..=22 => self.inbound_direct(),
+            23..=31 => self.inbound_ring_group(),
+            32..=34 => self.inbound_hunt(),
+            35..=42 => self.inbound_ivr(),
+            43..=45 => self.ivr_queue(),
+            46..=51 => self.inbound_queue(),
+            52..=54 => self.queue_timeout_voicemail(),
+            55..=56 => self.queue_failover(),
+            57..=58 => self.queue_ring_group(),
+            59..=60 => self.queue_transfer(),
+            61..=63 => self.inbound_voicemail(),
+            64..=66 => self.transfer(),
+            67..=68 => self.park(),
+            69..=92 => self.outbound(),
             _ => self.external(),
         };
         if self.rng.random_bool(0.05) {
@@ -514,7 +555,7 @@ impl Gen<'_> {
     fn inbound_ring_group(&mut self) -> Call {
         let (base, trunk) = self.inbound_base("ext-did-0002");
         let (group, members) = RING_GROUP;
-        let winner = if self.rng.random_bool(0.7) {
+        let winner = if self.rng.random_bool(0.6) {
             Some(self.rng.random_range(0..members.len()))
         } else {
             None
@@ -532,9 +573,10 @@ impl Gen<'_> {
             l.action_type = format!("RINGGROUP[{group}]");
             legs.push(l);
         }
-        let outcome = if winner.is_some() {
-            "answered"
-        } else if self.rng.random_bool(0.5) {
+        let unanswered = self.rng.random_range(0..100);
+        let (outcome, group_outcome, scenario) = if winner.is_some() {
+            ("answered", "answered", "ring-group")
+        } else if unanswered < 45 {
             let msg = self.rng.random_range(4..60);
             legs.push(self.leg(
                 &base,
@@ -544,14 +586,44 @@ impl Gen<'_> {
                 (0, msg),
                 "ANSWERED",
             ));
-            "voicemail"
+            ("voicemail", "voicemail", "ring-group")
+        } else if unanswered < 75 {
+            let outcome = self.failover(&base, self.t0 + ring, &mut legs);
+            (outcome, "timeout", "ring-group-failover")
         } else {
-            "no_answer"
+            // Nobody answers and the group has no failover: the caller hangs up.
+            ("no_answer", "abandoned", "ring-group")
         };
         Call {
             legs,
             grouped: true,
-            intent: Self::intent("inbound", trunk, outcome, "ring-group"),
+            intent: Self::intent("inbound", trunk, outcome, scenario).group(
+                "ringgroup",
+                group,
+                group_outcome,
+            ),
+        }
+    }
+
+    /// The failover leg: a plain dial to the receptionist at `at`, when a group gave up; the
+    /// call's disposition.
+    fn failover(&mut self, base: &Base, at: LocalSecs, legs: &mut Vec<Leg>) -> &'static str {
+        let answered = self.rng.random_bool(0.6);
+        let ring = self.ring();
+        let talk = self.talk();
+        let disp = if answered { "ANSWERED" } else { "NO ANSWER" };
+        legs.push(self.leg(
+            base,
+            at,
+            &FAILOVER.to_string(),
+            To::Ext(FAILOVER),
+            (ring, talk),
+            disp,
+        ));
+        if answered {
+            "answered"
+        } else {
+            "no_answer"
         }
     }
 
@@ -559,7 +631,7 @@ impl Gen<'_> {
     fn inbound_hunt(&mut self) -> Call {
         let (base, trunk) = self.inbound_base("ext-did-0003");
         let members: Vec<u32> = HUNT_MEMBERS.collect();
-        let answered_at = if self.rng.random_bool(0.75) {
+        let answered_at = if self.rng.random_bool(0.65) {
             Some(self.rng.random_range(0..members.len()))
         } else {
             None
@@ -580,38 +652,66 @@ impl Gen<'_> {
             legs.push(l);
             t += ring;
         }
-        let outcome = if answered_at.is_some() {
-            "answered"
+        let (outcome, group_outcome, scenario) = if answered_at.is_some() {
+            ("answered", "answered", "hunt-group")
+        } else if self.rng.random_bool(0.6) {
+            // The last member gave up at `t`: the group fails over to the receptionist.
+            let outcome = self.failover(&base, t, &mut legs);
+            (outcome, "timeout", "hunt-group-failover")
         } else {
-            "no_answer"
+            ("no_answer", "abandoned", "hunt-group")
         };
         let grouped = legs.len() > 1;
         Call {
             legs,
             grouped,
-            intent: Self::intent("inbound", trunk, outcome, "hunt-group"),
+            intent: Self::intent("inbound", trunk, outcome, scenario).group(
+                "ringgroup",
+                HUNT_GROUP,
+                group_outcome,
+            ),
         }
     }
 
-    /// IVR: the menu answers (an application, not a person); the caller hangs up there or picks
-    /// an extension.
-    fn inbound_ivr(&mut self) -> Call {
-        let (base, trunk) = self.inbound_base("ivr-1");
-        let in_menu = self.rng.random_range(4..40);
-        let ivr = self.leg(
-            &base,
+    /// The IVR's leg from the call start: the menu answers (an application, not a person) and
+    /// runs `app` last for `in_menu` s.
+    fn ivr_leg(&mut self, base: &Base, (app, data): (&str, &str), in_menu: i64) -> Leg {
+        self.leg(
+            base,
             self.t0,
             IVR,
-            To::App("BackGround", "ivr-prompt".into(), format!("IVR[{IVR}]")),
+            To::App(app, data.to_string(), format!("IVR[{IVR}]")),
             (0, in_menu),
             "ANSWERED",
-        );
-        if self.rng.random_bool(0.4) {
+        )
+    }
+
+    /// IVR: the menu answers (an application, not a person); the caller hangs up there, the menu
+    /// ends the call once its prompts ran out, or the caller picks an extension.
+    fn inbound_ivr(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ivr-1");
+        let ending = self.rng.random_range(0..100);
+        if ending < 25 {
+            let in_menu = self.rng.random_range(4..40);
+            let ivr = self.ivr_leg(&base, ("BackGround", "ivr-prompt"), in_menu);
             return Self::flat(
                 ivr,
-                Self::intent("inbound", trunk, "no_answer", "ivr-hangup"),
+                Self::intent("inbound", trunk, "no_answer", "ivr-hangup").ivr("hangup"),
             );
         }
+        if ending < 55 {
+            let in_menu = self.rng.random_range(15..60);
+            let last = *[("Hangup", ""), ("Playback", "goodbye")]
+                .choose(self.rng)
+                .unwrap_or(&("Hangup", ""));
+            let ivr = self.ivr_leg(&base, last, in_menu);
+            return Self::flat(
+                ivr,
+                Self::intent("inbound", trunk, "no_answer", "ivr-timeout").ivr("timeout"),
+            );
+        }
+        let in_menu = self.rng.random_range(4..40);
+        let ivr = self.ivr_leg(&base, ("BackGround", "ivr-prompt"), in_menu);
         let e = self.ext();
         let ring = self.ring();
         let talk = self.talk();
@@ -633,53 +733,273 @@ impl Gen<'_> {
         Call {
             legs: vec![ivr, second],
             grouped: true,
-            intent: Self::intent("inbound", trunk, outcome, "ivr-to-extension"),
+            intent: Self::intent("inbound", trunk, outcome, "ivr-to-extension").ivr("routed"),
         }
     }
 
-    /// Queue: the hold leg is ANSWERED by the Queue application; agents ring in parallel.
-    fn inbound_queue(&mut self) -> Call {
-        let (base, trunk) = self.inbound_base("ext-queues");
+    /// The IVR sends the caller to the queue; the first agent rung does not answer, the second
+    /// does.
+    fn ivr_queue(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ivr-1");
         let (queue, agents) = QUEUE;
-        let hold = self.rng.random_range(5..180);
-        let mut legs = vec![self.leg(
+        let in_menu = self.rng.random_range(4..20);
+        let ivr = self.ivr_leg(&base, ("BackGround", "ivr-prompt"), in_menu);
+        let action = self.agent_action();
+        let first = self.rng.random_range(0..agents.len());
+        let second = (first + 1) % agents.len();
+        let entered = self.t0 + in_menu;
+        let (ring1, ring2) = (self.rng.random_range(10..25), self.rng.random_range(2..20));
+        let talk = self.talk();
+        let hold = self.queue_hold(&base, entered, 1 + ring1 + ring2);
+        let missed = self.agent_leg(
             &base,
-            self.t0,
+            entered + 1,
+            agents[first],
+            (ring1, 0),
+            "NO ANSWER",
+            &action,
+        );
+        let took = self.agent_leg(
+            &base,
+            entered + 1 + ring1,
+            agents[second],
+            (ring2, talk),
+            "ANSWERED",
+            &action,
+        );
+        Call {
+            legs: vec![ivr, hold, missed, took],
+            grouped: true,
+            intent: Self::intent("inbound", trunk, "answered", "ivr-queue-second-agent")
+                .ivr("routed")
+                .group("queue", queue, "answered"),
+        }
+    }
+
+    /// The caller on hold in the queue from `start` for `hold` s: a leg the Queue application
+    /// answers, `dst` the queue.
+    fn queue_hold(&mut self, base: &Base, start: LocalSecs, hold: i64) -> Leg {
+        let queue = QUEUE.0;
+        self.leg(
+            base,
+            start,
             queue,
             To::App("Queue", format!("{queue},t"), format!("QUEUE[{queue}]")),
             (0, hold),
             "ANSWERED",
-        )];
+        )
+    }
+
+    /// The `action_type` of one call's agent legs: mostly `QUEUE[6500]`; in ~30% of the calls
+    /// `DIAL`, as firmware that writes agent legs as plain dials does (their `dst` is the queue
+    /// either way, so the group rules still see them as the queue's legs).
+    fn agent_action(&mut self) -> String {
+        if self.rng.random_bool(0.3) {
+            "DIAL".into()
+        } else {
+            format!("QUEUE[{}]", QUEUE.0)
+        }
+    }
+
+    /// The queue ringing `agent` from `start`.
+    fn agent_leg(
+        &mut self,
+        base: &Base,
+        start: LocalSecs,
+        agent: u32,
+        ring_talk: (i64, i64),
+        disposition: &'static str,
+        action: &str,
+    ) -> Leg {
+        let mut l = self.leg(base, start, QUEUE.0, To::Ext(agent), ring_talk, disposition);
+        l.action_type = action.to_string();
+        l
+    }
+
+    /// Queue: the hold leg is ANSWERED by the Queue application; agents ring in parallel. One
+    /// answers, or the caller hangs up while waiting (no leg after the queue's).
+    fn inbound_queue(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-queues");
+        let (queue, agents) = QUEUE;
+        let action = self.agent_action();
+        let hold = self.rng.random_range(5..180);
+        let mut legs = vec![self.queue_hold(&base, self.t0, hold)];
         let abandoned = self.rng.random_bool(0.35);
         let winner = self.rng.random_range(0..agents.len());
         let talk = self.talk();
         for (i, a) in agents.iter().enumerate() {
             let start = self.t0 + 1;
             let l = if !abandoned && i == winner {
-                self.leg(
-                    &base,
-                    start,
-                    queue,
-                    To::Ext(*a),
-                    (hold - 1, talk),
-                    "ANSWERED",
-                )
+                self.agent_leg(&base, start, *a, (hold - 1, talk), "ANSWERED", &action)
             } else {
                 let rang = self.rng.random_range(1..hold.max(2));
-                self.leg(&base, start, queue, To::Ext(*a), (rang, 0), "NO ANSWER")
+                self.agent_leg(&base, start, *a, (rang, 0), "NO ANSWER", &action)
             };
             legs.push(l);
         }
-        let outcome = if abandoned { "no_answer" } else { "answered" };
-        let scenario = if abandoned {
-            "queue-abandon"
+        let (outcome, queue_outcome, scenario) = if abandoned {
+            ("no_answer", "abandoned", "queue-abandon")
         } else {
-            "queue-answered"
+            ("answered", "answered", "queue-answered")
         };
         Call {
             legs,
             grouped: true,
-            intent: Self::intent("inbound", trunk, outcome, scenario),
+            intent: Self::intent("inbound", trunk, outcome, scenario).group(
+                "queue",
+                queue,
+                queue_outcome,
+            ),
+        }
+    }
+
+    /// The hold leg and the agents' legs of a queue call that nobody answers: the queue gives up
+    /// after [`QUEUE_TIMEOUT`], when its last leg ends.
+    fn unanswered_queue(&mut self, base: &Base) -> Vec<Leg> {
+        let action = self.agent_action();
+        let mut legs = vec![self.queue_hold(base, self.t0, QUEUE_TIMEOUT)];
+        for a in QUEUE.1 {
+            let rang = self.rng.random_range(10..QUEUE_TIMEOUT);
+            legs.push(self.agent_leg(base, self.t0 + 1, a, (rang, 0), "NO ANSWER", &action));
+        }
+        legs
+    }
+
+    /// Queue timeout to voicemail: at the timeout the caller is sent to the receptionist's
+    /// mailbox, and leaves a message (or hangs up before the tone: then the queue merely timed
+    /// out).
+    fn queue_timeout_voicemail(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-queues");
+        let mut legs = self.unanswered_queue(&base);
+        let left_message = self.rng.random_bool(0.75);
+        let msg = self.rng.random_range(4..60);
+        let (disp, ring) = if left_message {
+            ("ANSWERED", 0)
+        } else {
+            ("NO ANSWER", 3)
+        };
+        legs.push(self.leg(
+            &base,
+            self.t0 + QUEUE_TIMEOUT,
+            &FAILOVER.to_string(),
+            To::VoiceMail(FAILOVER),
+            (ring, msg),
+            disp,
+        ));
+        let (outcome, queue_outcome, scenario) = if left_message {
+            ("voicemail", "voicemail", "queue-timeout-voicemail")
+        } else {
+            ("no_answer", "timeout", "queue-timeout-no-message")
+        };
+        Call {
+            legs,
+            grouped: true,
+            intent: Self::intent("inbound", trunk, outcome, scenario).group(
+                "queue",
+                QUEUE.0,
+                queue_outcome,
+            ),
+        }
+    }
+
+    /// Queue timeout to a failover extension: at the timeout a plain dial to the receptionist,
+    /// answered or not.
+    fn queue_failover(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-queues");
+        let mut legs = self.unanswered_queue(&base);
+        let outcome = self.failover(&base, self.t0 + QUEUE_TIMEOUT, &mut legs);
+        Call {
+            legs,
+            grouped: true,
+            intent: Self::intent("inbound", trunk, outcome, "queue-timeout-failover")
+                .group("queue", QUEUE.0, "timeout"),
+        }
+    }
+
+    /// Ring group 6400 as a member of queue 6500: the queue rings the group, whose legs
+    /// (`RINGGROUP[6400]`, `dst` the queue as for every leg the queue places) start inside the
+    /// queue's span. One member answers, or none and the caller hangs up.
+    fn queue_ring_group(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-queues");
+        let (group, members) = RING_GROUP;
+        let ring = self.rng.random_range(3..30);
+        let talk = self.talk();
+        let winner = if self.rng.random_bool(0.65) {
+            Some(self.rng.random_range(0..members.len()))
+        } else {
+            None
+        };
+        let hold = match winner {
+            Some(_) => 1 + ring,
+            None => 1 + ring + self.rng.random_range(1..60),
+        };
+        let mut legs = vec![self.queue_hold(&base, self.t0, hold)];
+        for (i, m) in members.iter().enumerate() {
+            let disp = if Some(i) == winner {
+                "ANSWERED"
+            } else {
+                "NO ANSWER"
+            };
+            let mut l = self.leg(&base, self.t0 + 1, QUEUE.0, To::Ext(*m), (ring, talk), disp);
+            l.action_type = format!("RINGGROUP[{group}]");
+            legs.push(l);
+        }
+        let (outcome, group_outcome) = match winner {
+            Some(_) => ("answered", "answered"),
+            None => ("no_answer", "abandoned"),
+        };
+        Call {
+            legs,
+            grouped: true,
+            intent: Self::intent("inbound", trunk, outcome, "queue-ring-group")
+                .group("queue", QUEUE.0, group_outcome)
+                .group("ringgroup", group, group_outcome),
+        }
+    }
+
+    /// An agent answers a queue call, then transfers it to a colleague.
+    fn queue_transfer(&mut self) -> Call {
+        let (base, trunk) = self.inbound_base("ext-queues");
+        let (queue, agents) = QUEUE;
+        let action = self.agent_action();
+        let winner = self.rng.random_range(0..agents.len());
+        let ring = self.rng.random_range(3..40);
+        let talk = self.rng.random_range(10..180);
+        let mut legs = vec![self.queue_hold(&base, self.t0, 1 + ring)];
+        for (i, a) in agents.iter().enumerate() {
+            let l = if i == winner {
+                self.agent_leg(&base, self.t0 + 1, *a, (ring, talk), "ANSWERED", &action)
+            } else {
+                let rang = self.rng.random_range(1..=ring);
+                self.agent_leg(&base, self.t0 + 1, *a, (rang, 0), "NO ANSWER", &action)
+            };
+            legs.push(l);
+        }
+        let at = self.t0 + 1 + ring + talk;
+        let to = self.other_ext(agents[winner]);
+        let (xring, xtalk) = (self.ring(), self.talk());
+        let disp = if self.rng.random_bool(0.8) {
+            "ANSWERED"
+        } else {
+            "NO ANSWER"
+        };
+        let mut xfer = self.leg(
+            &base,
+            at,
+            &to.to_string(),
+            To::Ext(to),
+            (xring, xtalk),
+            disp,
+        );
+        xfer.action_type = "TRANSFER".into();
+        xfer.dcontext = "from-internal-xfer".into();
+        xfer.session = format!("{at}{:06}-{to}", 1);
+        legs.push(xfer);
+        Call {
+            legs,
+            grouped: true,
+            intent: Self::intent("inbound", trunk, "answered", "queue-transfer")
+                .group("queue", queue, "answered"),
         }
     }
 

@@ -518,6 +518,7 @@ async fn truth_classifies_the_reference_examples() {
         records: 5,
         newest_start: Some(t("2023-05-12 10:47:46")),
         total_calls: 3,
+        ..Truth::default()
     };
     assert_eq!(truth, expected);
 }
