@@ -9,7 +9,7 @@ command -v faketime >/dev/null 2>&1 || {
   exit 1
 }
 # The binaries whose tests run the simulator and the exporter, in-process or as child processes.
-names=(polling bending windows faults dispositions http cli)
+names=(polling bending windows faults dispositions groups http cli)
 mapfile -t bins < <(cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import json, sys
@@ -24,8 +24,19 @@ if [ ${#bins[@]} -ne ${#names[@]} ]; then
   echo "test-dates.sh: found ${#bins[@]} of the ${#names[@]} test binaries (${names[*]})" >&2
   exit 1
 fi
-for at in '2026-12-01 05:00:00' '2027-03-28 00:30:00' '2027-07-31 23:45:00' '2027-10-31 01:30:00'; do
-  for bin in "${bins[@]}"; do
+dates=('2026-12-01 05:00:00' '2027-03-28 00:30:00' '2027-07-31 23:45:00' '2027-10-31 01:30:00')
+# cli runs the binary on the host's clock: it sees every date. The others run the exporter on the
+# simulator's clock and reach the host's only through libraries and timers: two dates each, taken
+# in turn, so every date is still covered and the run stays short.
+for i in "${!bins[@]}"; do
+  bin=${bins[$i]}
+  if [ "$(basename "$bin" | cut -d- -f1)" = cli ]; then
+    picks=(0 1 2 3)
+  else
+    picks=($((i % 4)) $(((i + 2) % 4)))
+  fi
+  for d in "${picks[@]}"; do
+    at=${dates[$d]}
     echo "test-dates.sh: $(basename "$bin") at $at UTC"
     TZ=UTC faketime -f "@$at" "$bin" -q
   done
