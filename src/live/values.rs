@@ -102,7 +102,10 @@ pub fn uptime(raw: &str) -> Option<u64> {
     if parts.next().is_some() || m >= 60 || sec >= 60 {
         return None;
     }
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+    // Checked: the text is the UCM's, and a garbled number must not wrap into a boot time.
+    days.checked_mul(86_400)?
+        .checked_add(h.checked_mul(3600)?)?
+        .checked_add(m * 60 + sec)
 }
 
 /// `system-time`, `DD-MM-YYYY HH:MM:SS UTC+HH:MM` or `YYYY-MM-DD HH:MM:SS UTC+HH:MM` (the
@@ -128,9 +131,12 @@ pub fn system_time(raw: &str, fallback: chrono_tz::Tz) -> Option<i64> {
                     .trim_start_matches(['+', '-'])
                     .split_once(':')
                     .unwrap_or((off.trim_start_matches(['+', '-']), "0"));
-                FixedOffset::east_opt(
-                    sign * (h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60),
-                )?
+                let (h, m) = (h.parse::<i32>().ok()?, m.parse::<i32>().ok()?);
+                // Real offsets are within ±14 h; anything else is garbled text, not a zone.
+                if !(0..24).contains(&h) || !(0..60).contains(&m) {
+                    return None;
+                }
+                FixedOffset::east_opt(sign * (h * 3600 + m * 60))?
             };
             let t: DateTime<FixedOffset> = naive.and_local_timezone(offset).single()?;
             Some(t.timestamp())
@@ -163,7 +169,8 @@ pub fn size_bytes(raw: &str) -> Option<f64> {
         "t" => 1024.0f64.powi(4),
         _ => return None,
     };
-    (n.is_finite() && n >= 0.0).then_some(n * mult)
+    let bytes = n * mult;
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes)
 }
 
 #[cfg(test)]
@@ -256,5 +263,34 @@ mod tests {
         assert_eq!(size_bytes("512 MB"), Some(512.0 * 1024.0 * 1024.0));
         assert_eq!(size_bytes("23%"), None);
         assert_eq!(size_bytes(""), None);
+    }
+
+    /// Inputs the fuzzer found (fuzz/regressions/live_values): numbers too large for the
+    /// arithmetic are garbled values, not panics.
+    #[test]
+    fn overflowing_values_are_rejected() {
+        for name in ["uptime-days-overflow", "uptime-hours-overflow"] {
+            let text = std::fs::read_to_string(format!(
+                "{}/fuzz/regressions/live_values/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            assert_eq!(uptime(&text), None, "{name}");
+        }
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/live_values/system-time-offset-overflow"
+        ))
+        .unwrap();
+        assert_eq!(system_time(&text, chrono_tz::UTC), None);
+        assert_eq!(
+            system_time("2022-11-23 15:37:26 UTC+24:00", chrono_tz::UTC),
+            None
+        );
+        assert!(system_time("2022-11-23 15:37:26 UTC+14:00", chrono_tz::UTC).is_some());
+        assert_eq!(
+            uptime("213503982334601 00:00:00"),
+            Some(213_503_982_334_601 * 86_400)
+        );
     }
 }
