@@ -73,7 +73,7 @@ async fn every_call_is_counted_exactly_once_across_many_overlapping_polls() {
 
 /// A backlog is read with the next page requested while the current one is decoded, on a
 /// runtime where the two really overlap: counts stay exact, a session lost mid-way is recovered,
-/// and the only extra cost is the one request past the end.
+/// and the only extra cost is at most one request past the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_is_read_ahead_a_page_at_a_time() {
     let sim = start_sim(ucm_sim::SimConfig {
@@ -90,10 +90,13 @@ async fn a_backlog_is_read_ahead_a_page_at_a_time() {
     let baseline = poller.poll_and_record().await.unwrap();
     let after = sim.stats();
     assert!(baseline.pages >= 3, "{baseline:?}");
-    assert_eq!(
-        after.requests["cdrapi"] - before.requests.get("cdrapi").copied().unwrap_or(0),
-        baseline.pages as u64 + 1,
-        "one request per page plus the one past the end"
+    // The request past the end is sent while the last page is decoded; when that page is short
+    // the read ends and drops it, so whether it reached the UCM depends on the scheduler.
+    let sent = after.requests["cdrapi"] - before.requests.get("cdrapi").copied().unwrap_or(0);
+    let pages = baseline.pages as u64;
+    assert!(
+        (pages..=pages + 1).contains(&sent),
+        "one request per page, at most one past the end: {sent} for {pages} pages"
     );
     let t0 = sim.now();
     sim.advance(MIN * 150);
