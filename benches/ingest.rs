@@ -20,7 +20,7 @@ use criterion::{Criterion, Throughput};
 use serde::de::IgnoredAny;
 use serde_json::{json, Value};
 use ucm_exporter::cdr::{self, ExtensionPattern};
-use ucm_exporter::poll::{self, Filter, Pending, Plan, PollKind};
+use ucm_exporter::poll::{self, Pending, Plan};
 use ucm_exporter::state::PollState;
 use ucm_exporter::ucm::cdrapi::decode_page;
 use ucm_sim::{self as sim, SimConfig};
@@ -121,18 +121,6 @@ struct Case {
     page: Vec<u8>,
 }
 
-/// A window that keeps every entry and holds none back.
-const WHOLE: Plan = Plan {
-    kind: PollKind::Sweep,
-    filter: Filter::Start,
-    from: i64::MIN,
-    to: None,
-    horizon: i64::MIN,
-    ceiling: i64::MAX,
-    settled_before: i64::MAX,
-    late_before: None,
-};
-
 fn ingest_once(page: &[u8], state: Option<&PollState>, ext: &ExtensionPattern) -> usize {
     let mut pending = Pending::default();
     let mut read = Default::default();
@@ -143,7 +131,7 @@ fn ingest_once(page: &[u8], state: Option<&PollState>, ext: &ExtensionPattern) -
         &mut read,
         ext,
         chrono_tz::UTC,
-        &WHOLE,
+        &Plan::WHOLE,
     )
     .expect("a page of records");
     page.entries + page.fresh + pending.tally().call_count() as usize

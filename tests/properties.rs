@@ -14,7 +14,7 @@ use chrono::NaiveDateTime;
 use proptest::prelude::*;
 use ucm_exporter::cdr::{classify, parse_cdr_response, CdrResponse, Entry, ExtensionPattern};
 use ucm_exporter::metrics::TargetMetrics;
-use ucm_exporter::poll::{self, Filter, Pending, Plan, PollKind};
+use ucm_exporter::poll::{self, Pending, Plan};
 use ucm_exporter::state::{self, Loaded, PollState};
 
 // ---------------------------------------------------------------------------------------------
@@ -473,18 +473,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // De-duplication and paging
 
-/// Everything counts: no horizon, nothing held back (the plan of the ingest benchmark).
-const WHOLE: Plan = Plan {
-    kind: PollKind::Sweep,
-    filter: Filter::Start,
-    from: i64::MIN,
-    to: None,
-    horizon: i64::MIN,
-    ceiling: i64::MAX,
-    settled_before: i64::MAX,
-    late_before: None,
-};
-
 /// One read of a poll: pages into a pending result, sharing the read's call-key set.
 struct Read {
     pending: Pending,
@@ -509,7 +497,7 @@ impl Read {
                 &mut self.read,
                 ext,
                 chrono_tz::Europe::Berlin,
-                &WHOLE,
+                &Plan::WHOLE,
             )
             .expect("a page of records");
         }

@@ -11,19 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use ucm_exporter::cdr::{
     classify, parse_cdr_response, CdrResponse, Disposition, ExtensionPattern, Skip,
 };
-use ucm_exporter::poll::{self, Filter, Pending, Plan, PollKind};
-
-/// Everything counts: no horizon, nothing held back.
-const WHOLE: Plan = Plan {
-    kind: PollKind::Sweep,
-    filter: Filter::Start,
-    from: i64::MIN,
-    to: None,
-    horizon: i64::MIN,
-    ceiling: i64::MAX,
-    settled_before: i64::MAX,
-    late_before: None,
-};
+use ucm_exporter::poll::{self, Pending, Plan};
 
 fn patterns() -> &'static (ExtensionPattern, ExtensionPattern) {
     static P: OnceLock<(ExtensionPattern, ExtensionPattern)> = OnceLock::new();
@@ -94,13 +82,30 @@ fuzz_target!(|data: &[u8]| {
     let tz = chrono_tz::Europe::Berlin;
     let mut pending = Pending::default();
     let mut read = Default::default();
-    let Ok(first) = poll::ingest(data, None, &mut pending, &mut read, default, tz, &WHOLE) else {
+    let Ok(first) = poll::ingest(
+        data,
+        None,
+        &mut pending,
+        &mut read,
+        default,
+        tz,
+        &Plan::WHOLE,
+    ) else {
         panic!("a body that decodes to records is a page");
     };
     assert_eq!(first.entries, entries.len());
     let (calls, records) = (pending.tally().call_count(), pending.tally().records);
     assert!(calls <= classified);
-    let again = poll::ingest(data, None, &mut pending, &mut read, default, tz, &WHOLE).unwrap();
+    let again = poll::ingest(
+        data,
+        None,
+        &mut pending,
+        &mut read,
+        default,
+        tz,
+        &Plan::WHOLE,
+    )
+    .unwrap();
     assert_eq!(again.entries, entries.len());
     assert_eq!(pending.tally().call_count(), calls);
     assert_eq!(pending.tally().records, records);

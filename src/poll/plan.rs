@@ -186,6 +186,22 @@ pub struct Plan {
     pub late_before: Option<LocalSecs>,
 }
 
+impl Plan {
+    /// A read that keeps and counts every entry it is given: no horizon, no ceiling, nothing
+    /// held back. For feeding pages to `ingest` outside a poll (benchmarks, fuzzing, property
+    /// tests), where no window applies.
+    pub const WHOLE: Plan = Plan {
+        kind: PollKind::Sweep,
+        filter: Filter::Start,
+        from: i64::MIN,
+        to: None,
+        horizon: i64::MIN,
+        ceiling: i64::MAX,
+        settled_before: i64::MAX,
+        late_before: None,
+    };
+}
+
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
