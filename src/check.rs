@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::config::Target;
 use crate::error::UcmError;
 use crate::live::Live;
-use crate::poll::{probe_end, question, snapshot, Snapshot, Span};
+use crate::poll::{probe_end, question, snapshot, EndProbe, Snapshot, Span};
 use crate::state::{local_secs, LocalSecs};
 use crate::ucm::cdrapi::{decode_page, page_params, PAGE_SIZE};
 use crate::ucm::login_guard::LoginGuard;
@@ -193,13 +193,14 @@ async fn probe_windows(
     } else {
         None
     };
-    if let Some(Ok(param)) = end {
+    if let Some(EndProbe::Honoured(param)) = end {
         return Ok(format!(
             "windows: OK: end windows (the UCM filters on call end with {param}): each call is read about once"
         ));
     }
     let end_note = match end {
-        Some(Err(why)) => format!("end filter not honoured ({why})"),
+        Some(EndProbe::NotHonoured(why)) => format!("end filter not honoured ({why})"),
+        Some(EndProbe::Unanswered(why)) => format!("end filter not probed ({why})"),
         _ if !t.window_mode.allows_end() => "end windows not allowed by window_mode".into(),
         _ => "end filter not probed (no call of 10 s or more in the last day)".into(),
     };

@@ -271,3 +271,50 @@ fn a_wrong_password_in_the_log_is_explained_once() {
     assert_eq!(sim.stats().logins_failed, 1);
     rt.block_on(sim.shutdown());
 }
+
+/// A login cut short by SIGTERM got no verdict from the UCM: it must not count towards the
+/// rationing of logins that follows three rejections. (A SIGKILL mid-login does count; see
+/// `login_guard`.)
+#[test]
+fn a_shutdown_mid_login_does_not_count_as_a_rejected_login() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt.block_on(start_sim(live_sim_config(47)));
+    sim.add_fault(ucm_sim::FaultRule {
+        fault: ucm_sim::Fault::Delay(Duration::from_secs(8)),
+        action: Some("login".into()),
+        times: Some(1),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &sim, "cdrapi-secret");
+    let child = spawn(
+        Command::new(BIN)
+            .args([
+                "--config.file",
+                cfg.to_str().unwrap(),
+                "--web.listen-address",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    // The attempt is on record (as a rejection, until it ends) before the login is sent.
+    let logins = dir.path().join("state").join("logins");
+    let failures = || -> Option<u64> {
+        let file = std::fs::read_dir(&logins)
+            .ok()?
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
+        record["failures"].as_u64()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failures() != Some(1) {
+        assert!(Instant::now() < deadline, "no login attempt on record");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sim.stats().logins_ok, 0, "the login is still in flight");
+    assert!(sigterm_and_wait(child).success());
+    assert_eq!(failures(), Some(0), "the cancelled login still counts");
+    rt.block_on(sim.shutdown());
+}

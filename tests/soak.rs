@@ -1044,7 +1044,8 @@ impl Soak {
     }
 
     /// Until the run has logged in once: the shared login record then starts from zero
-    /// rejections, so that no sequence of stops mid-login can ration the logins (3 in a row).
+    /// rejections, so that no sequence of SIGKILLs mid-login (each counts as a rejection) can
+    /// ration the logins (3 in a row).
     async fn logged_in(&mut self) {
         self.scrape_until(Duration::from_secs(90), "a successful login", |s| {
             s.get("ucm_logins_total", &[]).unwrap_or(0.0)

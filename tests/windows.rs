@@ -255,6 +255,32 @@ async fn the_probe_picks_the_mode_each_ucm_supports() {
     }
 }
 
+/// A probe that meets a passing fault (both of its requests answered HTTP 500) has no answer to
+/// judge: it asks again at the next poll, instead of giving the end windows up for hours.
+#[tokio::test]
+async fn an_end_probe_that_meets_a_fault_asks_again_at_the_next_poll() {
+    let sim = start_sim(busy_sim_config(306)).await;
+    end_filter(&sim, EndFilter::Honoured);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(&sim, fast_target(&sim), dir.path());
+    poller.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    sim.add_fault(FaultRule {
+        fault: Fault::Http500,
+        action: Some("cdrapi".into()),
+        times: Some(2),
+    });
+    sim.advance(MIN);
+    poller.poll_and_record().await.unwrap();
+    assert_eq!(poller.end_filter_param(), None, "the probe got no answer");
+    assert_ne!(poller.window_mode(), WindowMode::End);
+    poll_every(&sim, &mut poller, MIN, 2).await;
+    assert_eq!(poller.end_filter_param(), Some("timeFilterType"));
+    assert_eq!(poller.window_mode(), WindowMode::End);
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
 /// `window_mode: start` never probes: no channel list and no end filter is ever asked for.
 #[tokio::test]
 async fn window_mode_start_asks_for_nothing_else() {

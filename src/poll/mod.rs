@@ -44,7 +44,7 @@ pub use plan::{
     merge_windows, plan, plan_poll, ChannelWindows, Fast, Filter, Plan, PollKind, PollPlan, Reach,
     WindowMode, BASELINE_SLACK, WATERMARK_SLACK,
 };
-pub use probe::{judge, question, Question, PARAMS as END_FILTER_PARAMS};
+pub use probe::{judge, question, EndProbe, Question, PARAMS as END_FILTER_PARAMS};
 use windows::Windows;
 pub use windows::{is_refusal, probe_end, snapshot, Snapshot};
 

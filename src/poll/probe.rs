@@ -21,6 +21,18 @@ const SLOP: i64 = 2;
 /// Seconds outside the window a call must end to be judged outside.
 const EDGE: i64 = 5;
 
+/// What the end probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndProbe {
+    /// The UCM filters on call end when given this parameter.
+    Honoured(&'static str),
+    /// It does not: wrong answers, or the parameter refused. Why.
+    NotHonoured(String),
+    /// No answer to judge (the UCM down, slow, rate limiting): a passing fault must not cost
+    /// the end windows for hours, so the probe is asked again at the next poll. Why.
+    Unanswered(String),
+}
+
 /// A window of call ends and what must and must not come back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question {

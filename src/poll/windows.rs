@@ -15,7 +15,7 @@ use serde_json::Map;
 use super::channels::{parse_rows, Row, Tracker};
 use super::ingest::{ReadNotes, Span};
 use super::plan::{Fast, Filter, PollKind, PollPlan, Reach, WindowMode};
-use super::probe::{judge, question, Question, PARAMS};
+use super::probe::{judge, question, EndProbe, Question, PARAMS};
 use crate::cdr::{self, ExtensionPattern};
 use crate::config::WindowPreference;
 use crate::error::{Reason, UcmError};
@@ -25,6 +25,11 @@ use crate::ucm::{lists, Session};
 
 /// How often the probes are repeated: firmware can change under a running exporter.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(3 * 3600);
+
+/// End probes in a row that got no answer to judge before the answer counts as "not
+/// honoured" until the next [`PROBE_INTERVAL`]: a UCM that never answers the question is not
+/// asked at every poll.
+const MAX_UNANSWERED: u32 = 3;
 
 /// Calls kept for the end probe's question.
 const SPANS_KEPT: usize = 4096;
@@ -40,6 +45,8 @@ pub struct Windows {
     end_param: Option<&'static str>,
     /// Monotonic time of the last end probe that could ask its question.
     end_probed: Option<Duration>,
+    /// End probes in a row without an answer to judge.
+    end_unanswered: u32,
     /// Whether the API user may read the channel lists; `None` until tried.
     channels_allowed: Option<bool>,
     channels_checked: Option<Duration>,
@@ -69,6 +76,7 @@ impl Windows {
             mode: WindowMode::Start,
             end_param: None,
             end_probed: None,
+            end_unanswered: 0,
             channels_allowed: None,
             channels_checked: None,
             ends_read_to: None,
@@ -177,21 +185,35 @@ impl Windows {
         question(&self.spans, settled)
     }
 
-    pub fn probed_end(&mut self, result: Option<Result<&'static str, String>>, now: Duration) {
+    pub fn probed_end(&mut self, result: Option<EndProbe>, now: Duration) {
         let Some(result) = result else {
             // No call to ask about yet: asked again next poll.
             return;
         };
+        if let EndProbe::Unanswered(why) = &result {
+            self.end_unanswered += 1;
+            if self.end_unanswered < MAX_UNANSWERED {
+                tracing::debug!("the end probe got no answer, asked again next poll: {why}");
+                return;
+            }
+        }
+        self.end_unanswered = 0;
         self.end_probed = Some(now);
         match result {
-            Ok(param) => {
+            EndProbe::Honoured(param) => {
                 if self.end_param != Some(param) {
                     tracing::info!(param, "the UCM filters cdrapi on call end when asked");
                 }
                 self.end_param = Some(param);
             }
-            Err(why) => {
+            EndProbe::NotHonoured(why) => {
                 tracing::info!("the UCM does not filter cdrapi on call end: {why}");
+                self.end_param = None;
+            }
+            EndProbe::Unanswered(why) => {
+                tracing::info!(
+                    "the end probe got no answer {MAX_UNANSWERED} polls in a row: start or channel-bounded windows until it is asked again: {why}"
+                );
                 self.end_param = None;
             }
         }
@@ -313,10 +335,11 @@ pub async fn probe_end(
     q: Option<Question>,
     utc: Option<chrono_tz::Tz>,
     ext: &ExtensionPattern,
-) -> Option<Result<&'static str, String>> {
+) -> Option<EndProbe> {
     let q = q?;
     let sent = |t| utc.map_or(t, |tz| super::as_utc(tz, t));
     let mut why = Vec::new();
+    let mut unanswered = false;
     for param in PARAMS {
         let params = window_params(sent(q.from), Some(sent(q.to)), Some(param), 0, 1000);
         let answer = session
@@ -330,11 +353,86 @@ pub async fn probe_end(
             .await;
         match answer {
             Ok(keys) => match judge(&q, &keys) {
-                Ok(()) => return Some(Ok(param)),
+                Ok(()) => return Some(EndProbe::Honoured(param)),
                 Err(w) => why.push(format!("{param}: {w}")),
             },
-            Err(e) => why.push(format!("{param}: {e}")),
+            Err(e) => {
+                unanswered |= !is_refusal(&e);
+                why.push(format!("{param}: {e}"));
+            }
         }
     }
-    Some(Err(why.join("; ")))
+    let why = why.join("; ");
+    Some(if unanswered {
+        EndProbe::Unanswered(why)
+    } else {
+        EndProbe::NotHonoured(why)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn reach() -> Reach {
+        Reach {
+            max_call_duration: 4 * HOUR,
+            sweep_interval: Duration::from_secs(300),
+            overlap: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(60),
+            settle: Duration::from_secs(10),
+            safety_sweep_interval: Some(HOUR),
+            end_margin: Duration::from_secs(60),
+        }
+    }
+
+    fn windows() -> Windows {
+        let mut w = Windows::new(WindowPreference::Auto);
+        w.spans.push(Span {
+            key: 1,
+            start: 0,
+            end: 100,
+        });
+        w
+    }
+
+    #[test]
+    fn an_unanswered_end_probe_is_asked_again_and_keeps_the_end_windows() {
+        let (r, mut w) = (reach(), windows());
+        w.probed_end(Some(EndProbe::Honoured("timeFilterType")), HOUR);
+        w.decide(&r);
+        assert_eq!(w.mode, WindowMode::End);
+        // Three hours on, the UCM is down while the probe asks again.
+        let later = HOUR + PROBE_INTERVAL;
+        assert!(w.end_probe_due(&r, later));
+        for poll in 0..MAX_UNANSWERED - 1 {
+            let now = later + Duration::from_secs(60 * u64::from(poll));
+            w.probed_end(Some(EndProbe::Unanswered("connect".into())), now);
+            w.decide(&r);
+            assert_eq!(w.mode, WindowMode::End, "a passing fault keeps end windows");
+            assert!(w.end_probe_due(&r, now), "asked again at the next poll");
+        }
+        w.probed_end(Some(EndProbe::Honoured("timeFilterType")), later + HOUR);
+        assert!(!w.end_probe_due(&r, later + HOUR + HOUR));
+        assert_eq!(w.end_unanswered, 0);
+    }
+
+    #[test]
+    fn an_end_probe_never_answered_gives_the_end_windows_up_for_a_while() {
+        let (r, mut w) = (reach(), windows());
+        for poll in 0..MAX_UNANSWERED {
+            w.probed_end(Some(EndProbe::Unanswered("timeout".into())), HOUR);
+            assert_eq!(w.end_probe_due(&r, HOUR), poll + 1 < MAX_UNANSWERED);
+        }
+        w.decide(&r);
+        assert_eq!(w.mode, WindowMode::Start);
+        assert!(w.end_probe_due(&r, HOUR + PROBE_INTERVAL));
+        // A wrong answer is an answer: no retry before the interval.
+        let mut w = windows();
+        w.probed_end(Some(EndProbe::NotHonoured("empty".into())), HOUR);
+        assert!(!w.end_probe_due(&r, HOUR + HOUR));
+        assert_eq!(w.end_param(), None);
+    }
 }

@@ -36,14 +36,12 @@ struct Record {
 }
 
 /// Whether a login may be tried now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Verdict {
-    Allowed,
+    /// Try it, and say how it ended through the [`Pending`] attempt.
+    Allowed(Pending),
     /// Not before this time.
-    Blocked {
-        until: DateTime<Utc>,
-        failures: u32,
-    },
+    Blocked { until: DateTime<Utc>, failures: u32 },
 }
 
 /// The shared count of one UCM user's rejected logins.
@@ -120,8 +118,9 @@ impl LoginGuard {
         }
     }
 
-    /// Whether to try now with `password`; when allowed, the attempt is recorded as a failure
-    /// until [`LoginGuard::finish`] says otherwise, so a crash mid-login still counts.
+    /// Whether to try now with `password`. When allowed, the attempt is recorded as a failure
+    /// until the [`Pending`] attempt says otherwise, so a crash mid-login still counts; a login
+    /// cancelled in the process (a graceful shutdown) does not.
     pub fn begin(&self, password: &str, now: DateTime<Utc>, force: bool) -> Verdict {
         let mut r = self.load();
         if !matches_fingerprint(&r.fingerprint, password) {
@@ -152,11 +151,12 @@ impl LoginGuard {
         r.failures = r.failures.saturating_add(1);
         r.last_attempt = now_s;
         self.save(&r);
-        Verdict::Allowed
+        Verdict::Allowed(Pending {
+            guard: Some(self.clone()),
+        })
     }
 
-    /// Records how the attempt begun with [`LoginGuard::begin`] ended.
-    pub fn finish(&self, attempt: Attempt, now: DateTime<Utc>) {
+    fn finish(&self, attempt: Attempt, now: DateTime<Utc>) {
         let mut r = self.load();
         match attempt {
             Attempt::Accepted => {
@@ -177,6 +177,32 @@ impl LoginGuard {
             }
         }
         self.save(&r);
+    }
+}
+
+/// A login attempt under way. Dropped unfinished (the login future cancelled by a shutdown), it
+/// counts as [`Attempt::Inconclusive`]: the process, not the UCM, ended it. Only a process that
+/// dies mid-login leaves the failure recorded.
+#[derive(Debug)]
+#[must_use = "an attempt says how it ended, or counts as inconclusive"]
+pub struct Pending {
+    guard: Option<LoginGuard>,
+}
+
+impl Pending {
+    /// Records how the attempt ended.
+    pub fn finish(mut self, attempt: Attempt, now: DateTime<Utc>) {
+        if let Some(guard) = self.guard.take() {
+            guard.finish(attempt, now);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.finish(Attempt::Inconclusive, Utc::now());
+        }
     }
 }
 
@@ -210,13 +236,19 @@ mod tests {
         lockout: None,
     };
 
+    fn allowed(v: Verdict) -> Pending {
+        match v {
+            Verdict::Allowed(p) => p,
+            v => panic!("{v:?}"),
+        }
+    }
+
     #[test]
     fn three_rejections_ration_attempts_to_one_an_hour() {
         let dir = tempfile::tempdir().unwrap();
         let g = LoginGuard::new(dir.path(), "https://ucm:8089", "cdrapi");
         for i in 0..3 {
-            assert_eq!(g.begin("wrong", at(i * 60), false), Verdict::Allowed);
-            g.finish(NO, at(i * 60));
+            allowed(g.begin("wrong", at(i * 60), false)).finish(NO, at(i * 60));
         }
         assert!(matches!(
             g.begin("wrong", at(200), false),
@@ -228,17 +260,13 @@ mod tests {
             other.begin("wrong", at(3000), false),
             Verdict::Blocked { .. }
         ));
-        assert_eq!(
-            other.begin("wrong", at(120 + 3600), false),
-            Verdict::Allowed
-        );
-        other.finish(NO, at(120 + 3600));
+        allowed(other.begin("wrong", at(120 + 3600), false)).finish(NO, at(120 + 3600));
         assert!(matches!(
             g.begin("wrong", at(120 + 3700), false),
             Verdict::Blocked { .. }
         ));
         // `check --force` may try anyway.
-        assert_eq!(g.begin("wrong", at(120 + 3700), true), Verdict::Allowed);
+        allowed(g.begin("wrong", at(120 + 3700), true)).finish(NO, at(120 + 3700));
     }
 
     #[test]
@@ -246,30 +274,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let g = LoginGuard::new(dir.path(), "https://ucm:8089", "cdrapi");
         for i in 0..3 {
-            g.begin("wrong", at(i), false);
-            g.finish(NO, at(i));
+            allowed(g.begin("wrong", at(i), false)).finish(NO, at(i));
         }
-        assert_eq!(g.begin("right", at(10), false), Verdict::Allowed);
-        g.finish(Attempt::Accepted, at(10));
+        allowed(g.begin("right", at(10), false)).finish(Attempt::Accepted, at(10));
         let text = std::fs::read_to_string(g.path()).unwrap();
         assert!(!text.contains("right") && !text.contains("wrong"), "{text}");
     }
 
     #[test]
-    fn inconclusive_attempts_do_not_count_and_a_crash_mid_login_does() {
+    fn inconclusive_and_cancelled_attempts_do_not_count_and_a_crash_mid_login_does() {
         let dir = tempfile::tempdir().unwrap();
         let g = LoginGuard::new(dir.path(), "https://ucm", "u");
         for i in 0..5 {
-            assert_eq!(g.begin("pw", at(i), false), Verdict::Allowed);
-            g.finish(Attempt::Inconclusive, at(i));
+            allowed(g.begin("pw", at(i), false)).finish(Attempt::Inconclusive, at(i));
         }
-        // Three attempts begun and never finished (the process died each time).
+        // Logins cancelled by a graceful shutdown: the attempt is dropped unfinished.
+        for i in 0..5 {
+            drop(allowed(g.begin("pw", at(5 + i), false)));
+        }
+        // Three attempts begun and never finished, nor dropped: the process died each time.
         for i in 0..3 {
-            assert_eq!(g.begin("pw", at(10 + i), false), Verdict::Allowed);
+            std::mem::forget(allowed(g.begin("pw", at(10 + i), false)));
         }
         assert!(matches!(
             g.begin("pw", at(20), false),
-            Verdict::Blocked { .. }
+            Verdict::Blocked { failures: 3, .. }
         ));
     }
 
@@ -277,8 +306,7 @@ mod tests {
     fn the_ucms_own_word_is_honoured() {
         let dir = tempfile::tempdir().unwrap();
         let g = LoginGuard::new(dir.path(), "https://ucm", "u");
-        g.begin("pw", at(0), false);
-        g.finish(
+        allowed(g.begin("pw", at(0), false)).finish(
             Attempt::Rejected {
                 remaining: Some(1),
                 lockout: None,
@@ -290,8 +318,7 @@ mod tests {
             Verdict::Blocked { .. }
         ));
         let g = LoginGuard::new(dir.path(), "https://other", "u");
-        g.begin("pw", at(0), false);
-        g.finish(
+        allowed(g.begin("pw", at(0), false)).finish(
             Attempt::Rejected {
                 remaining: None,
                 lockout: Some(Duration::from_secs(u64::MAX)),

@@ -261,27 +261,29 @@ impl Session {
                 )));
             }
         }
+        let mut pending = None;
         if let Some(guard) = &self.guard {
             let now = self.clock.now();
-            if let Verdict::Blocked { until, failures } =
-                guard.begin(self.password.expose(), now, self.force)
-            {
-                if !inner.hint_logged {
-                    inner.hint_logged = true;
-                    tracing::error!(
-                        user = %self.username,
-                        "{failures} logins in a row were rejected: trying at most once an hour (next at {until}), so \
-                         that the UCM never blacklists this IP; a changed password is tried at once"
-                    );
-                }
-                return Err(UcmError::Auth(format!(
+            match guard.begin(self.password.expose(), now, self.force) {
+                Verdict::Allowed(attempt) => pending = Some(attempt),
+                Verdict::Blocked { until, failures } => {
+                    if !inner.hint_logged {
+                        inner.hint_logged = true;
+                        tracing::error!(
+                            user = %self.username,
+                            "{failures} logins in a row were rejected: trying at most once an hour (next at {until}), so \
+                             that the UCM never blacklists this IP; a changed password is tried at once"
+                        );
+                    }
+                    return Err(UcmError::Auth(format!(
                     "{failures} logins in a row were rejected; next attempt at {until}, or when the password changes"
                 )));
+                }
             }
         }
         let result = self.login_once().await;
         self.events.login(result.is_ok());
-        if let Some(guard) = &self.guard {
+        if let Some(pending) = pending {
             let attempt = match &result {
                 Ok(_) => Attempt::Accepted,
                 Err(f)
@@ -295,7 +297,7 @@ impl Session {
                 }
                 Err(_) => Attempt::Inconclusive,
             };
-            guard.finish(attempt, self.clock.now());
+            pending.finish(attempt, self.clock.now());
         }
         match result {
             Ok(cookie) => {
