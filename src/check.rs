@@ -132,7 +132,7 @@ async fn probe_paging(
     let b = page(since, 1, 2).await?;
     notes.push(match b.first() {
         Some(k) if k.0 == a[1].0 => "paging: OK: offset is honoured".into(),
-        Some(k) if k.0 == a[0].0 => "paging: WARNING: offset is ignored (offset 1 repeats the first entry): reads longer than a page stop with reason protocol".into(),
+        Some(k) if k.0 == a[0].0 => "paging: WARNING: offset is ignored (offset 1 repeats the first entry): windows longer than a page are read in time slices, a few more requests each".into(),
         _ => "paging: WARNING: offset 1 answered neither the first nor the second entry of offset 0; counts stay exact, a poll may read more".into(),
     });
     notes.push(match (a[0].1, a[1].1) {

@@ -222,12 +222,13 @@ async fn a_ucm_that_caps_pages_below_1000_is_read_to_the_end() {
     }
 }
 
-/// A UCM that ignores `offset` and serves page 1 again: caught on the first repeated page, the
-/// read stops with reason `protocol` after a few requests, not 2000 pages, and nothing is
-/// counted twice; once the UCM behaves, the next poll counts what was left exactly. (Guard:
-/// `Pager`'s check for a page with no entry new to the read.)
+/// A UCM that ignores `offset` and serves page 1 again: caught on the first repeated page, and
+/// the read goes on in time slices, each halved until it fits a page, so every call counts
+/// exactly once, at a few requests per page of calls rather than 2000 pages. The finding is kept:
+/// later reads slice from their first request. (Guard: `Pager`'s check for a page with no entry
+/// new to the read, then `Slicer`.)
 #[tokio::test]
-async fn a_ucm_that_ignores_offset_is_caught_on_its_first_repeated_page() {
+async fn a_ucm_that_ignores_offset_is_read_in_time_slices() {
     let sim = start_sim(busy_sim_config(76)).await;
     let dir = tempfile::tempdir().unwrap();
     let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
@@ -240,25 +241,52 @@ async fn a_ucm_that_ignores_offset_is_caught_on_its_first_repeated_page() {
     // An hour and a half of calls: more than a page.
     sim.advance(MIN * 90);
     let before = sim.stats().requests["cdrapi"];
-    let err = poller.poll_and_record().await.unwrap_err();
-    assert_eq!(err.reason().as_str(), "protocol", "{err}");
-    assert!(err.to_string().contains("offset"), "{err}");
+    let report = poller.poll_and_record().await.unwrap();
     let sent = sim.stats().requests["cdrapi"] - before;
-    assert!(sent <= 3, "{sent} requests");
-    // Only the first page was read (calls already counted at the start of the window).
-    let counted = Scrape::of(&metrics).sum("ucm_calls_total") as u64;
-    let truth = sim.truth(t0, sim.now());
+    // The poll is a sweep of the last few hours: many pages of calls.
+    let calls = poller.state().unwrap().calls.len();
+    let pages = calls.div_ceil(1000) as u64;
+    println!("a sliced sweep: {sent} requests for {calls} calls");
+    assert!(pages >= 5 && report.entries > 1000, "{pages} pages");
     assert!(
-        counted < truth.total_calls,
-        "{counted} of {}",
-        truth.total_calls
+        sent <= 4 * pages,
+        "{sent} requests for {pages} pages of calls"
     );
-
-    sim.set_quirks(ucm_sim::Quirks::default());
-    sim.advance(MIN * 10);
-    poller.poll_and_record().await.unwrap();
+    assert!(poller.state().unwrap().paging.offset_ignored);
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+    // The next poll asks for its slice at once: one request.
+    sim.advance(MIN);
+    let before = sim.stats().requests["cdrapi"];
+    poller.poll_and_record().await.unwrap();
+    assert_eq!(sim.stats().requests["cdrapi"] - before, 1);
     sim.shutdown().await;
+}
+
+/// The same from the first start, in every sort order, at a UCM that also caps its pages at 100:
+/// the baseline, a working day of polls and the sweeps are sliced, and every call counts once.
+#[tokio::test]
+async fn a_ucm_that_ignores_offset_and_caps_pages_counts_exactly_in_any_order() {
+    for order in [
+        ucm_sim::Order::StartAsc,
+        ucm_sim::Order::EndAsc,
+        ucm_sim::Order::StartDesc,
+    ] {
+        let sim = start_sim(busy_sim_config(78)).await;
+        sim.set_quirks(ucm_sim::Quirks {
+            order,
+            page_cap: Some(100),
+            ignore_offset: true,
+            ..Default::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+        let t0 = office_day(&sim, &mut poller).await;
+        assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+        let paging = poller.state().unwrap().paging;
+        assert!(paging.offset_ignored, "{order:?}");
+        assert_eq!(paging.largest_page, 100, "{order:?}");
+        sim.shutdown().await;
+    }
 }
 
 /// A UCM that sorts by `AcctId` (end order) or newest first: exact all the same, also across a

@@ -15,7 +15,7 @@ use crate::state::{local_secs, LocalSecs, PollState};
 use crate::ucm::cdrapi::decode_page;
 use crate::ucm::Refusal;
 
-use super::plan::Plan;
+use super::plan::{Filter, Plan};
 
 /// Collected but not yet committed results of a poll.
 #[derive(Default)]
@@ -97,6 +97,9 @@ pub struct PageSummary {
     pub fresh: usize,
     /// The oldest call start on the page.
     pub oldest: Option<LocalSecs>,
+    /// The earliest and latest time the window filters on (call starts, or ends) on the page:
+    /// where a sliced read knows entries to be.
+    pub times: Option<(LocalSecs, LocalSecs)>,
     /// Grouped entries held back because they ended less than `settle` ago.
     pub held: usize,
 }
@@ -118,6 +121,7 @@ pub fn ingest(
     let entries = decode_page(body)?;
     let mut fresh = 0;
     let mut oldest: Option<LocalSecs> = None;
+    let mut times: Option<(LocalSecs, LocalSecs)> = None;
     let mut held = 0;
     for entry in &entries {
         let Some(call) = cdr::classify(entry, extensions) else {
@@ -131,6 +135,11 @@ pub fn ingest(
         let span = Span::of(&call);
         let (start, end) = (span.start, span.end);
         oldest = Some(oldest.map_or(start, |o| o.min(start)));
+        let t = match plan.filter {
+            Filter::Start => start,
+            Filter::End => end,
+        };
+        times = Some(times.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
         if start < horizon {
             pending.tally.skipped[Skip::TooOld as usize] += 1;
             continue;
@@ -184,6 +193,7 @@ pub fn ingest(
         entries: entries.len(),
         fresh,
         oldest,
+        times,
         held,
     })
 }

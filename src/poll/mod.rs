@@ -39,7 +39,7 @@ use crate::ucm::{decode_envelope, Session};
 
 pub use channels::{parse_rows, uid_hash, Row, Tracker};
 pub use ingest::{ingest, PageSummary, Pending, ReadNotes, Span};
-pub use pager::{Next, Pager, Paging, PagingError, MAX_PAGES_PER_READ};
+pub use pager::{Next, Pager, Paging, PagingError, Slice, Slicer, Step, MAX_PAGES_PER_READ};
 pub use plan::{
     merge_windows, plan, plan_poll, ChannelWindows, Fast, Filter, Plan, PollKind, PollPlan, Reach,
     WindowMode, BASELINE_SLACK, WATERMARK_SLACK,
@@ -59,6 +59,14 @@ pub(crate) fn as_utc(tz: chrono_tz::Tz, local: LocalSecs) -> LocalSecs {
 /// A catch-up commits (state written, counters applied) at least every this many pages, so a
 /// long backlog shows progress and bounds what a crash can lose.
 const COMMIT_EVERY_PAGES: usize = 10;
+
+/// What a read has gathered when it goes on in time slices.
+struct Gathered<'a> {
+    pending: &'a mut Pending,
+    read: &'a mut HashSet<u64>,
+    report: &'a mut PollReport,
+    oldest: &'a mut Option<LocalSecs>,
+}
 
 /// The figures of one successful poll, for logs and tests.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,12 +411,24 @@ impl Poller {
                 t
             }
         };
-        let (from, to) = (sent(plan.from), plan.to.map(sent));
         let end_filter = match plan.filter {
             Filter::End => self.windows.end_param(),
             Filter::Start => None,
         };
-        let params = move |offset| window_params(from, to, end_filter, offset, PAGE_SIZE);
+        let ask = move |slice: Slice, offset| {
+            window_params(
+                sent(slice.from),
+                slice.to.map(sent),
+                end_filter,
+                offset,
+                PAGE_SIZE,
+            )
+        };
+        let window = Slice {
+            from: plan.from,
+            to: plan.to,
+        };
+        let params = move |offset| ask(window, offset);
         let mut oldest: Option<LocalSecs> = None;
         let mut pager = Pager::new(paging, entries_due);
         let mut pending = Pending::default();
@@ -420,7 +440,8 @@ impl Poller {
         // request.
         let mut read_ahead = false;
         let mut prefetched: Option<(usize, AbortOnDropHandle<Result<Bytes, UcmError>>)> = None;
-        loop {
+        let mut sliced = paging.offset_ignored;
+        while !sliced {
             let body = match prefetched.take() {
                 Some((at, fetch)) if at == offset => fetch.await.unwrap_or_else(|e| {
                     if e.is_panic() {
@@ -484,6 +505,15 @@ impl Poller {
                     read_ahead = false;
                 }
                 Ok(Next::Done) => break,
+                Err(PagingError::OffsetIgnored { page, offset }) => {
+                    drop(prefetched.take());
+                    tracing::warn!(
+                        "the UCM ignores cdrapi's offset: page {page} (offset {offset}) held only entries already read; \
+                         reading this window, and every later one, in time slices"
+                    );
+                    sliced = true;
+                    continue;
+                }
                 Err(e) => {
                     drop(prefetched.take());
                     tracing::warn!("{e}");
@@ -501,13 +531,25 @@ impl Poller {
             }
         }
         drop(prefetched);
+        let mut learned = pager.paging();
+        if sliced {
+            let gathered = Gathered {
+                pending: &mut pending,
+                read: &mut read,
+                report: &mut report,
+                oldest: &mut oldest,
+            };
+            learned = self
+                .read_slices(&plan, &ask, entries_due, learned, gathered)
+                .await?;
+        }
         if self.window_came_back_shifted(&plan, oldest) {
             if let Some(s) = &mut self.state {
                 s.paging.filter_reads_utc = true;
             }
             return Ok(None);
         }
-        self.commit(&mut pending, &mut report, &plan, pager.paging())?;
+        self.commit(&mut pending, &mut report, &plan, learned)?;
         tracing::debug!(
             filter = ?plan.filter,
             from = %state::from_local_secs(plan.from),
@@ -517,6 +559,73 @@ impl Poller {
             "read done"
         );
         Ok(Some(report))
+    }
+
+    /// Reads the plan's window in time slices (see [`Slicer`]), for a UCM that ignores
+    /// `offset`, adding to what the read `gathered` before; returns what it learned of the
+    /// paging.
+    async fn read_slices(
+        &mut self,
+        plan: &Plan,
+        ask: &(dyn Fn(Slice, usize) -> Map<String, Value> + Sync),
+        entries_due: bool,
+        paging: Paging,
+        g: Gathered<'_>,
+    ) -> Result<Paging, UcmError> {
+        let baseline = plan.kind == PollKind::Baseline;
+        let pages_before = g.report.pages;
+        let window = Slice {
+            from: plan.from,
+            to: plan.to,
+        };
+        let mut slicer = Slicer::new(window, paging, entries_due);
+        let mut slice = slicer.first();
+        loop {
+            let body = self.session.fetch("cdrapi", ask(slice, 0)).await?;
+            let page = match ingest(
+                &body,
+                self.state.as_ref(),
+                g.pending,
+                g.read,
+                &self.extensions,
+                self.target.timezone,
+                plan,
+            ) {
+                Ok(page) => page,
+                Err(refusal) => return Err(self.session.refused("cdrapi", refusal).await),
+            };
+            drop(body);
+            g.report.entries += page.entries;
+            *g.oldest = match (*g.oldest, page.oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let next = slicer.next(page.entries, page.times, self.local_now());
+            g.report.pages = pages_before + slicer.pages();
+            match next {
+                Ok(Step::Read(s)) => slice = s,
+                Ok(Step::Relogin(s)) => {
+                    tracing::info!(
+                        from = %from_local_secs(s.from),
+                        "an empty cdrapi slice where the page before showed calls: asking again with a fresh login, \
+                         in case the UCM dropped the session without saying so"
+                    );
+                    self.session.renew().await;
+                    slice = s;
+                }
+                Ok(Step::Done) => return Ok(slicer.paging()),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    if !baseline {
+                        self.commit(g.pending, g.report, plan, slicer.paging())?;
+                    }
+                    return Err(UcmError::Protocol(e.to_string()));
+                }
+            }
+            if !baseline && g.report.pages % COMMIT_EVERY_PAGES == 0 {
+                self.commit(g.pending, g.report, plan, slicer.paging())?;
+            }
+        }
     }
 
     /// Whether an incremental read missed the newest call known, although the window asked for

@@ -4,11 +4,16 @@
 //! again with a fresh login, and a UCM that ignores `offset` is caught on its first repeated
 //! page instead of being paged 2000 times.
 //!
-//! A pure state machine: [`Pager::next`] is told what each page held and says what to ask for
-//! next, so every rule is tested without a network.
+//! A UCM that ignores `offset` is then read in time slices instead ([`Slicer`]): a window whose
+//! page may have been cut short is halved, and each half read from its first entry, until every
+//! slice fits in one page.
+//!
+//! Pure state machines: [`Pager::next`] and [`Slicer::next`] are told what each page held and
+//! say what to ask for next, so every rule is tested without a network.
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::LocalSecs;
 use crate::ucm::cdrapi::PAGE_SIZE;
 
 /// Guard against a UCM that pages without end in a way no other rule catches.
@@ -27,6 +32,9 @@ pub struct Paging {
     /// converted to UTC.
     #[serde(default)]
     pub filter_reads_utc: bool,
+    /// The UCM serves the first page again whatever `offset` says: reads go in time slices.
+    #[serde(default)]
+    pub offset_ignored: bool,
 }
 
 impl Paging {
@@ -55,6 +63,9 @@ pub enum PagingError {
     OffsetIgnored { page: usize, offset: usize },
     /// [`MAX_PAGES_PER_READ`] pages and no end.
     Endless { pages: usize },
+    /// A one-second slice still filled a page: with `offset` ignored, the rest of that second
+    /// cannot be read.
+    Crowded { at: LocalSecs, entries: usize },
 }
 
 impl std::fmt::Display for PagingError {
@@ -68,6 +79,12 @@ impl std::fmt::Display for PagingError {
             PagingError::Endless { pages } => {
                 write!(f, "cdrapi paged {pages} times without an end; stopping this read")
             }
+            PagingError::Crowded { at, entries } => write!(
+                f,
+                "the UCM ignores cdrapi's offset and {entries} entries fall within the second {}: \
+                 the rest of that second cannot be read; stopping this read",
+                crate::state::from_local_secs(*at)
+            ),
         }
     }
 }
@@ -188,6 +205,153 @@ impl Pager {
         self.confirming = Some(entries);
         Ok(Next::Page {
             offset: self.offset,
+        })
+    }
+}
+
+/// A time slice of a window: the times the window filters on (call starts, or ends), both
+/// included, as the UCM includes both; `to: None` runs to whatever the UCM holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    pub from: LocalSecs,
+    pub to: Option<LocalSecs>,
+}
+
+impl Slice {
+    /// The two halves of a slice whose page may have been cut short; `None` for a single
+    /// second. The halves share their middle second, so a UCM that reads `endTime` as
+    /// exclusive loses nothing either (the read's key set drops what is read twice). An open
+    /// slice is halved at the middle of what lies before `now`, or a minute on where nothing
+    /// does (a UCM clock ahead of the host's).
+    fn halves(self, now: LocalSecs) -> Option<(Slice, Slice)> {
+        let (a, b) = (self.from, self.to);
+        let mid = match b {
+            Some(b) if b <= a => return None,
+            Some(b) if b - a == 1 => {
+                return Some((
+                    Slice {
+                        from: a,
+                        to: Some(a),
+                    },
+                    Slice {
+                        from: b,
+                        to: Some(b),
+                    },
+                ))
+            }
+            Some(b) => a + (b - a) / 2,
+            None if now.saturating_sub(a) >= 2 => a + (now - a) / 2,
+            None => a.saturating_add(60),
+        };
+        Some((
+            Slice {
+                from: a,
+                to: Some(mid),
+            },
+            Slice { from: mid, to: b },
+        ))
+    }
+
+    fn holds(self, lo: LocalSecs, hi: LocalSecs) -> bool {
+        lo <= self.to.unwrap_or(LocalSecs::MAX) && hi >= self.from
+    }
+}
+
+/// What to do after a page of a sliced read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Ask for this slice.
+    Read(Slice),
+    /// Log in afresh, then ask for this slice again: it came back empty although the page
+    /// before showed entries in it.
+    Relogin(Slice),
+    /// Every slice was read.
+    Done,
+}
+
+/// The slices of one read at a UCM that ignores `offset`. Each request asks for a slice from its
+/// first entry; a page that may have been cut short (as large as the largest the UCM has
+/// served, or its cap) has its slice halved, and both halves are read. The UCM's order does not
+/// matter: the slices are bounded by the time filter itself.
+#[derive(Debug)]
+pub struct Slicer {
+    /// Slices to read after the current one, the next last, each with whether it is known to
+    /// hold entries.
+    todo: Vec<(Slice, bool)>,
+    current: (Slice, bool),
+    paging: Paging,
+    pages: usize,
+    relogged: bool,
+}
+
+impl Slicer {
+    /// A sliced read of `window`, whose first slice is the whole window; `entries_due` as for
+    /// [`Pager::new`].
+    pub fn new(window: Slice, paging: Paging, entries_due: bool) -> Self {
+        Slicer {
+            todo: Vec::new(),
+            current: (window, entries_due),
+            paging: Paging {
+                offset_ignored: true,
+                ..paging
+            },
+            pages: 0,
+            relogged: false,
+        }
+    }
+
+    /// The slice to ask for first.
+    pub fn first(&self) -> Slice {
+        self.current.0
+    }
+
+    pub fn paging(&self) -> Paging {
+        self.paging
+    }
+
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    /// Takes the page of the current slice: its number of top-level entries and the earliest
+    /// and latest time the window filters on among them. `now` is the host's time, in the
+    /// UCM's zone, where an open slice is halved.
+    pub fn next(
+        &mut self,
+        entries: usize,
+        times: Option<(LocalSecs, LocalSecs)>,
+        now: LocalSecs,
+    ) -> Result<Step, PagingError> {
+        self.pages += 1;
+        let (slice, due) = self.current;
+        if entries == 0 && due && !self.relogged {
+            self.relogged = true;
+            return Ok(Step::Relogin(slice));
+        }
+        // Without a known cap, a page as large as any the UCM has served may have been cut
+        // short; a page longer than asked is the whole answer (numRecords ignored).
+        let full = self.paging.cap.unwrap_or(self.paging.largest_page).max(1);
+        self.paging.largest_page = self.paging.largest_page.max(entries.min(PAGE_SIZE));
+        if entries >= full && entries <= PAGE_SIZE {
+            let Some((lo, hi)) = slice.halves(now) else {
+                return Err(PagingError::Crowded {
+                    at: slice.from,
+                    entries,
+                });
+            };
+            let due = |s: Slice| times.is_some_and(|(a, b)| s.holds(a, b));
+            self.todo.push((hi, due(hi)));
+            self.todo.push((lo, due(lo)));
+        }
+        if self.pages >= MAX_PAGES_PER_READ && !self.todo.is_empty() {
+            return Err(PagingError::Endless { pages: self.pages });
+        }
+        Ok(match self.todo.pop() {
+            Some(next) => {
+                self.current = next;
+                Step::Read(next.0)
+            }
+            None => Step::Done,
         })
     }
 }
@@ -332,5 +496,146 @@ mod tests {
                 pages: MAX_PAGES_PER_READ
             })
         );
+    }
+
+    fn slice(from: LocalSecs, to: Option<LocalSecs>) -> Slice {
+        Slice { from, to }
+    }
+
+    /// Runs a slicer over a UCM that answers each slice with the first `cap` of `starts` inside
+    /// it, returning the slices asked for and whether every start was seen.
+    fn sliced(
+        starts: &[LocalSecs],
+        cap: usize,
+        largest: usize,
+        now: LocalSecs,
+    ) -> (Vec<Slice>, bool) {
+        let paging = Paging {
+            largest_page: largest,
+            ..Paging::default()
+        };
+        let mut s = Slicer::new(slice(0, None), paging, true);
+        let mut asked = vec![s.first()];
+        let mut seen = std::collections::BTreeSet::new();
+        let mut current = s.first();
+        loop {
+            let page: Vec<LocalSecs> = starts
+                .iter()
+                .copied()
+                .filter(|&t| current.holds(t, t))
+                .take(cap)
+                .collect();
+            seen.extend(page.iter().copied());
+            let times = page
+                .iter()
+                .min()
+                .zip(page.iter().max())
+                .map(|(a, b)| (*a, *b));
+            match s.next(page.len(), times, now).unwrap() {
+                Step::Read(next) | Step::Relogin(next) => {
+                    asked.push(next);
+                    current = next;
+                }
+                Step::Done => break,
+            }
+        }
+        let all = starts.iter().all(|t| seen.contains(t));
+        (asked, all)
+    }
+
+    #[test]
+    fn a_window_that_fits_one_page_is_one_request() {
+        let (asked, all) = sliced(&[10, 20, 30], 100, 100, 1000);
+        assert_eq!(asked, vec![slice(0, None)]);
+        assert!(all);
+    }
+
+    #[test]
+    fn slices_are_halved_until_each_fits_a_page() {
+        // 1000 calls, one a second, at a UCM that serves at most 100 per answer in any order.
+        let starts: Vec<LocalSecs> = (0..1000).rev().collect();
+        let (asked, all) = sliced(&starts, 100, 100, 1000);
+        assert!(all, "every call read");
+        // About two requests for each page's worth of calls, not one per page per level.
+        assert!(asked.len() <= 40, "{} requests", asked.len());
+        assert_eq!(asked[1], slice(0, Some(500)), "the first half, read next");
+    }
+
+    #[test]
+    fn a_crowded_second_is_an_error_not_a_loop() {
+        let mut s = Slicer::new(slice(5, Some(6)), Paging::default(), false);
+        assert_eq!(
+            s.next(1000, Some((5, 6)), 100),
+            Ok(Step::Read(slice(5, Some(5))))
+        );
+        assert_eq!(
+            s.next(1000, Some((5, 5)), 100),
+            Err(PagingError::Crowded {
+                at: 5,
+                entries: 1000
+            })
+        );
+    }
+
+    #[test]
+    fn an_empty_slice_where_the_page_before_showed_calls_is_asked_again_after_a_fresh_login() {
+        let mut s = Slicer::new(slice(0, Some(100)), Paging::default(), false);
+        assert_eq!(
+            s.next(1000, Some((60, 100)), 200),
+            Ok(Step::Read(slice(0, Some(50))))
+        );
+        // Nothing was seen before 60: an empty first half is believed.
+        assert_eq!(s.next(0, None, 200), Ok(Step::Read(slice(50, Some(100)))));
+        assert_eq!(
+            s.next(0, None, 200),
+            Ok(Step::Relogin(slice(50, Some(100))))
+        );
+        assert_eq!(s.next(7, Some((60, 70)), 200), Ok(Step::Done));
+        assert!(s.paging().offset_ignored);
+        assert_eq!(s.paging().largest_page, 1000);
+    }
+
+    #[test]
+    fn an_open_slice_is_halved_before_now_or_a_minute_on() {
+        assert_eq!(
+            slice(100, None).halves(300),
+            Some((slice(100, Some(200)), slice(200, None)))
+        );
+        assert_eq!(
+            slice(100, None).halves(50),
+            Some((slice(100, Some(160)), slice(160, None)))
+        );
+        assert_eq!(slice(7, Some(7)).halves(0), None);
+    }
+
+    #[test]
+    fn a_page_longer_than_asked_is_the_whole_slice() {
+        let mut s = Slicer::new(slice(0, None), Paging::default(), true);
+        assert_eq!(s.next(2506, Some((0, 9)), 10), Ok(Step::Done));
+    }
+
+    proptest::proptest! {
+        /// Whatever the order the UCM lists calls in and whatever its cap, a sliced read sees
+        /// every call, as long as no single second holds a page of them.
+        #[test]
+        fn a_sliced_read_sees_every_call(
+            starts in proptest::collection::vec(0i64..5000, 0..1500),
+            cap in 10usize..400,
+            now in 0i64..6000,
+        ) {
+            let mut per_second = std::collections::BTreeMap::new();
+            for t in &starts {
+                *per_second.entry(*t).or_insert(0usize) += 1;
+            }
+            proptest::prop_assume!(per_second.values().all(|&n| n < cap));
+            let (asked, all) = sliced(&starts, cap, cap, now);
+            proptest::prop_assert!(all);
+            // No blow-up: the slices of one depth overlap only in the seconds two of them
+            // share, so they hold at most twice the calls, and each slice halved held a page
+            // of them: at most 2 (pages + 1) halved per depth, two requests each.
+            let depth = 65 - (now.max(5000) as u64).leading_zeros() as usize;
+            let bound = 4 * depth * (starts.len().div_ceil(cap) + 1) + 1;
+            proptest::prop_assert!(asked.len() <= bound, "{} requests, bound {bound}", asked.len());
+        }
     }
 }
