@@ -52,6 +52,22 @@ fn spawn(cmd: &mut Command) -> Running {
     Running(cmd.spawn().expect("the binary starts"))
 }
 
+/// The exporter on `cfg`, listening on a free port, its stdout dropped.
+fn exporter(cfg: &std::path::Path, extra: &[&str], stderr: Stdio) -> Running {
+    spawn(
+        Command::new(BIN)
+            .args([
+                "--config.file",
+                cfg.to_str().unwrap(),
+                "--web.listen-address",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(stderr),
+    )
+}
+
 fn sigterm_and_wait(mut child: Running) -> std::process::ExitStatus {
     Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -145,19 +161,7 @@ async fn exporter_logs_never_show_secrets_and_exit_cleanly() {
     let sim = start_sim(live_sim_config(41)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &sim, "cdrapi-secret");
-    let mut child = spawn(
-        Command::new(BIN)
-            .args([
-                "--config.file",
-                cfg.to_str().unwrap(),
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.level",
-                "debug",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    let mut child = exporter(&cfg, &["--log.level", "debug"], Stdio::piped());
     let err = lines_of(child.0.stderr.take().unwrap());
     let mut log = vec![wait_for_line(&err, "poll done", Duration::from_secs(30))];
     // Lose the session, so the log also covers a renewal.
@@ -249,17 +253,7 @@ fn a_wrong_password_in_the_log_is_explained_once() {
     }));
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &sim, "cdrapi-secret");
-    let mut child = spawn(
-        Command::new(BIN)
-            .args([
-                "--config.file",
-                cfg.to_str().unwrap(),
-                "--web.listen-address",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    let mut child = exporter(&cfg, &[], Stdio::piped());
     let err = lines_of(child.0.stderr.take().unwrap());
     let line = wait_for_line(&err, "login rejected", Duration::from_secs(30));
     assert!(
@@ -286,17 +280,7 @@ fn a_shutdown_mid_login_does_not_count_as_a_rejected_login() {
     });
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &sim, "cdrapi-secret");
-    let child = spawn(
-        Command::new(BIN)
-            .args([
-                "--config.file",
-                cfg.to_str().unwrap(),
-                "--web.listen-address",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let child = exporter(&cfg, &[], Stdio::null());
     // The attempt is on record (as a rejection, until it ends) before the login is sent.
     let logins = dir.path().join("state").join("logins");
     let failures = || -> Option<u64> {

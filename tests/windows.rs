@@ -23,6 +23,27 @@ fn fast_target(sim: &SimHandle) -> Target {
     t
 }
 
+/// A fast-mode poller just after its baseline, at a UCM with the end filter `f`: the simulator,
+/// the state's directory, the poller, its metrics and the simulator's time of the baseline.
+async fn started(
+    seed: u64,
+    f: EndFilter,
+) -> (
+    SimHandle,
+    tempfile::TempDir,
+    ucm_exporter::poll::Poller,
+    std::sync::Arc<ucm_exporter::metrics::TargetMetrics>,
+    chrono::NaiveDateTime,
+) {
+    let sim = start_sim(busy_sim_config(seed)).await;
+    end_filter(&sim, f);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(&sim, fast_target(&sim), dir.path());
+    poller.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    (sim, dir, poller, metrics, t0)
+}
+
 fn end_filter(sim: &SimHandle, f: EndFilter) {
     sim.set_quirks(Quirks {
         end_filter: f,
@@ -171,12 +192,7 @@ async fn channel_lists_without_uniqueids_leave_start_windows() {
 /// reads start windows, the next one sweeps, and from then on each poll is exact again.
 #[tokio::test]
 async fn a_failed_channel_snapshot_is_followed_by_a_sweep() {
-    let sim = start_sim(busy_sim_config(305)).await;
-    end_filter(&sim, EndFilter::Ignored);
-    let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(&sim, fast_target(&sim), dir.path());
-    poller.poll_and_record().await.unwrap();
-    let t0 = sim.now();
+    let (sim, _dir, mut poller, metrics, t0) = started(305, EndFilter::Ignored).await;
     poll_every(&sim, &mut poller, MIN, 3).await;
     assert_eq!(poller.window_mode(), WindowMode::Channels);
     sim.add_fault(FaultRule {
@@ -259,12 +275,7 @@ async fn the_probe_picks_the_mode_each_ucm_supports() {
 /// judge: it asks again at the next poll, instead of giving the end windows up for hours.
 #[tokio::test]
 async fn an_end_probe_that_meets_a_fault_asks_again_at_the_next_poll() {
-    let sim = start_sim(busy_sim_config(306)).await;
-    end_filter(&sim, EndFilter::Honoured);
-    let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(&sim, fast_target(&sim), dir.path());
-    poller.poll_and_record().await.unwrap();
-    let t0 = sim.now();
+    let (sim, _dir, mut poller, metrics, t0) = started(306, EndFilter::Honoured).await;
     sim.add_fault(FaultRule {
         fault: Fault::Http500,
         action: Some("cdrapi".into()),
@@ -302,12 +313,7 @@ async fn window_mode_start_asks_for_nothing_else() {
 /// counts them late, and the target falls back to start windows, exact.
 #[tokio::test]
 async fn an_end_filter_that_stops_working_is_caught_by_the_safety_sweep() {
-    let sim = start_sim(busy_sim_config(330)).await;
-    end_filter(&sim, EndFilter::Honoured);
-    let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(&sim, fast_target(&sim), dir.path());
-    poller.poll_and_record().await.unwrap();
-    let t0 = sim.now();
+    let (sim, _dir, mut poller, metrics, t0) = started(330, EndFilter::Honoured).await;
     poll_every(&sim, &mut poller, MIN, 3).await;
     assert_eq!(poller.window_mode(), WindowMode::End);
     end_filter(&sim, EndFilter::Ignored);
@@ -341,12 +347,7 @@ async fn an_end_filter_that_stops_working_is_caught_by_the_safety_sweep() {
 /// the safety sweep counts it, as late, and ends the fast mode.
 #[tokio::test]
 async fn a_cdr_written_later_than_the_margin_is_counted_late_not_lost() {
-    let sim = start_sim(busy_sim_config(340)).await;
-    end_filter(&sim, EndFilter::Honoured);
-    let dir = tempfile::tempdir().unwrap();
-    let (mut poller, metrics) = poller(&sim, fast_target(&sim), dir.path());
-    poller.poll_and_record().await.unwrap();
-    let t0 = sim.now();
+    let (sim, _dir, mut poller, metrics, t0) = started(340, EndFilter::Honoured).await;
     poll_every(&sim, &mut poller, MIN, 2).await;
     assert_eq!(poller.window_mode(), WindowMode::End);
     let start = sim.now() - chrono::Duration::minutes(40);
