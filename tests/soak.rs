@@ -1591,6 +1591,30 @@ impl Soak {
         truth
     }
 
+    /// The counted series summed over runs, checked against the ground truth: equal on every
+    /// series, or (`at_most`) never above it. A difference fails the soak with `what` and the
+    /// series that differ.
+    fn compare(&self, truth: &Truth, at_most: bool, what: &str) -> BTreeMap<String, f64> {
+        let got = observed(&self.ledger.scrape());
+        let diff = differences(&got, &expected(truth), at_most);
+        if !diff.is_empty() {
+            self.summary(truth, "FAILED");
+            self.fail(&format!("{what}:\n{}", diff.join("\n")));
+        }
+        got
+    }
+
+    /// No run ended with more descriptors open than it had once logged in, give or take
+    /// [`FD_SLACK`].
+    fn assert_descriptors_flat(&self) {
+        for (run, first, last) in &self.tally.fds {
+            assert!(
+                last <= &(first + FD_SLACK),
+                "run {run}: {first} open descriptors once logged in, {last} when stopped"
+            );
+        }
+    }
+
     fn summary(&self, truth: &Truth, verdict: &str) {
         let counted = observed(&self.ledger.scrape());
         let calls = counted
@@ -1755,29 +1779,19 @@ async fn soak_graceful_restarts_count_every_call_exactly_once() {
     )
     .await;
     let truth = soak.soak().await;
-    let got = observed(&soak.ledger.scrape());
-    let want = expected(&truth);
-    let diff = differences(&got, &want, false);
-    if !diff.is_empty() {
-        soak.summary(&truth, "FAILED");
-        soak.fail(&format!(
-            "the sum over runs differs from the ground truth:\n{}",
-            diff.join("\n")
-        ));
-    }
+    soak.compare(
+        &truth,
+        false,
+        "the sum over runs differs from the ground truth",
+    );
     common::assert_matches_truth(&soak.ledger.scrape(), &truth);
-    for (run, first, last) in &soak.tally.fds {
-        assert!(
-            last <= &(first + FD_SLACK),
-            "run {run}: {first} open descriptors once logged in, {last} when stopped"
-        );
-    }
+    soak.assert_descriptors_flat();
     assert!(truth.total_calls > 0, "no calls ended during the soak");
     soak.summary(
         &truth,
         &format!(
             "no call lost, none counted twice: all {} series equal the ground truth",
-            want.len()
+            expected(&truth).len()
         ),
     );
 }
@@ -1794,15 +1808,11 @@ async fn soak_kills_and_a_corrupt_state_lose_only_unscraped_commits() {
     )
     .await;
     let truth = soak.soak().await;
-    let got = observed(&soak.ledger.scrape());
-    let extra = differences(&got, &expected(&truth), true);
-    if !extra.is_empty() {
-        soak.summary(&truth, "FAILED");
-        soak.fail(&format!(
-            "counted more than the ground truth (a double count):\n{}",
-            extra.join("\n")
-        ));
-    }
+    let got = soak.compare(
+        &truth,
+        true,
+        "counted more than the ground truth (a double count)",
+    );
     let counted_calls = got
         .iter()
         .filter(|(k, _)| k.starts_with("ucm_calls_total{"))
@@ -1834,12 +1844,7 @@ async fn soak_kills_and_a_corrupt_state_lose_only_unscraped_commits() {
         soak.tally.corrupt.is_some(),
         "the corrupt state file was never tried"
     );
-    for (run, first, last) in &soak.tally.fds {
-        assert!(
-            last <= &(first + FD_SLACK),
-            "run {run}: {first} open descriptors once logged in, {last} when stopped"
-        );
-    }
+    soak.assert_descriptors_flat();
     assert!(truth.total_calls > 0, "no calls ended during the soak");
     soak.summary(&truth, &verdict);
 }
@@ -1856,15 +1861,7 @@ async fn soak_one_process_under_faults_keeps_memory_and_descriptors_flat() {
     )
     .await;
     let truth = soak.soak().await;
-    let got = observed(&soak.ledger.scrape());
-    let diff = differences(&got, &expected(&truth), false);
-    if !diff.is_empty() {
-        soak.summary(&truth, "FAILED");
-        soak.fail(&format!(
-            "the counts differ from the ground truth:\n{}",
-            diff.join("\n")
-        ));
-    }
+    soak.compare(&truth, false, "the counts differ from the ground truth");
     common::assert_matches_truth(&soak.ledger.scrape(), &truth);
     let flat = soak.check_flat();
     soak.summary(&truth, &format!("exact on every series; {flat}"));

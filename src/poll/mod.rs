@@ -35,7 +35,7 @@ use crate::state::{self, from_local_secs, local_secs, Loaded, LocalSecs, PollSta
 use crate::status::TargetStatus;
 use crate::ucm::cdrapi::{window_params, PAGE_SIZE};
 use crate::ucm::login_guard::LoginGuard;
-use crate::ucm::{decode_envelope, Session};
+use crate::ucm::{decode_envelope, Refusal, Session};
 
 pub use channels::{parse_rows, uid_hash, Row, Tracker};
 pub use ingest::{ingest, PageSummary, Pending, ReadNotes, Span};
@@ -60,12 +60,40 @@ pub(crate) fn as_utc(tz: chrono_tz::Tz, local: LocalSecs) -> LocalSecs {
 /// long backlog shows progress and bounds what a crash can lose.
 const COMMIT_EVERY_PAGES: usize = 10;
 
-/// What a read has gathered when it goes on in time slices.
-struct Gathered<'a> {
-    pending: &'a mut Pending,
-    read: &'a mut HashSet<u64>,
-    report: &'a mut PollReport,
-    oldest: &'a mut Option<LocalSecs>,
+/// What a read has gathered so far, in its pages and then, at a UCM that ignores `offset`, in
+/// its time slices.
+struct Gathered {
+    pending: Pending,
+    /// The keys of the entries read, for telling a page served again.
+    read: HashSet<u64>,
+    report: PollReport,
+    /// The oldest call start read.
+    oldest: Option<LocalSecs>,
+}
+
+impl Gathered {
+    /// Adds a page.
+    fn take(
+        &mut self,
+        body: &[u8],
+        state: Option<&PollState>,
+        extensions: &ExtensionPattern,
+        tz: chrono_tz::Tz,
+        plan: &Plan,
+    ) -> Result<PageSummary, Refusal> {
+        let page = ingest(
+            body,
+            state,
+            &mut self.pending,
+            &mut self.read,
+            extensions,
+            tz,
+            plan,
+        )?;
+        self.report.entries += page.entries;
+        self.oldest = self.oldest.into_iter().chain(page.oldest).min();
+        Ok(page)
+    }
 }
 
 /// The figures of one successful poll, for logs and tests.
@@ -385,8 +413,13 @@ impl Poller {
     async fn read(&mut self, plan: &Plan) -> Result<Option<PollReport>, UcmError> {
         let plan = *plan;
         let baseline = plan.kind == PollKind::Baseline;
-        let mut report = PollReport::new(plan.kind, self.windows.mode);
-        report.reads = 1;
+        let mut g = Gathered {
+            pending: Pending::default(),
+            read: HashSet::default(),
+            report: PollReport::new(plan.kind, self.windows.mode),
+            oldest: None,
+        };
+        g.report.reads = 1;
         // A baseline always finds history, a known call inside the window must come back, and
         // an end window starts before the newest end read: an empty answer then is suspect. A
         // narrow window around a start may well be empty.
@@ -429,10 +462,7 @@ impl Poller {
             to: plan.to,
         };
         let params = move |offset| ask(window, offset);
-        let mut oldest: Option<LocalSecs> = None;
         let mut pager = Pager::new(paging, entries_due);
-        let mut pending = Pending::default();
-        let mut read = HashSet::default();
         let mut offset = 0;
         // After a full page the next one is likely full too (a backlog or a sweep): while a page
         // is decoded, the one after it is already asked for, so the UCM serves it meanwhile. A
@@ -465,15 +495,7 @@ impl Poller {
                 let fetch = async move { session.fetch("cdrapi", params).await }.in_current_span();
                 prefetched = Some((at, AbortOnDropHandle::new(tokio::spawn(fetch))));
             }
-            let page = match ingest(
-                &body,
-                self.state.as_ref(),
-                &mut pending,
-                &mut read,
-                &self.extensions,
-                tz,
-                &plan,
-            ) {
+            let page = match g.take(&body, self.state.as_ref(), &self.extensions, tz, &plan) {
                 Ok(page) => page,
                 Err(refusal) => {
                     // Aborted first: the session lock is held by the request in flight.
@@ -482,13 +504,8 @@ impl Poller {
                 }
             };
             drop(body);
-            report.entries += page.entries;
-            oldest = match (oldest, page.oldest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
             let next = pager.next(page.entries, page.fresh);
-            report.pages = pager.pages();
+            g.report.pages = pager.pages();
             match next {
                 Ok(Next::Page { offset: at }) => {
                     offset = at;
@@ -512,53 +529,38 @@ impl Poller {
                          reading this window, and every later one, in time slices"
                     );
                     sliced = true;
-                    continue;
+                    break;
                 }
                 Err(e) => {
                     drop(prefetched.take());
-                    tracing::warn!("{e}");
-                    // What was read is sound and stays counted, except half a baseline.
-                    if !baseline {
-                        self.commit(&mut pending, &mut report, &plan, pager.paging())?;
-                    }
-                    return Err(UcmError::Protocol(e.to_string()));
+                    return Err(self.stop_read(e, &mut g, &plan, pager.paging()));
                 }
             }
-            // A baseline commits only whole: a state saved halfway would make the rest of the
-            // history look new after a failure.
-            if !baseline && report.pages % COMMIT_EVERY_PAGES == 0 {
-                self.commit(&mut pending, &mut report, &plan, pager.paging())?;
-            }
+            self.commit_part(&mut g, &plan, pager.paging())?;
         }
         drop(prefetched);
         let mut learned = pager.paging();
         if sliced {
-            let gathered = Gathered {
-                pending: &mut pending,
-                read: &mut read,
-                report: &mut report,
-                oldest: &mut oldest,
-            };
             learned = self
-                .read_slices(&plan, &ask, entries_due, learned, gathered)
+                .read_slices(&plan, &ask, entries_due, learned, &mut g)
                 .await?;
         }
-        if self.window_came_back_shifted(&plan, oldest) {
+        if self.window_came_back_shifted(&plan, g.oldest) {
             if let Some(s) = &mut self.state {
                 s.paging.filter_reads_utc = true;
             }
             return Ok(None);
         }
-        self.commit(&mut pending, &mut report, &plan, learned)?;
+        self.commit(&mut g.pending, &mut g.report, &plan, learned)?;
         tracing::debug!(
             filter = ?plan.filter,
             from = %state::from_local_secs(plan.from),
             to = ?plan.to.map(state::from_local_secs),
-            entries = report.entries,
-            new_calls = report.new_calls,
+            entries = g.report.entries,
+            new_calls = g.report.new_calls,
             "read done"
         );
-        Ok(Some(report))
+        Ok(Some(g.report))
     }
 
     /// Reads the plan's window in time slices (see [`Slicer`]), for a UCM that ignores
@@ -570,9 +572,8 @@ impl Poller {
         ask: &(dyn Fn(Slice, usize) -> Map<String, Value> + Sync),
         entries_due: bool,
         paging: Paging,
-        g: Gathered<'_>,
+        g: &mut Gathered,
     ) -> Result<Paging, UcmError> {
-        let baseline = plan.kind == PollKind::Baseline;
         let pages_before = g.report.pages;
         let window = Slice {
             from: plan.from,
@@ -582,24 +583,12 @@ impl Poller {
         let mut slice = slicer.first();
         loop {
             let body = self.session.fetch("cdrapi", ask(slice, 0)).await?;
-            let page = match ingest(
-                &body,
-                self.state.as_ref(),
-                g.pending,
-                g.read,
-                &self.extensions,
-                self.target.timezone,
-                plan,
-            ) {
+            let tz = self.target.timezone;
+            let page = match g.take(&body, self.state.as_ref(), &self.extensions, tz, plan) {
                 Ok(page) => page,
                 Err(refusal) => return Err(self.session.refused("cdrapi", refusal).await),
             };
             drop(body);
-            g.report.entries += page.entries;
-            *g.oldest = match (*g.oldest, page.oldest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
             let next = slicer.next(page.entries, page.times, self.local_now());
             g.report.pages = pages_before + slicer.pages();
             match next {
@@ -614,18 +603,43 @@ impl Poller {
                     slice = s;
                 }
                 Ok(Step::Done) => return Ok(slicer.paging()),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    if !baseline {
-                        self.commit(g.pending, g.report, plan, slicer.paging())?;
-                    }
-                    return Err(UcmError::Protocol(e.to_string()));
-                }
+                Err(e) => return Err(self.stop_read(e, g, plan, slicer.paging())),
             }
-            if !baseline && g.report.pages % COMMIT_EVERY_PAGES == 0 {
-                self.commit(g.pending, g.report, plan, slicer.paging())?;
+            self.commit_part(g, plan, slicer.paging())?;
+        }
+    }
+
+    /// Commits a catch-up part-way, every [`COMMIT_EVERY_PAGES`] pages. A baseline commits only
+    /// whole: a state saved halfway would make the rest of the history look new after a
+    /// failure.
+    fn commit_part(
+        &mut self,
+        g: &mut Gathered,
+        plan: &Plan,
+        paging: Paging,
+    ) -> Result<(), UcmError> {
+        if plan.kind != PollKind::Baseline && g.report.pages % COMMIT_EVERY_PAGES == 0 {
+            self.commit(&mut g.pending, &mut g.report, plan, paging)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a read the paging cannot go on with. What was read is sound and stays counted,
+    /// except half a baseline.
+    fn stop_read(
+        &mut self,
+        e: PagingError,
+        g: &mut Gathered,
+        plan: &Plan,
+        paging: Paging,
+    ) -> UcmError {
+        tracing::warn!("{e}");
+        if plan.kind != PollKind::Baseline {
+            if let Err(failed) = self.commit(&mut g.pending, &mut g.report, plan, paging) {
+                return failed;
             }
         }
+        UcmError::Protocol(e.to_string())
     }
 
     /// Whether an incremental read missed the newest call known, although the window asked for

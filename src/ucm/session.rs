@@ -261,26 +261,27 @@ impl Session {
                 )));
             }
         }
-        let mut pending = None;
-        if let Some(guard) = &self.guard {
-            let now = self.clock.now();
-            match guard.begin(self.password.expose(), now, self.force) {
-                Verdict::Allowed(attempt) => pending = Some(attempt),
-                Verdict::Blocked { until, failures } => {
-                    if !inner.hint_logged {
-                        inner.hint_logged = true;
-                        tracing::error!(
-                            user = %self.username,
-                            "{failures} logins in a row were rejected: trying at most once an hour (next at {until}), so \
-                             that the UCM never blacklists this IP; a changed password is tried at once"
-                        );
-                    }
-                    return Err(UcmError::Auth(format!(
+        let verdict = self
+            .guard
+            .as_ref()
+            .map(|g| g.begin(self.password.expose(), self.clock.now(), self.force));
+        let pending = match verdict {
+            None => None,
+            Some(Verdict::Allowed(attempt)) => Some(attempt),
+            Some(Verdict::Blocked { until, failures }) => {
+                if !inner.hint_logged {
+                    inner.hint_logged = true;
+                    tracing::error!(
+                        user = %self.username,
+                        "{failures} logins in a row were rejected: trying at most once an hour (next at {until}), so \
+                         that the UCM never blacklists this IP; a changed password is tried at once"
+                    );
+                }
+                return Err(UcmError::Auth(format!(
                     "{failures} logins in a row were rejected; next attempt at {until}, or when the password changes"
                 )));
-                }
             }
-        }
+        };
         let result = self.login_once().await;
         self.events.login(result.is_ok());
         if let Some(pending) = pending {
