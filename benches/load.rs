@@ -325,7 +325,7 @@ async fn catch_up(rows: &mut Vec<String>) -> anyhow::Result<()> {
     };
 
     // The simulator alone: the same window paged with a client that does not parse.
-    let start_text = fmt_time(ucm_exporter::state::from_local_secs(watermark - 4 * 3600));
+    let start_text = fmt_time(ucm_exporter::clock::from_local_secs(watermark - 4 * 3600));
     let serve = raw_fetch(&sim, &start_text).await?;
 
     // Python on the same window.

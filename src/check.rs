@@ -9,12 +9,12 @@ use serde_json::{Map, Value};
 use crate::cdr::{self, ExtensionPattern};
 use crate::clock::Clock;
 use crate::clock::SharedClock;
+use crate::clock::{local_secs, LocalSecs};
 use crate::config::Settings;
 use crate::config::Target;
 use crate::error::UcmError;
 use crate::live::Live;
 use crate::poll::{probe_end, question, snapshot, EndProbe, Snapshot, Span};
-use crate::state::{local_secs, LocalSecs};
 use crate::ucm::cdrapi::{decode_page, page_params, PAGE_SIZE};
 use crate::ucm::login_guard::LoginGuard;
 use crate::ucm::{decode_envelope, Refusal, Session};
@@ -232,7 +232,7 @@ async fn probe_collectors(
         .into_iter()
         .map(|(c, result)| match result {
             Ok(()) => format!("collector {}: OK", c.as_str()),
-            Err(e) if crate::poll::is_refusal(&e) => format!(
+            Err(e) if crate::ucm::is_refusal(&e) => format!(
                 "collector {}: REFUSED ({e}); grant {} to the API user for it",
                 c.as_str(),
                 c.actions()

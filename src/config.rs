@@ -12,10 +12,10 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::cdr::ExtensionPattern;
-use crate::live::Collector;
-use crate::metrics::DEFAULT_SERVICE_LEVELS;
 use std::collections::BTreeSet;
 
+/// `groups.service_level_seconds` when not set: the thresholds call-centre reports use.
+pub const DEFAULT_SERVICE_LEVELS: [u64; 4] = [10, 20, 30, 60];
 pub const DEFAULT_EXTENSION_MAX: usize = 5000;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ucm-exporter";
@@ -739,6 +739,68 @@ fn resolve_flag_target(ft: &FlagTarget, d: &TargetDefaults) -> Result<Target> {
     target.ca_file = ft.ca_file.clone();
     target.insecure_skip_verify = ft.insecure_skip_verify;
     Ok(target)
+}
+
+/// The live-status collectors, the `collector` label of their health series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Collector {
+    System,
+    Trunks,
+    Extensions,
+    Channels,
+    Queues,
+    Groups,
+    Storage,
+}
+
+impl Collector {
+    pub const ALL: [Collector; 7] = [
+        Collector::System,
+        Collector::Trunks,
+        Collector::Extensions,
+        Collector::Channels,
+        Collector::Queues,
+        Collector::Groups,
+        Collector::Storage,
+    ];
+
+    /// On unless switched off: all but storage, whose availability to an API user is unproven.
+    pub const DEFAULT_ON: [Collector; 6] = [
+        Collector::System,
+        Collector::Trunks,
+        Collector::Extensions,
+        Collector::Channels,
+        Collector::Queues,
+        Collector::Groups,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Collector::System => "system",
+            Collector::Trunks => "trunks",
+            Collector::Extensions => "extensions",
+            Collector::Channels => "channels",
+            Collector::Queues => "queues",
+            Collector::Groups => "groups",
+            Collector::Storage => "storage",
+        }
+    }
+
+    /// The actions the collector asks for, for `check` and the README.
+    pub const fn actions(self) -> &'static str {
+        match self {
+            Collector::System => "getSystemGeneralStatus, getSystemStatus",
+            Collector::Trunks => "listAllTrunk (or listVoIPTrunk and getSIPTrunk)",
+            Collector::Extensions => "listAccount",
+            Collector::Channels => "listBridgedChannels, listUnBridgedChannels",
+            Collector::Queues => {
+                "getCallQueuesMessage, getQueueCalling, getCallQueuesMemberMessage"
+            }
+            Collector::Groups => "listQueue, listRingGroup, listIVR",
+            Collector::Storage => "getStorageUsage",
+        }
+    }
 }
 
 #[cfg(test)]

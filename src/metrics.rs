@@ -24,6 +24,7 @@ use prometheus::{
 use crate::cdr::{
     Direction, Disposition, GroupKind, GroupOutcome, IvrOutcome, MemberOutcome, Role, Skip,
 };
+use crate::config::DEFAULT_SERVICE_LEVELS;
 use crate::error::Reason;
 use crate::exposition::{self, Prepared};
 
@@ -34,8 +35,6 @@ pub const WAIT_BUCKETS: [f64; 11] = [1., 2., 5., 10., 15., 20., 30., 45., 60., 1
 pub const GROUP_WAIT_BUCKETS: [f64; 12] = [
     5., 10., 15., 20., 30., 45., 60., 90., 120., 180., 300., 600.,
 ];
-/// `groups.service_level_seconds` when not set: the thresholds call-centre reports use.
-pub const DEFAULT_SERVICE_LEVELS: [u64; 4] = [10, 20, 30, 60];
 /// Queues, ring groups and IVRs per target with their own label value; past it, `other`. A PBX
 /// has a handful; the cap only guards against a garbled `action_type`.
 pub const MAX_GROUPS: usize = 200;

@@ -12,21 +12,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::LocalSecs;
+
 const VERSION: u32 = 1;
-
-/// Seconds of the UCM's naive local clock.
-pub type LocalSecs = i64;
-
-pub fn local_secs(t: NaiveDateTime) -> LocalSecs {
-    t.and_utc().timestamp()
-}
-
-pub fn from_local_secs(s: LocalSecs) -> NaiveDateTime {
-    chrono::DateTime::from_timestamp(s, 0).map_or(NaiveDateTime::MIN, |d| d.naive_utc())
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PollState {
@@ -51,7 +41,7 @@ pub struct PollState {
     pub pruned_below: Option<LocalSecs>,
     /// What the UCM has shown of its paging.
     #[serde(default)]
-    pub paging: crate::poll::Paging,
+    pub paging: Paging,
 }
 
 impl PollState {
@@ -94,6 +84,24 @@ impl PollState {
             }
         }
     }
+}
+
+/// What a target's UCM has shown of its paging, kept in the state file so it is learned once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paging {
+    /// The UCM answered at most this many entries per page although it was asked for more.
+    pub cap: Option<usize>,
+    /// The largest page the UCM has served (up to the 1000 a page asks for). A cap, if any, is at least
+    /// this large (or exactly this: that page may have been a capped one), so a page of fewer
+    /// entries is the end of a read. Once a page of 1000 was served, every short page is.
+    pub largest_page: usize,
+    /// The UCM reads `startTime` as UTC, not as the local time of its CDRs: windows are sent
+    /// converted to UTC.
+    #[serde(default)]
+    pub filter_reads_utc: bool,
+    /// The UCM serves the first page again whatever `offset` says: reads go in time slices.
+    #[serde(default)]
+    pub offset_ignored: bool,
 }
 
 /// Outcome of reading a state file.

@@ -371,7 +371,7 @@ async fn a_cdr_from_the_future_is_counted_without_moving_the_window_past_later_c
         "src_trunk_name": "", "dst_trunk_name": ""
     }));
     poll_every(&sim, &mut poller, MIN * 5, 6).await;
-    let ceiling = ucm_exporter::state::local_secs(sim.now()) + ucm_exporter::poll::WATERMARK_SLACK;
+    let ceiling = ucm_exporter::clock::local_secs(sim.now()) + ucm_exporter::poll::WATERMARK_SLACK;
     assert!(poller.state().unwrap().watermark.unwrap() <= ceiling);
     sweep_after(&sim, &mut poller, MIN * 10).await;
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
@@ -497,7 +497,7 @@ async fn a_ucm_that_reads_start_time_as_utc_is_detected_and_read_exactly() {
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
     let watermark = poller.state().unwrap().watermark.expect("calls were seen");
-    let from = ucm_exporter::state::from_local_secs(watermark) - overlap;
+    let from = ucm_exporter::clock::from_local_secs(watermark) - overlap;
     sim.advance(MIN * 2);
     let r = poller.poll_and_record().await.unwrap();
     assert_eq!(r.kind, PollKind::Incremental);

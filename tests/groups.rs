@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::*;
 use ucm_exporter::cdr::ExtensionPattern;
+use ucm_exporter::config::Collector;
 use ucm_exporter::config::Target;
-use ucm_exporter::live::{Collector, Live, GROUP_NAMES_INTERVAL};
+use ucm_exporter::live::{Live, GROUP_NAMES_INTERVAL};
 use ucm_exporter::metrics::TargetMetrics;
 use ucm_sim::{Fault, FaultRule, SimConfig, SimHandle, GROUP_NAMES};
 

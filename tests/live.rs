@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::*;
 use ucm_exporter::cdr::{ExtensionPattern, GroupKind};
+use ucm_exporter::config::Collector;
 use ucm_exporter::config::{self, Target};
-use ucm_exporter::live::{Collector, Live, METRICS};
+use ucm_exporter::live::{Live, METRICS};
 use ucm_exporter::metrics::TargetMetrics;
 use ucm_sim::{Fault, FaultRule, Quirks, SimConfig, SimHandle, UptimeFormat};
 

@@ -127,7 +127,7 @@ async fn a_fast_poll_reads_only_the_overlap_and_costs_one_request() {
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
     let watermark = poller.state().unwrap().watermark.expect("calls were seen");
-    let from = ucm_exporter::state::from_local_secs(watermark) - overlap;
+    let from = ucm_exporter::clock::from_local_secs(watermark) - overlap;
     let before = sim.stats();
     sim.advance(MIN);
     let r = poller.poll_and_record().await.unwrap();

@@ -589,7 +589,7 @@ proptest! {
         for body in &pages {
             for e in decode(body) {
                 if let Some(call) = classify(&e, ext) {
-                    let start = state::local_secs(call.start);
+                    let start = ucm_exporter::clock::local_secs(call.start);
                     state.calls.insert(call.key, start);
                     state.legs.extend(call.leg_keys.iter().map(|k| (*k, start)));
                 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ucm_exporter::state::{from_local_secs, load, local_secs, Loaded, PollState};
+use ucm_exporter::clock::{from_local_secs, local_secs};
+use ucm_exporter::state::{load, Loaded, PollState};
 
 /// A file of this process, rewritten for every input; in memory when /dev/shm exists.
 fn state_path() -> &'static Path {

@@ -8,7 +8,7 @@
 
 use chrono::NaiveDateTime;
 
-use super::classify::{Disposition, ExtensionPattern};
+use super::labels::{Disposition, ExtensionPattern};
 use super::parse::Leg;
 
 /// Longest group number taken as a label value: numbers are short, and a garbled

@@ -11,10 +11,10 @@ use serde_json::{Map, Value};
 
 use super::values;
 use crate::cdr::{ExtensionPattern, GroupKind};
+use crate::clock::{local_secs, LocalSecs};
 use crate::error::UcmError;
 use crate::metrics::{TargetMetrics, MAX_GROUPS};
-use crate::poll::is_refusal;
-use crate::state::{local_secs, LocalSecs};
+use crate::ucm::is_refusal;
 use crate::ucm::lists::{all_rows, rows_of};
 use crate::ucm::{decode_envelope, Session};
 

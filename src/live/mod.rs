@@ -16,17 +16,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cdr::ExtensionPattern;
+use crate::clock::local_secs;
 use crate::clock::SharedClock;
-use crate::config::Target;
+use crate::config::{Collector, Target};
 use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
-use crate::poll::is_refusal;
-use crate::state::local_secs;
+use crate::ucm::is_refusal;
 use crate::ucm::Session;
 
 pub use collect::TrunkSource;
@@ -60,74 +59,12 @@ pub const RETRY_REFUSED: Duration = Duration::from_secs(3600);
 /// How often the names of queues, ring groups and IVRs are read again.
 pub const GROUP_NAMES_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// The live-status collectors, the `collector` label of their health series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Collector {
-    System,
-    Trunks,
-    Extensions,
-    Channels,
-    Queues,
-    Groups,
-    Storage,
-}
-
-impl Collector {
-    pub const ALL: [Collector; 7] = [
-        Collector::System,
-        Collector::Trunks,
-        Collector::Extensions,
-        Collector::Channels,
-        Collector::Queues,
-        Collector::Groups,
-        Collector::Storage,
-    ];
-
-    /// On unless switched off: all but storage, whose availability to an API user is unproven.
-    pub const DEFAULT_ON: [Collector; 6] = [
-        Collector::System,
-        Collector::Trunks,
-        Collector::Extensions,
-        Collector::Channels,
-        Collector::Queues,
-        Collector::Groups,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Collector::System => "system",
-            Collector::Trunks => "trunks",
-            Collector::Extensions => "extensions",
-            Collector::Channels => "channels",
-            Collector::Queues => "queues",
-            Collector::Groups => "groups",
-            Collector::Storage => "storage",
-        }
-    }
-
-    /// The actions the collector asks for, for `check` and the README.
-    pub const fn actions(self) -> &'static str {
-        match self {
-            Collector::System => "getSystemGeneralStatus, getSystemStatus",
-            Collector::Trunks => "listAllTrunk (or listVoIPTrunk and getSIPTrunk)",
-            Collector::Extensions => "listAccount",
-            Collector::Channels => "listBridgedChannels, listUnBridgedChannels",
-            Collector::Queues => {
-                "getCallQueuesMessage, getQueueCalling, getCallQueuesMemberMessage"
-            }
-            Collector::Groups => "listQueue, listRingGroup, listIVR",
-            Collector::Storage => "getStorageUsage",
-        }
-    }
-
-    /// How often the collector runs: every status interval, except group names, which change
-    /// when someone edits the PBX and cost three list requests.
-    pub const fn every(self) -> Option<Duration> {
-        match self {
-            Collector::Groups => Some(GROUP_NAMES_INTERVAL),
-            _ => None,
-        }
+/// How often the collector runs: every status interval, except group names, which change
+/// when someone edits the PBX and cost three list requests.
+fn every(c: Collector) -> Option<Duration> {
+    match c {
+        Collector::Groups => Some(GROUP_NAMES_INTERVAL),
+        _ => None,
     }
 }
 
@@ -195,7 +132,7 @@ impl Live {
                     }
                     self.metrics.set_live(name, families);
                     self.metrics.collector_up.with_label_values(&[name]).set(1);
-                    if let Some(every) = c.every() {
+                    if let Some(every) = every(c) {
                         self.next_run.insert(c, now + every);
                     }
                 }

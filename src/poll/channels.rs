@@ -14,13 +14,75 @@ use std::hash::BuildHasher;
 
 use chrono::{NaiveDateTime, TimeZone};
 use foldhash::{HashMap, HashMapExt, HashSet};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::plan::{merge_windows, ChannelWindows};
-use crate::state::{local_secs, LocalSecs};
+use crate::clock::{local_secs, LocalSecs};
+use crate::error::UcmError;
+use crate::ucm::{is_refusal, lists, Session};
 
 /// Polls a window is read after its channels left the lists, unless its CDR shows up first.
-const READS_PER_ENDED_CALL: u8 = 2;
+pub const READS_PER_ENDED_CALL: u8 = 2;
+
+/// The channel actions of one snapshot.
+pub const CHANNEL_ACTIONS: [&str; 2] = ["listBridgedChannels", "listUnBridgedChannels"];
+
+/// A channel snapshot, or why there is none.
+pub enum Snapshot {
+    Rows(Vec<Row>),
+    /// The API user may not read the lists, or the firmware does not know them.
+    Refused(UcmError),
+    Failed(UcmError),
+}
+
+/// Reads both channel lists, every page.
+pub async fn snapshot(session: &Session, tz: chrono_tz::Tz) -> Snapshot {
+    let mut rows = Vec::new();
+    for action in CHANNEL_ACTIONS {
+        match lists::all_rows(session, action, &Map::new(), "channel").await {
+            Ok(list) => rows.extend(parse_rows(&list, tz)),
+            Err(e) if is_refusal(&e) => return Snapshot::Refused(e),
+            Err(e) => return Snapshot::Failed(e),
+        }
+    }
+    Snapshot::Rows(rows)
+}
+
+/// The windows of a channel-bounded poll (see `channels`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelWindows {
+    /// Every call that started at or after this and ended since the last poll is read here.
+    pub recent_from: LocalSecs,
+    /// Start ranges of calls the channel lists saw end, merged.
+    pub targets: Vec<(LocalSecs, LocalSecs)>,
+    /// A call a safety sweep finds that ended before this should have been read already.
+    pub late_before: LocalSecs,
+}
+
+/// Windows closer than this are read as one: a request costs more than the few calls between.
+pub const MERGE_GAP: i64 = 10;
+/// At most this many targeted windows per poll; beyond, the closest are merged.
+pub const MAX_TARGETED_READS: usize = 16;
+
+/// Sorts and merges start ranges: overlapping or closer than [`MERGE_GAP`], then the closest
+/// pairs until at most [`MAX_TARGETED_READS`] remain.
+pub fn merge_windows(mut w: Vec<(LocalSecs, LocalSecs)>) -> Vec<(LocalSecs, LocalSecs)> {
+    w.sort_unstable();
+    let mut out: Vec<(LocalSecs, LocalSecs)> = Vec::with_capacity(w.len());
+    for (lo, hi) in w {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(MERGE_GAP) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    while out.len() > MAX_TARGETED_READS {
+        let i = (1..out.len())
+            .min_by_key(|&i| out[i].0.saturating_sub(out[i - 1].1))
+            .expect("more than one window");
+        let (_, hi) = out.remove(i);
+        out[i - 1].1 = out[i - 1].1.max(hi);
+    }
+    out
+}
 
 /// A hash of an Asterisk uniqueid, to match channels with CDRs without keeping the strings.
 pub fn uid_hash(uniqueid: &str) -> u64 {
@@ -451,5 +513,17 @@ mod tests {
         tr.swept();
         tr.observe(&[], Some(T), T + 100).unwrap();
         assert_eq!(tr.windows(0).unwrap().recent_from, T + 100);
+    }
+
+    #[test]
+    fn windows_merge_when_close_and_stay_few() {
+        assert_eq!(
+            merge_windows(vec![(100, 102), (0, 2), (110, 115)]),
+            vec![(0, 2), (100, 115)]
+        );
+        let many: Vec<_> = (0..20).map(|i| (i * 1000, i * 1000 + 2 + i)).collect();
+        let merged = merge_windows(many);
+        assert_eq!(merged.len(), MAX_TARGETED_READS);
+        assert_eq!((merged[0].0, merged.last().unwrap().1), (0, 19 * 1000 + 21));
     }
 }

@@ -10,11 +10,13 @@ use chrono::{NaiveDateTime, TimeZone};
 use foldhash::HashSet;
 
 use crate::cdr::{self, ExtensionPattern, Skip};
+use crate::clock::{local_secs, LocalSecs};
 use crate::metrics::CallTally;
-use crate::state::{local_secs, LocalSecs, PollState};
+use crate::state::PollState;
 use crate::ucm::cdrapi::decode_page;
 use crate::ucm::Refusal;
 
+use super::channels::uid_hash;
 use super::plan::{Filter, Plan};
 
 /// Collected but not yet committed results of a poll.
@@ -105,8 +107,8 @@ pub struct PageSummary {
 }
 
 /// Decodes one cdrapi page and adds what is new in it to `pending`, within the `plan`'s horizon
-/// and settle time. `read` holds the call keys of the read so far. Public (hidden) so that the benchmarks measure the exact per-page path
-/// a poll runs rather than a copy of it.
+/// and settle time. `read` holds the call keys of the read so far. Public (hidden) so that the
+/// benchmarks measure the exact per-page path a poll runs rather than a copy of it.
 #[doc(hidden)]
 pub fn ingest(
     body: &[u8],
@@ -117,83 +119,89 @@ pub fn ingest(
     tz: chrono_tz::Tz,
     plan: &Plan,
 ) -> Result<PageSummary, Refusal> {
-    let (horizon, settled_before) = (plan.horizon, plan.settled_before);
     let entries = decode_page(body)?;
-    let mut fresh = 0;
-    let mut oldest: Option<LocalSecs> = None;
-    let mut times: Option<(LocalSecs, LocalSecs)> = None;
-    let mut held = 0;
+    let mut page = PageSummary {
+        entries: entries.len(),
+        fresh: 0,
+        oldest: None,
+        times: None,
+        held: 0,
+    };
     for entry in &entries {
         let Some(call) = cdr::classify(entry, extensions) else {
             // Without a key it cannot be told apart from a repeat; taken as fresh, so that a
             // page of such entries is never mistaken for a page served again.
-            fresh += 1;
+            page.fresh += 1;
             pending.tally.skipped[Skip::of_unclassified(entry) as usize] += 1;
             continue;
         };
-        fresh += usize::from(read.insert(call.key));
+        page.fresh += usize::from(read.insert(call.key));
         let span = Span::of(&call);
-        let (start, end) = (span.start, span.end);
-        oldest = Some(oldest.map_or(start, |o| o.min(start)));
+        page.oldest = Some(page.oldest.map_or(span.start, |o| o.min(span.start)));
         let t = match plan.filter {
-            Filter::Start => start,
-            Filter::End => end,
+            Filter::Start => span.start,
+            Filter::End => span.end,
         };
-        times = Some(times.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
-        if start < horizon {
+        page.times = Some(page.times.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+        if span.start < plan.horizon {
             pending.tally.skipped[Skip::TooOld as usize] += 1;
             continue;
         }
         // A grouped entry that ended less than `settle` ago may still gain legs (a transfer
         // leg written later): neither counted nor marked seen yet, so a later read counts it
         // once, complete (docs/design.md §3.2).
-        if call.grouped && end > settled_before {
-            held += 1;
-            pending.notes.held.push(start);
+        if call.grouped && span.end > plan.settled_before {
+            page.held += 1;
+            pending.notes.held.push(span.start);
             continue;
         }
-        let notes = &mut pending.notes;
-        notes.newest_end = notes.newest_end.max(Some(end));
+        pending.add(state, &call, span, tz, plan);
+    }
+    Ok(page)
+}
+
+impl Pending {
+    /// Adds a call within the read's horizon: its keys not seen before, and its counts when it
+    /// is new (docs/design.md §3.2).
+    fn add(
+        &mut self,
+        state: Option<&PollState>,
+        call: &cdr::Call<'_>,
+        span: Span,
+        tz: chrono_tz::Tz,
+        plan: &Plan,
+    ) {
+        let notes = &mut self.notes;
+        notes.newest_end = notes.newest_end.max(Some(span.end));
         if !call.uniqueid.is_empty() {
-            notes
-                .uniqueids
-                .insert(super::channels::uid_hash(call.uniqueid));
+            notes.uniqueids.insert(uid_hash(call.uniqueid));
         }
         notes.spans.push(span);
         let seen_call = state.is_some_and(|s| s.calls.contains_key(&call.key))
-            || pending.call_set.contains(&call.key);
+            || self.call_set.contains(&call.key);
         if !seen_call {
-            pending.call_set.insert(call.key);
-            pending.calls.push((call.key, start));
+            self.call_set.insert(call.key);
+            self.calls.push((call.key, span.start));
         }
         let mut new_legs = 0u64;
         for &k in &call.leg_keys {
-            if !state.is_some_and(|s| s.legs.contains_key(&k)) && pending.leg_set.insert(k) {
-                pending.legs.push((k, start));
+            if !state.is_some_and(|s| s.legs.contains_key(&k)) && self.leg_set.insert(k) {
+                self.legs.push((k, span.start));
                 new_legs += 1;
             }
         }
-        pending.tally.records += new_legs;
-        if plan.late_before.is_some_and(|c| end < c) {
-            pending.tally.late_records += new_legs;
+        self.tally.records += new_legs;
+        if plan.is_late(span.end) {
+            self.tally.late_records += new_legs;
         }
-        pending.watermark = Some(pending.watermark.map_or(start, |w| w.max(start)));
-        if !call.trunk.is_empty() && !pending.trunks.contains(call.trunk) {
-            pending.trunks.insert(call.trunk.to_string());
+        self.watermark = Some(self.watermark.map_or(span.start, |w| w.max(span.start)));
+        if !call.trunk.is_empty() && !self.trunks.contains(call.trunk) {
+            self.trunks.insert(call.trunk.to_string());
         }
         // A call counts when its entry is new and it brings at least one leg not seen before:
         // an entry whose id changed but whose legs were all counted is the same call.
         if !seen_call && new_legs > 0 {
-            pending
-                .tally
-                .add_call(&call, Some(unix_time(tz, call.start)));
+            self.tally.add_call(call, Some(unix_time(tz, call.start)));
         }
     }
-    Ok(PageSummary {
-        entries: entries.len(),
-        fresh,
-        oldest,
-        times,
-        held,
-    })
 }

@@ -11,37 +11,13 @@
 //! Pure state machines: [`Pager::next`] and [`Slicer::next`] are told what each page held and
 //! say what to ask for next, so every rule is tested without a network.
 
-use serde::{Deserialize, Serialize};
-
-use crate::state::LocalSecs;
+use crate::clock::LocalSecs;
+use crate::state::Paging;
 use crate::ucm::cdrapi::PAGE_SIZE;
 
-/// Guard against a UCM that pages without end in a way no other rule catches.
-pub const MAX_PAGES_PER_READ: usize = 2000;
-
-/// What a target's UCM has shown of its paging, kept in the state file so it is learned once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Paging {
-    /// The UCM answered at most this many entries per page although it was asked for more.
-    pub cap: Option<usize>,
-    /// The largest page the UCM has served (up to [`PAGE_SIZE`]). A cap, if any, is at least
-    /// this large (or exactly this: that page may have been a capped one), so a page of fewer
-    /// entries is the end of a read. Once a page of 1000 was served, every short page is.
-    pub largest_page: usize,
-    /// The UCM reads `startTime` as UTC, not as the local time of its CDRs: windows are sent
-    /// converted to UTC.
-    #[serde(default)]
-    pub filter_reads_utc: bool,
-    /// The UCM serves the first page again whatever `offset` says: reads go in time slices.
-    #[serde(default)]
-    pub offset_ignored: bool,
-}
-
-impl Paging {
-    /// Entries that make a page full: more may follow it.
-    fn full(&self) -> usize {
-        self.cap.unwrap_or(PAGE_SIZE)
-    }
+/// Entries that make a page full: more may follow it.
+fn full(paging: &Paging) -> usize {
+    paging.cap.unwrap_or(PAGE_SIZE)
 }
 
 /// What to do after a page.
@@ -61,7 +37,7 @@ pub enum Next {
 pub enum PagingError {
     /// A page after the first held only entries already read: the UCM ignores `offset`.
     OffsetIgnored { page: usize, offset: usize },
-    /// [`MAX_PAGES_PER_READ`] pages and no end.
+    /// The read's request budget (`read::MAX_PAGES_PER_READ`) spent, and no end.
     Endless { pages: usize },
     /// A one-second slice still filled a page: with `offset` ignored, the rest of that second
     /// cannot be read.
@@ -83,7 +59,7 @@ impl std::fmt::Display for PagingError {
                 f,
                 "the UCM ignores cdrapi's offset and {entries} entries fall within the second {}: \
                  the rest of that second cannot be read; stopping this read",
-                crate::state::from_local_secs(*at)
+                crate::clock::from_local_secs(*at)
             ),
         }
     }
@@ -133,13 +109,13 @@ impl Pager {
 
     /// Entries in a full page of this UCM: the step of a read-ahead.
     pub fn full_page(&self) -> usize {
-        self.paging.full()
+        full(&self.paging)
     }
 
     /// Whether a page just received is full, so the one after the next is worth asking for
     /// ahead.
     pub fn is_full(&self, entries: usize) -> bool {
-        entries >= self.paging.full()
+        entries >= full(&self.paging)
     }
 
     /// Takes the page just received: its number of top-level entries, and how many of them were
@@ -182,15 +158,12 @@ impl Pager {
             }
             return Ok(Next::Done);
         }
-        if self.pages >= MAX_PAGES_PER_READ {
-            return Err(PagingError::Endless { pages: self.pages });
-        }
         self.offset += entries;
         if entries > PAGE_SIZE {
             // A firmware that ignores numRecords and sent everything.
             return Ok(Next::Done);
         }
-        self.after_full = entries >= self.paging.full();
+        self.after_full = entries >= full(&self.paging);
         if self.after_full {
             return Ok(Next::Page {
                 offset: self.offset,
@@ -343,9 +316,6 @@ impl Slicer {
             self.todo.push((hi, due(hi)));
             self.todo.push((lo, due(lo)));
         }
-        if self.pages >= MAX_PAGES_PER_READ && !self.todo.is_empty() {
-            return Err(PagingError::Endless { pages: self.pages });
-        }
         Ok(match self.todo.pop() {
             Some(next) => {
                 self.current = next;
@@ -478,24 +448,6 @@ mod tests {
     #[test]
     fn a_page_larger_than_asked_is_everything() {
         assert_eq!(run(Paging::default(), true, &[5000]).0, vec![Next::Done]);
-    }
-
-    #[test]
-    fn paging_stops_after_the_maximum_number_of_pages() {
-        let mut p = Pager::new(Paging::default(), false);
-        let mut last = Ok(Next::Done);
-        for _ in 0..MAX_PAGES_PER_READ {
-            last = p.next(1000, 1000);
-            if last.is_err() {
-                break;
-            }
-        }
-        assert_eq!(
-            last,
-            Err(PagingError::Endless {
-                pages: MAX_PAGES_PER_READ
-            })
-        );
     }
 
     fn slice(from: LocalSecs, to: Option<LocalSecs>) -> Slice {

@@ -15,8 +15,9 @@
 
 use std::time::Duration;
 
+use crate::clock::LocalSecs;
 use crate::config::Target;
-use crate::state::{LocalSecs, PollState};
+use crate::state::PollState;
 
 /// The first start's baseline reaches this much further back than `max_call_duration`, so a
 /// wrong time zone setting (off by up to a day) cannot make history look new.
@@ -132,30 +133,6 @@ pub enum Filter {
     End,
 }
 
-/// What the fast modes know at the time of a poll, from earlier reads and the channel lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fast {
-    pub mode: Option<WindowMode>,
-    /// Every call that ended before this (and started inside the horizon) has been read; set by
-    /// sweeps and end reads only.
-    pub ends_read_to: Option<LocalSecs>,
-    /// Starts of grouped entries the last poll held back (settle): read again until counted.
-    pub held: Vec<LocalSecs>,
-    /// Channel mode's windows; `None` until the channel lists have been followed since a sweep.
-    pub channels: Option<ChannelWindows>,
-}
-
-/// The windows of a channel-bounded poll (see `channels`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ChannelWindows {
-    /// Every call that started at or after this and ended since the last poll is read here.
-    pub recent_from: LocalSecs,
-    /// Start ranges of calls the channel lists saw end, merged.
-    pub targets: Vec<(LocalSecs, LocalSecs)>,
-    /// A call a safety sweep finds that ended before this should have been read already.
-    pub late_before: LocalSecs,
-}
-
 /// The reads of one poll, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollPlan {
@@ -200,9 +177,21 @@ impl Plan {
         settled_before: i64::MAX,
         late_before: None,
     };
+
+    /// Whether a call that ended at `end`, found by this read, should have been read by the
+    /// fast mode already (set on a safety sweep only).
+    pub fn is_late(&self, end: LocalSecs) -> bool {
+        self.late_before.is_some_and(|c| end < c)
+    }
 }
 
-fn secs(d: Duration) -> i64 {
+/// The watermark's ceiling when this host's clock, in the UCM's zone, reads `now`.
+pub fn ceiling(now: LocalSecs) -> LocalSecs {
+    now.saturating_add(WATERMARK_SLACK)
+}
+
+/// Whole seconds of a setting, saturated.
+pub fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
@@ -215,7 +204,7 @@ pub fn plan(
     since_sweep: Option<Duration>,
     reach: &Reach,
 ) -> Plan {
-    let ceiling = now.saturating_add(WATERMARK_SLACK);
+    let ceiling = ceiling(now);
     // With no settle time nothing is held, not even a call that ends after this host's "now"
     // (the UCM's clock ahead of it, or stepped back since).
     let settled_before = if reach.settle.is_zero() {
@@ -258,128 +247,6 @@ pub fn plan(
         settled_before,
         late_before: None,
     }
-}
-
-/// Plans one poll in the mode `fast` allows: the start-window [`plan`] in start mode, at the
-/// first start and whenever the fast mode cannot yet say what it has read; otherwise the fast
-/// reads, followed by a full sweep every `safety_sweep_interval` that checks them.
-pub fn plan_poll(
-    state: Option<&PollState>,
-    now: LocalSecs,
-    since_sweep: Option<Duration>,
-    reach: &Reach,
-    fast: &Fast,
-) -> PollPlan {
-    let start_mode = |since| {
-        let p = plan(state, now, since, reach);
-        PollPlan {
-            kind: p.kind,
-            mode: WindowMode::Start,
-            reads: vec![p],
-        }
-    };
-    let (Some(mode), Some(safety)) = (fast.mode, reach.safety_sweep_interval) else {
-        return start_mode(since_sweep);
-    };
-    if state.is_none() || mode == WindowMode::Start {
-        return start_mode(since_sweep);
-    }
-    let sweep_due = since_sweep.is_none_or(|d| d >= safety);
-    let base = plan(state, now, None, reach);
-    let sweep = |late_before| Plan {
-        late_before: Some(late_before),
-        ..base
-    };
-    let mut reads = Vec::new();
-    let late_before = match mode {
-        WindowMode::End => {
-            let Some(read_to) = fast.ends_read_to else {
-                // Nothing says which ends were read: a sweep reads them all.
-                return PollPlan {
-                    kind: PollKind::Sweep,
-                    mode,
-                    reads: vec![base],
-                };
-            };
-            let from = fast
-                .held
-                .iter()
-                .copied()
-                .fold(read_to.saturating_sub(reach.end_margin_secs()), i64::min)
-                .max(base.horizon);
-            reads.push(Plan {
-                kind: PollKind::Incremental,
-                filter: Filter::End,
-                from,
-                ..base
-            });
-            from
-        }
-        WindowMode::Channels => {
-            let Some(c) = &fast.channels else {
-                return PollPlan {
-                    kind: PollKind::Sweep,
-                    mode,
-                    reads: vec![base],
-                };
-            };
-            let recent_from = c.recent_from.max(base.horizon);
-            let incremental = Plan {
-                kind: PollKind::Incremental,
-                ..base
-            };
-            reads.push(Plan {
-                from: recent_from,
-                ..incremental
-            });
-            let held = fast.held.iter().map(|&s| (s, s));
-            for (lo, hi) in merge_windows(c.targets.iter().copied().chain(held).collect()) {
-                let (lo, hi) = (lo.max(base.horizon), hi.min(recent_from.saturating_sub(1)));
-                if lo <= hi {
-                    reads.push(Plan {
-                        from: lo,
-                        to: Some(hi),
-                        ..incremental
-                    });
-                }
-            }
-            c.late_before
-        }
-        WindowMode::Start => unreachable!("handled above"),
-    };
-    let kind = if sweep_due {
-        reads.push(sweep(late_before));
-        PollKind::Sweep
-    } else {
-        PollKind::Incremental
-    };
-    PollPlan { kind, mode, reads }
-}
-
-/// Windows closer than this are read as one: a request costs more than the few calls between.
-pub const MERGE_GAP: i64 = 10;
-/// At most this many targeted windows per poll; beyond, the closest are merged.
-pub const MAX_TARGETED_READS: usize = 16;
-
-/// Sorts and merges start ranges: overlapping or closer than [`MERGE_GAP`], then the closest
-/// pairs until at most [`MAX_TARGETED_READS`] remain.
-pub fn merge_windows(mut w: Vec<(LocalSecs, LocalSecs)>) -> Vec<(LocalSecs, LocalSecs)> {
-    w.sort_unstable();
-    let mut out: Vec<(LocalSecs, LocalSecs)> = Vec::with_capacity(w.len());
-    for (lo, hi) in w {
-        match out.last_mut() {
-            Some(last) if lo <= last.1.saturating_add(MERGE_GAP) => last.1 = last.1.max(hi),
-            _ => out.push((lo, hi)),
-        }
-    }
-    while out.len() > MAX_TARGETED_READS {
-        let i = (1..out.len())
-            .min_by_key(|&i| out[i].0.saturating_sub(out[i - 1].1))
-            .expect("more than one window");
-        let (_, hi) = out.remove(i);
-        out[i - 1].1 = out[i - 1].1.max(hi);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -499,162 +366,5 @@ mod tests {
         let s = state(i64::MIN, Some(0));
         assert_eq!(plan(Some(&s), 0, Some(Duration::ZERO), &r).from, -i64::MAX);
         assert_eq!(plan(None, i64::MAX, None, &r).ceiling, i64::MAX);
-    }
-
-    fn fast_reach() -> Reach {
-        Reach {
-            safety_sweep_interval: Some(Duration::from_secs(3600)),
-            ..reach()
-        }
-    }
-
-    /// 4 h of max_call_duration, the 1 h safety sweep and a 1 min poll.
-    const FAST_BACK: i64 = 5 * H + M;
-
-    #[test]
-    fn end_windows_read_from_the_newest_end_read_minus_the_margin() {
-        let s = state(90 * H, Some(99 * H));
-        let min = |m: u64| Some(Duration::from_secs(m * 60));
-        let fast = Fast {
-            mode: Some(WindowMode::End),
-            ends_read_to: Some(99 * H + 30),
-            ..Fast::default()
-        };
-        let p = plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &fast);
-        assert_eq!(
-            (p.kind, p.mode, p.reads.len()),
-            (PollKind::Incremental, WindowMode::End, 1)
-        );
-        let r = p.reads[0];
-        assert_eq!(
-            (r.filter, r.from, r.to, r.late_before),
-            (Filter::End, 99 * H, None, None)
-        );
-        assert_eq!(
-            r.horizon,
-            99 * H - FAST_BACK,
-            "keys are kept for the longer sweep interval"
-        );
-        // A held entry keeps the window at its start until it is counted.
-        let held = Fast {
-            held: vec![98 * H],
-            ..fast.clone()
-        };
-        assert_eq!(
-            plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &held).reads[0].from,
-            98 * H
-        );
-        // The safety sweep comes after the end read, and calls it finds that ended before the end
-        // read's window are late.
-        let p = plan_poll(Some(&s), 100 * H, min(60), &fast_reach(), &fast);
-        assert_eq!(p.kind, PollKind::Sweep);
-        assert_eq!(p.reads.len(), 2);
-        assert_eq!(
-            (p.reads[1].filter, p.reads[1].from),
-            (Filter::Start, 99 * H - FAST_BACK)
-        );
-        assert_eq!(p.reads[1].late_before, Some(99 * H));
-        // Without a known end coverage the end mode sweeps first.
-        let unknown = Fast {
-            ends_read_to: None,
-            ..fast.clone()
-        };
-        let p = plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &unknown);
-        assert_eq!(
-            (p.kind, p.reads.len(), p.reads[0].late_before),
-            (PollKind::Sweep, 1, None)
-        );
-    }
-
-    #[test]
-    fn channel_windows_read_recent_starts_and_each_ended_call() {
-        let s = state(90 * H, Some(99 * H));
-        let fast = Fast {
-            mode: Some(WindowMode::Channels),
-            channels: Some(ChannelWindows {
-                recent_from: 99 * H - 2 * M,
-                targets: vec![
-                    (97 * H, 97 * H + 2),
-                    (99 * H - 3 * M, 99 * H),
-                    (80 * H, 80 * H + 2),
-                ],
-                late_before: 99 * H - M,
-            }),
-            held: vec![98 * H],
-            ..Fast::default()
-        };
-        let p = plan_poll(
-            Some(&s),
-            100 * H,
-            Some(Duration::from_secs(60)),
-            &fast_reach(),
-            &fast,
-        );
-        let windows: Vec<_> = p.reads.iter().map(|r| (r.filter, r.from, r.to)).collect();
-        assert_eq!(
-            windows,
-            vec![
-                (Filter::Start, 99 * H - 2 * M, None),
-                (Filter::Start, 97 * H, Some(97 * H + 2)),
-                (Filter::Start, 98 * H, Some(98 * H)),
-                // Clipped where the recent window takes over; one older than the horizon is
-                // not read at all.
-                (Filter::Start, 99 * H - 3 * M, Some(99 * H - 2 * M - 1)),
-            ]
-        );
-        assert!(p
-            .reads
-            .iter()
-            .all(|r| r.kind == PollKind::Incremental && r.late_before.is_none()));
-        // Not followed since a sweep: a sweep.
-        let unready = Fast {
-            channels: None,
-            ..fast.clone()
-        };
-        let p = plan_poll(
-            Some(&s),
-            100 * H,
-            Some(Duration::from_secs(60)),
-            &fast_reach(),
-            &unready,
-        );
-        assert_eq!((p.kind, p.reads.len()), (PollKind::Sweep, 1));
-        // The safety sweep judges by the channel windows' late_before.
-        let p = plan_poll(Some(&s), 100 * H, None, &fast_reach(), &fast);
-        assert_eq!(p.reads.last().unwrap().late_before, Some(99 * H - M));
-    }
-
-    #[test]
-    fn start_mode_and_a_first_start_ignore_the_fast_modes() {
-        let s = state(90 * H, Some(99 * H));
-        let fast = Fast {
-            mode: Some(WindowMode::End),
-            ends_read_to: Some(99 * H),
-            ..Fast::default()
-        };
-        let since = Some(Duration::from_secs(60));
-        // Fast modes off in the config: the start plan, sweeping every sweep_interval.
-        let p = plan_poll(Some(&s), 100 * H, since, &reach(), &fast);
-        assert_eq!(
-            (p.mode, p.reads),
-            (
-                WindowMode::Start,
-                vec![plan(Some(&s), 100 * H, since, &reach())]
-            )
-        );
-        let p = plan_poll(None, 100 * H, None, &fast_reach(), &fast);
-        assert_eq!((p.kind, p.mode), (PollKind::Baseline, WindowMode::Start));
-    }
-
-    #[test]
-    fn windows_merge_when_close_and_stay_few() {
-        assert_eq!(
-            merge_windows(vec![(100, 102), (0, 2), (110, 115)]),
-            vec![(0, 2), (100, 115)]
-        );
-        let many: Vec<_> = (0..20).map(|i| (i * 1000, i * 1000 + 2 + i)).collect();
-        let merged = merge_windows(many);
-        assert_eq!(merged.len(), MAX_TARGETED_READS);
-        assert_eq!((merged[0].0, merged.last().unwrap().1), (0, 19 * 1000 + 21));
     }
 }

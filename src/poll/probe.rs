@@ -9,13 +9,18 @@
 use foldhash::HashSet;
 
 use super::ingest::Span;
-use crate::state::LocalSecs;
+use crate::cdr::{self, ExtensionPattern};
+use crate::clock::{as_utc, LocalSecs};
+use crate::ucm::cdrapi::{decode_page, window_params};
+use crate::ucm::{is_refusal, Session};
 
 /// The spellings of the filter-type parameter, in the order they are tried.
 pub const PARAMS: [&str; 2] = ["timeFilterType", "tineFilterType"];
 
 /// A call must be at least this long to tell an end filter from a start filter.
-const MIN_SPAN: i64 = 10;
+pub const MIN_SPAN: i64 = 10;
+/// The question's window reaches this far on either side of the pivot call's end.
+pub const HALF_WINDOW: i64 = 3;
 /// Seconds a call's end may differ from the one the UCM filters by and still be judged inside.
 const SLOP: i64 = 2;
 /// Seconds outside the window a call must end to be judged outside.
@@ -54,7 +59,7 @@ pub fn question(spans: &[Span], settled: LocalSecs) -> Option<Question> {
         .iter()
         .filter(|s| s.end < settled && s.end - s.start >= MIN_SPAN)
         .max_by_key(|s| (s.end, s.key))?;
-    let (from, to) = (pivot.end - 3, pivot.end + 3);
+    let (from, to) = (pivot.end - HALF_WINDOW, pivot.end + HALF_WINDOW);
     let mut must = Vec::new();
     let mut must_not = Vec::new();
     // Only calls clear of the window's edges are judged: which end a UCM filters a grouped
@@ -101,6 +106,49 @@ pub fn judge(q: &Question, answer: &HashSet<u64>) -> Result<(), String> {
         ));
     }
     Err(why.join(", "))
+}
+
+/// Asks the question with each spelling of the parameter until one is answered right.
+/// `None` when there is no question yet; `Err` with what was wrong with each answer. `utc`:
+/// the UCM reads window times as UTC in this zone.
+pub async fn probe_end(
+    session: &Session,
+    q: Option<Question>,
+    utc: Option<chrono_tz::Tz>,
+    ext: &ExtensionPattern,
+) -> Option<EndProbe> {
+    let q = q?;
+    let sent = |t| utc.map_or(t, |tz| as_utc(tz, t));
+    let mut why = Vec::new();
+    let mut unanswered = false;
+    for param in PARAMS {
+        let params = window_params(sent(q.from), Some(sent(q.to)), Some(param), 0, 1000);
+        let answer = session
+            .call("cdrapi", params, |body| {
+                let entries = decode_page(body)?;
+                Ok(entries
+                    .iter()
+                    .filter_map(|e| cdr::classify(e, ext).map(|c| c.key))
+                    .collect::<HashSet<u64>>())
+            })
+            .await;
+        match answer {
+            Ok(keys) => match judge(&q, &keys) {
+                Ok(()) => return Some(EndProbe::Honoured(param)),
+                Err(w) => why.push(format!("{param}: {w}")),
+            },
+            Err(e) => {
+                unanswered |= !is_refusal(&e);
+                why.push(format!("{param}: {e}"));
+            }
+        }
+    }
+    let why = why.join("; ");
+    Some(if unanswered {
+        EndProbe::Unanswered(why)
+    } else {
+        EndProbe::NotHonoured(why)
+    })
 }
 
 #[cfg(test)]

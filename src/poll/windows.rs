@@ -9,19 +9,16 @@
 
 use std::time::Duration;
 
-use foldhash::HashSet;
-use serde_json::Map;
-
-use super::channels::{parse_rows, Row, Tracker};
+use super::channels::{self, merge_windows, ChannelWindows, Snapshot, Tracker};
 use super::ingest::{ReadNotes, Span};
-use super::plan::{Fast, Filter, PollKind, PollPlan, Reach, WindowMode};
-use super::probe::{judge, question, EndProbe, Question, PARAMS};
-use crate::cdr::{self, ExtensionPattern};
+use super::plan::{self, ceiling, Filter, Plan, PollKind, PollPlan, Reach, WindowMode};
+use super::probe::{self, question, EndProbe, Question};
+use super::report::PollReport;
+use crate::cdr::ExtensionPattern;
+use crate::clock::LocalSecs;
 use crate::config::WindowPreference;
-use crate::error::{Reason, UcmError};
-use crate::state::LocalSecs;
-use crate::ucm::cdrapi::{decode_page, window_params};
-use crate::ucm::{lists, Session};
+use crate::state::PollState;
+use crate::ucm::Session;
 
 /// How often the probes are repeated: firmware can change under a running exporter.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(3 * 3600);
@@ -29,13 +26,10 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(3 * 3600);
 /// End probes in a row that got no answer to judge before the answer counts as "not
 /// honoured" until the next [`PROBE_INTERVAL`]: a UCM that never answers the question is not
 /// asked at every poll.
-const MAX_UNANSWERED: u32 = 3;
+pub const MAX_UNANSWERED: u32 = 3;
 
 /// Calls kept for the end probe's question.
-const SPANS_KEPT: usize = 4096;
-
-/// The channel actions of one snapshot.
-pub const CHANNEL_ACTIONS: [&str; 2] = ["listBridgedChannels", "listUnBridgedChannels"];
+pub const SPANS_KEPT: usize = 4096;
 
 #[derive(Debug)]
 pub struct Windows {
@@ -61,12 +55,18 @@ pub struct Windows {
     snapshot_taken: bool,
 }
 
-/// A channel snapshot, or why there is none.
-pub enum Snapshot {
-    Rows(Vec<Row>),
-    /// The API user may not read the lists, or the firmware does not know them.
-    Refused(UcmError),
-    Failed(UcmError),
+/// What the probes need of the poller.
+pub struct Probing<'a> {
+    pub session: &'a Session,
+    pub tz: chrono_tz::Tz,
+    pub extensions: &'a ExtensionPattern,
+    /// The newest call start read.
+    pub watermark: Option<LocalSecs>,
+    /// The UCM reads window times as UTC.
+    pub reads_utc: bool,
+    /// This host's clock in the UCM's zone.
+    pub local_now: LocalSecs,
+    pub monotonic: Duration,
 }
 
 impl Windows {
@@ -96,10 +96,14 @@ impl Windows {
         self.end_param
     }
 
-    /// What the planner needs of the fast modes.
-    pub fn fast(&self, reach: &Reach) -> Fast {
+    /// What the planner needs of the fast modes. A channel-bounded poll without this poll's
+    /// snapshot cannot know which calls ended, so it reads start windows instead.
+    fn fast(&self, reach: &Reach) -> Fast {
         let mode = match self.mode {
-            WindowMode::Channels if !self.snapshot_taken => WindowMode::Start,
+            WindowMode::Channels if !self.snapshot_taken => {
+                tracing::debug!("no channel snapshot this poll: start windows");
+                WindowMode::Start
+            }
             m => m,
         };
         Fast {
@@ -110,6 +114,35 @@ impl Windows {
                 .then(|| self.tracker.windows(reach.end_margin_secs()))
                 .flatten(),
         }
+    }
+
+    /// The reads of the next poll: the one rule of what each poll must read, in every mode
+    /// (see [`plan_poll`]).
+    pub fn plan(
+        &self,
+        state: Option<&PollState>,
+        now: LocalSecs,
+        since_sweep: Option<Duration>,
+        reach: &Reach,
+    ) -> PollPlan {
+        plan_poll(state, now, since_sweep, reach, &self.fast(reach))
+    }
+
+    /// Probes the modes when due, and takes the channel snapshot of a channel-bounded poll,
+    /// before the poll is planned; then chooses the mode.
+    pub async fn refresh(&mut self, reach: &Reach, p: Probing<'_>) {
+        if self.wants_snapshot(reach, p.monotonic) {
+            let snapshot = channels::snapshot(p.session, p.tz).await;
+            self.observe(snapshot, p.watermark, ceiling(p.local_now), p.monotonic);
+        }
+        if self.end_probe_due(reach, p.monotonic) {
+            let settled = p.local_now - reach.end_margin_secs() - 60;
+            let utc = p.reads_utc.then_some(p.tz);
+            let q = self.question(settled);
+            let result = probe::probe_end(p.session, q, utc, p.extensions).await;
+            self.probed_end(result, p.monotonic);
+        }
+        self.decide(reach);
     }
 
     /// Snapshots are taken every poll in channel mode, and every probe interval otherwise while
@@ -255,7 +288,7 @@ impl Windows {
         &mut self,
         poll: &PollPlan,
         notes: ReadNotes,
-        report: &super::PollReport,
+        report: &PollReport,
         ceiling: LocalSecs,
     ) {
         let swept = poll.kind.reads_back_fully();
@@ -305,69 +338,115 @@ fn due(last: Option<Duration>, now: Duration) -> bool {
     last.is_none_or(|t| now.saturating_sub(t) >= PROBE_INTERVAL)
 }
 
-/// Whether an error says the action is not there for this user or firmware, rather than that
-/// the UCM or the network failed this once.
-pub fn is_refusal(e: &UcmError) -> bool {
-    matches!(
-        e.reason(),
-        Reason::Permission | Reason::Protocol | Reason::Decode
-    )
+/// What the fast modes know at the time of a poll, from earlier reads and the channel lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fast {
+    pub mode: Option<WindowMode>,
+    /// Every call that ended before this (and started inside the horizon) has been read; set by
+    /// sweeps and end reads only.
+    pub ends_read_to: Option<LocalSecs>,
+    /// Starts of grouped entries the last poll held back (settle): read again until counted.
+    pub held: Vec<LocalSecs>,
+    /// Channel mode's windows; `None` until the channel lists have been followed since a sweep.
+    pub channels: Option<ChannelWindows>,
 }
 
-/// Reads both channel lists, every page.
-pub async fn snapshot(session: &Session, tz: chrono_tz::Tz) -> Snapshot {
-    let mut rows = Vec::new();
-    for action in CHANNEL_ACTIONS {
-        match lists::all_rows(session, action, &Map::new(), "channel").await {
-            Ok(list) => rows.extend(parse_rows(&list, tz)),
-            Err(e) if is_refusal(&e) => return Snapshot::Refused(e),
-            Err(e) => return Snapshot::Failed(e),
+/// Plans one poll in the mode `fast` allows: the start-window [`plan`] in start mode, at the
+/// first start and whenever the fast mode cannot yet say what it has read; otherwise the fast
+/// reads, followed by a full sweep every `safety_sweep_interval` that checks them.
+pub fn plan_poll(
+    state: Option<&PollState>,
+    now: LocalSecs,
+    since_sweep: Option<Duration>,
+    reach: &Reach,
+    fast: &Fast,
+) -> PollPlan {
+    let start_mode = |since| {
+        let p = plan::plan(state, now, since, reach);
+        PollPlan {
+            kind: p.kind,
+            mode: WindowMode::Start,
+            reads: vec![p],
         }
+    };
+    let (Some(mode), Some(safety)) = (fast.mode, reach.safety_sweep_interval) else {
+        return start_mode(since_sweep);
+    };
+    if state.is_none() || mode == WindowMode::Start {
+        return start_mode(since_sweep);
     }
-    Snapshot::Rows(rows)
-}
-
-/// Asks the question with each spelling of the parameter until one is answered right.
-/// `None` when there is no question yet; `Err` with what was wrong with each answer. `utc`:
-/// the UCM reads window times as UTC in this zone.
-pub async fn probe_end(
-    session: &Session,
-    q: Option<Question>,
-    utc: Option<chrono_tz::Tz>,
-    ext: &ExtensionPattern,
-) -> Option<EndProbe> {
-    let q = q?;
-    let sent = |t| utc.map_or(t, |tz| super::as_utc(tz, t));
-    let mut why = Vec::new();
-    let mut unanswered = false;
-    for param in PARAMS {
-        let params = window_params(sent(q.from), Some(sent(q.to)), Some(param), 0, 1000);
-        let answer = session
-            .call("cdrapi", params, |body| {
-                let entries = decode_page(body)?;
-                Ok(entries
-                    .iter()
-                    .filter_map(|e| cdr::classify(e, ext).map(|c| c.key))
-                    .collect::<HashSet<u64>>())
-            })
-            .await;
-        match answer {
-            Ok(keys) => match judge(&q, &keys) {
-                Ok(()) => return Some(EndProbe::Honoured(param)),
-                Err(w) => why.push(format!("{param}: {w}")),
-            },
-            Err(e) => {
-                unanswered |= !is_refusal(&e);
-                why.push(format!("{param}: {e}"));
-            }
-        }
-    }
-    let why = why.join("; ");
-    Some(if unanswered {
-        EndProbe::Unanswered(why)
+    let base = plan::plan(state, now, None, reach);
+    let fast_reads = match mode {
+        WindowMode::End => end_reads(&base, fast, reach),
+        WindowMode::Channels => channel_reads(&base, fast),
+        WindowMode::Start => unreachable!("handled above"),
+    };
+    // Nothing says what the fast mode has read yet: a sweep reads it all.
+    let Some((mut reads, late_before)) = fast_reads else {
+        return PollPlan {
+            kind: PollKind::Sweep,
+            mode,
+            reads: vec![base],
+        };
+    };
+    let kind = if since_sweep.is_none_or(|d| d >= safety) {
+        reads.push(Plan {
+            late_before: Some(late_before),
+            ..base
+        });
+        PollKind::Sweep
     } else {
-        EndProbe::NotHonoured(why)
-    })
+        PollKind::Incremental
+    };
+    PollPlan { kind, mode, reads }
+}
+
+/// The end read of an end-mode poll, from the newest end read minus `end_margin` (or the start
+/// of an entry held back), and the time before which a call the safety sweep finds is late.
+/// `None` until an end read or a sweep has said which ends were read.
+fn end_reads(base: &Plan, fast: &Fast, reach: &Reach) -> Option<(Vec<Plan>, LocalSecs)> {
+    let read_to = fast.ends_read_to?;
+    let from = fast
+        .held
+        .iter()
+        .copied()
+        .fold(read_to.saturating_sub(reach.end_margin_secs()), i64::min)
+        .max(base.horizon);
+    let read = Plan {
+        kind: PollKind::Incremental,
+        filter: Filter::End,
+        from,
+        ..*base
+    };
+    Some((vec![read], from))
+}
+
+/// The reads of a channel-bounded poll: the recent starts, then a targeted window around each
+/// call the channel lists saw end (and each entry held back), clipped where the recent window
+/// takes over. `None` until the lists have been followed since a sweep.
+fn channel_reads(base: &Plan, fast: &Fast) -> Option<(Vec<Plan>, LocalSecs)> {
+    let c = fast.channels.as_ref()?;
+    let recent_from = c.recent_from.max(base.horizon);
+    let incremental = Plan {
+        kind: PollKind::Incremental,
+        ..*base
+    };
+    let mut reads = vec![Plan {
+        from: recent_from,
+        ..incremental
+    }];
+    let held = fast.held.iter().map(|&s| (s, s));
+    for (lo, hi) in merge_windows(c.targets.iter().copied().chain(held).collect()) {
+        let (lo, hi) = (lo.max(base.horizon), hi.min(recent_from.saturating_sub(1)));
+        if lo <= hi {
+            reads.push(Plan {
+                from: lo,
+                to: Some(hi),
+                ..incremental
+            });
+        }
+    }
+    Some((reads, c.late_before))
 }
 
 #[cfg(test)]
@@ -434,5 +513,177 @@ mod tests {
         w.probed_end(Some(EndProbe::NotHonoured("empty".into())), HOUR);
         assert!(!w.end_probe_due(&r, HOUR + HOUR));
         assert_eq!(w.end_param(), None);
+    }
+
+    /// The rule of what each poll reads, on the start plan's settings.
+    mod planning {
+        use super::*;
+        use crate::poll::plan::plan;
+
+        const H: i64 = 3600;
+        const M: i64 = 60;
+
+        fn reach() -> Reach {
+            Reach {
+                max_call_duration: Duration::from_secs(4 * 3600),
+                sweep_interval: Duration::from_secs(600),
+                overlap: Duration::from_secs(600),
+                poll_interval: Duration::from_secs(60),
+                settle: Duration::ZERO,
+                safety_sweep_interval: None,
+                end_margin: Duration::from_secs(30),
+            }
+        }
+
+        fn state(baseline_start: LocalSecs, watermark: Option<LocalSecs>) -> PollState {
+            let mut s = PollState::new("https://ucm", baseline_start);
+            s.watermark = watermark;
+            s
+        }
+
+        fn fast_reach() -> Reach {
+            Reach {
+                safety_sweep_interval: Some(Duration::from_secs(3600)),
+                ..reach()
+            }
+        }
+
+        /// 4 h of max_call_duration, the 1 h safety sweep and a 1 min poll.
+        const FAST_BACK: i64 = 5 * H + M;
+
+        #[test]
+        fn end_windows_read_from_the_newest_end_read_minus_the_margin() {
+            let s = state(90 * H, Some(99 * H));
+            let min = |m: u64| Some(Duration::from_secs(m * 60));
+            let fast = Fast {
+                mode: Some(WindowMode::End),
+                ends_read_to: Some(99 * H + 30),
+                ..Fast::default()
+            };
+            let p = plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &fast);
+            assert_eq!(
+                (p.kind, p.mode, p.reads.len()),
+                (PollKind::Incremental, WindowMode::End, 1)
+            );
+            let r = p.reads[0];
+            assert_eq!(
+                (r.filter, r.from, r.to, r.late_before),
+                (Filter::End, 99 * H, None, None)
+            );
+            assert_eq!(
+                r.horizon,
+                99 * H - FAST_BACK,
+                "keys are kept for the longer sweep interval"
+            );
+            // A held entry keeps the window at its start until it is counted.
+            let held = Fast {
+                held: vec![98 * H],
+                ..fast.clone()
+            };
+            assert_eq!(
+                plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &held).reads[0].from,
+                98 * H
+            );
+            // The safety sweep comes after the end read, and calls it finds that ended before the end
+            // read's window are late.
+            let p = plan_poll(Some(&s), 100 * H, min(60), &fast_reach(), &fast);
+            assert_eq!(p.kind, PollKind::Sweep);
+            assert_eq!(p.reads.len(), 2);
+            assert_eq!(
+                (p.reads[1].filter, p.reads[1].from),
+                (Filter::Start, 99 * H - FAST_BACK)
+            );
+            assert_eq!(p.reads[1].late_before, Some(99 * H));
+            // Without a known end coverage the end mode sweeps first.
+            let unknown = Fast {
+                ends_read_to: None,
+                ..fast.clone()
+            };
+            let p = plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &unknown);
+            assert_eq!(
+                (p.kind, p.reads.len(), p.reads[0].late_before),
+                (PollKind::Sweep, 1, None)
+            );
+        }
+
+        #[test]
+        fn channel_windows_read_recent_starts_and_each_ended_call() {
+            let s = state(90 * H, Some(99 * H));
+            let fast = Fast {
+                mode: Some(WindowMode::Channels),
+                channels: Some(ChannelWindows {
+                    recent_from: 99 * H - 2 * M,
+                    targets: vec![
+                        (97 * H, 97 * H + 2),
+                        (99 * H - 3 * M, 99 * H),
+                        (80 * H, 80 * H + 2),
+                    ],
+                    late_before: 99 * H - M,
+                }),
+                held: vec![98 * H],
+                ..Fast::default()
+            };
+            let p = plan_poll(
+                Some(&s),
+                100 * H,
+                Some(Duration::from_secs(60)),
+                &fast_reach(),
+                &fast,
+            );
+            let windows: Vec<_> = p.reads.iter().map(|r| (r.filter, r.from, r.to)).collect();
+            assert_eq!(
+                windows,
+                vec![
+                    (Filter::Start, 99 * H - 2 * M, None),
+                    (Filter::Start, 97 * H, Some(97 * H + 2)),
+                    (Filter::Start, 98 * H, Some(98 * H)),
+                    // Clipped where the recent window takes over; one older than the horizon is
+                    // not read at all.
+                    (Filter::Start, 99 * H - 3 * M, Some(99 * H - 2 * M - 1)),
+                ]
+            );
+            assert!(p
+                .reads
+                .iter()
+                .all(|r| r.kind == PollKind::Incremental && r.late_before.is_none()));
+            // Not followed since a sweep: a sweep.
+            let unready = Fast {
+                channels: None,
+                ..fast.clone()
+            };
+            let p = plan_poll(
+                Some(&s),
+                100 * H,
+                Some(Duration::from_secs(60)),
+                &fast_reach(),
+                &unready,
+            );
+            assert_eq!((p.kind, p.reads.len()), (PollKind::Sweep, 1));
+            // The safety sweep judges by the channel windows' late_before.
+            let p = plan_poll(Some(&s), 100 * H, None, &fast_reach(), &fast);
+            assert_eq!(p.reads.last().unwrap().late_before, Some(99 * H - M));
+        }
+
+        #[test]
+        fn start_mode_and_a_first_start_ignore_the_fast_modes() {
+            let s = state(90 * H, Some(99 * H));
+            let fast = Fast {
+                mode: Some(WindowMode::End),
+                ends_read_to: Some(99 * H),
+                ..Fast::default()
+            };
+            let since = Some(Duration::from_secs(60));
+            // Fast modes off in the config: the start plan, sweeping every sweep_interval.
+            let p = plan_poll(Some(&s), 100 * H, since, &reach(), &fast);
+            assert_eq!(
+                (p.mode, p.reads),
+                (
+                    WindowMode::Start,
+                    vec![plan(Some(&s), 100 * H, since, &reach())]
+                )
+            );
+            let p = plan_poll(None, 100 * H, None, &fast_reach(), &fast);
+            assert_eq!((p.kind, p.mode), (PollKind::Baseline, WindowMode::Start));
+        }
     }
 }

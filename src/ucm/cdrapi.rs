@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::envelope::{looks_like_forbidden_page, Refusal};
 use crate::cdr::{self, CdrResponse, DecodeError};
-use crate::state::{from_local_secs, LocalSecs};
+use crate::clock::{from_local_secs, LocalSecs};
 
 /// Entries per page: the UCM's documented maximum.
 pub const PAGE_SIZE: usize = 1000;

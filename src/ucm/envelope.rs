@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::error::UcmError;
+use crate::error::{Reason, UcmError};
 
 /// What an answer turned out to be when it was not the one asked for. Decoding is the caller's
 /// job, so that a CDR page is parsed exactly once.
@@ -153,10 +153,18 @@ pub fn status_meaning(status: i64) -> &'static str {
     }
 }
 
+/// Whether an error says the action is not there for this user or firmware, rather than that
+/// the UCM or the network failed this once.
+pub fn is_refusal(e: &UcmError) -> bool {
+    matches!(
+        e.reason(),
+        Reason::Permission | Reason::Protocol | Reason::Decode
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Reason;
 
     #[test]
     fn envelope_decoding() {

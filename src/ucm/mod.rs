@@ -15,6 +15,6 @@ pub mod login_guard;
 mod session;
 mod transport;
 
-pub use envelope::{decode_envelope, Refusal};
+pub use envelope::{decode_envelope, is_refusal, Refusal};
 pub use session::{ClientEvents, Session};
 pub use transport::install_crypto_provider;

@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
+mod local;
+
+pub use local::{as_utc, from_local_secs, local_secs, LocalSecs};
+
 pub trait Clock: Send + Sync + 'static {
     /// Wall time: the baseline's reach and the timestamps shown to Prometheus.
     fn now(&self) -> DateTime<Utc>;
