@@ -156,11 +156,8 @@ fn graph(mods: &BTreeMap<String, PathBuf>) -> BTreeMap<String, BTreeSet<String>>
         let src = code(path);
         let is_dir = path.ends_with("mod.rs");
         let parent: Vec<String> = name.split("::").map(str::to_string).collect();
-        let sup: Vec<String> = if is_dir {
-            parent[..parent.len() - 1].to_vec()
-        } else {
-            parent[..parent.len() - 1].to_vec()
-        };
+        // `super` is the module's parent, whether the module is a file or a directory.
+        let sup: Vec<String> = parent[..parent.len() - 1].to_vec();
         let mut paths = Vec::new();
         for (anchor, base) in [("crate::", Vec::new()), ("super::", sup)] {
             for (i, _) in src.match_indices(anchor) {

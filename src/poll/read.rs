@@ -344,14 +344,7 @@ impl Reader<'_> {
                 }
                 Ok(Turn::Relogin(next)) => {
                     ahead.cancel();
-                    tracing::info!(
-                        strategy = strategy.name(),
-                        offset = next.offset,
-                        from = %from_local_secs(next.slice.from),
-                        "an empty cdrapi page where calls were due: asking again with a fresh login, \
-                         in case the UCM dropped the session without saying so"
-                    );
-                    self.session.renew().await;
+                    self.relogin(strategy, next).await;
                     request = next;
                 }
                 Ok(Turn::Done) => return Ok(None),
@@ -371,6 +364,18 @@ impl Reader<'_> {
                 self.absorb(&mut g.report, done);
             }
         }
+    }
+
+    /// Logs in afresh before `next` is asked again.
+    async fn relogin(&self, strategy: &Strategy, next: Request) {
+        tracing::info!(
+            strategy = strategy.name(),
+            offset = next.offset,
+            from = %from_local_secs(next.slice.from),
+            "an empty cdrapi page where calls were due: asking again with a fresh login, \
+             in case the UCM dropped the session without saying so"
+        );
+        self.session.renew().await;
     }
 
     /// The cdrapi parameters of a request: in UTC at a UCM that reads `startTime` so, with the
@@ -490,17 +495,15 @@ mod tests {
     }
 
     /// A request in flight that holds the session until it is answered or aborted.
-    fn holding(
+    async fn holding(
         session: Arc<tokio::sync::Mutex<()>>,
         answer: Arc<tokio::sync::Notify>,
         started: Arc<AtomicUsize>,
-    ) -> impl Future<Output = usize> + Send + 'static {
-        async move {
-            let _held = session.lock().await;
-            started.fetch_add(1, Ordering::SeqCst);
-            answer.notified().await;
-            7
-        }
+    ) -> usize {
+        let _held = session.lock().await;
+        started.fetch_add(1, Ordering::SeqCst);
+        answer.notified().await;
+        7
     }
 
     /// Waits for what must happen; a generous bound only turns a hang into a failure.
@@ -530,7 +533,7 @@ mod tests {
         // The page before was short: the read asks for another offset.
         assert!(ahead.take(request(1500)).await.is_none());
         // The read's own request gets the session without the read-ahead ever being answered.
-        soon("the session freed", session.lock()).await;
+        drop(soon("the session freed", session.lock()).await);
         assert!(ahead.take(request(2000)).await.is_none(), "nothing left");
     }
 
@@ -565,7 +568,7 @@ mod tests {
             } else {
                 drop(ahead);
             }
-            soon("the session freed", session.lock()).await;
+            drop(soon("the session freed", session.lock()).await);
         }
     }
 
