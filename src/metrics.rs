@@ -223,6 +223,9 @@ pub struct TargetMetrics {
     pub login_failures: IntCounter,
     pub api_requests: IntCounterVec,
     window_mode: IntGaugeVec,
+    /// When a target whose fast window modes missed calls examines them again; 0 without a
+    /// fallback.
+    pub window_fallback_until: Gauge,
     /// Whether each live-status collector's last run succeeded, and why runs failed.
     pub collector_up: IntGaugeVec,
     pub collector_errors: IntCounterVec,
@@ -353,6 +356,16 @@ impl TargetMetrics {
                 .with_label_values(&[m])
                 .set(i64::from(m == "start"));
         }
+        let window_fallback_until = Gauge::new(
+            "ucm_cdr_window_fallback_until_timestamp_seconds",
+            "When this target, which fell back to start windows because a safety sweep found \
+             calls the fast window modes had missed, examines the fast modes again; 0 without a \
+             fallback.",
+        )
+        .expect("valid metric");
+        status
+            .register(Box::new(window_fallback_until.clone()))
+            .expect("unique metric");
         let collector_up = IntGaugeVec::new(
             Opts::new(
                 "ucm_collector_up",
@@ -481,6 +494,7 @@ impl TargetMetrics {
             login_failures,
             api_requests,
             window_mode,
+            window_fallback_until,
             collector_up,
             collector_errors,
             live: RwLock::default(),

@@ -42,6 +42,9 @@ pub struct PollState {
     /// What the UCM has shown of its paging.
     #[serde(default)]
     pub paging: Paging,
+    /// What the window modes found on this UCM, so a restart continues with them.
+    #[serde(default)]
+    pub windows: Option<Box<WindowRecord>>,
 }
 
 impl PollState {
@@ -56,6 +59,7 @@ impl PollState {
             trunks: Vec::new(),
             pruned_below: None,
             paging: Default::default(),
+            windows: None,
         }
     }
 
@@ -102,6 +106,30 @@ pub struct Paging {
     /// The UCM serves the first page again whatever `offset` says: reads go in time slices.
     #[serde(default)]
     pub offset_ignored: bool,
+}
+
+/// What the window modes found on a UCM (docs/design.md §2.4): the probes' verdicts, when they
+/// are asked again, and a fallback, kept so that a restart neither probes again before its time
+/// nor forgets that the fast modes missed calls. Times are Unix seconds of this host's clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WindowRecord {
+    /// The mode in use: `start`, `end` or `channels`.
+    pub mode: String,
+    /// The spelling of the end-filter parameter the UCM honours, once proven.
+    pub end_param: Option<String>,
+    /// Whether its end windows return the calls that failed; null until asked.
+    pub end_sees_failed: Option<bool>,
+    /// When the end probe is asked again; null: at the first poll.
+    pub end_probe_due: Option<i64>,
+    /// Whether the channel lists can bound windows; null until tried.
+    pub channels_allowed: Option<bool>,
+    /// When the channel lists are tried again.
+    pub channels_check_due: Option<i64>,
+    /// Why a safety sweep made the target give the fast modes up, if it did.
+    pub fallback: Option<String>,
+    /// When the fast modes are examined again after the fallback.
+    pub fallback_until: Option<i64>,
 }
 
 /// Outcome of reading a state file.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use ucm_exporter::config::{Target, WindowPreference};
 use ucm_exporter::poll::{PollKind, WindowMode};
-use ucm_sim::{EndFilter, Fault, FaultRule, Quirks, SimHandle};
+use ucm_sim::{EndColumn, EndFilter, Fault, FaultRule, Quirks, SimHandle};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -65,6 +65,9 @@ fn deny_channels(sim: &SimHandle) {
 #[derive(Clone, Copy, Debug)]
 enum Ucm {
     EndHonoured,
+    /// End windows compare with the written `end` column, which the calls that failed before
+    /// they were set up do not have: end windows miss them, and the polls read them by start.
+    EndWrittenColumn,
     EndIgnoredChannelsAllowed,
     /// Channel rows without uniqueids: a bridged call's start is unknown, so the channel lists
     /// cannot bound windows.
@@ -76,6 +79,10 @@ impl Ucm {
     fn set_up(self, sim: &SimHandle) {
         match self {
             Ucm::EndHonoured => end_filter(sim, EndFilter::Honoured),
+            Ucm::EndWrittenColumn => sim.set_quirks(Quirks {
+                end_column: EndColumn::Written,
+                ..Quirks::default()
+            }),
             Ucm::EndIgnoredChannelsAllowed => end_filter(sim, EndFilter::Ignored),
             Ucm::ChannelsWithoutUniqueids => sim.set_quirks(Quirks {
                 end_filter: EndFilter::EmptyList,
@@ -91,7 +98,7 @@ impl Ucm {
 
     fn mode(self) -> WindowMode {
         match self {
-            Ucm::EndHonoured => WindowMode::End,
+            Ucm::EndHonoured | Ucm::EndWrittenColumn => WindowMode::End,
             Ucm::EndIgnoredChannelsAllowed => WindowMode::Channels,
             Ucm::ChannelsWithoutUniqueids | Ucm::NeitherFast => WindowMode::Start,
         }
@@ -130,8 +137,12 @@ async fn exact_in_mode(ucm: Ucm, seed: u64) {
     }
     assert_eq!(poller.window_mode(), ucm.mode());
     let per_call = fast_entries as f64 / fast_calls.max(1) as f64;
+    eprintln!("{ucm:?}: {per_call:.2} entries read per new call between sweeps");
     match ucm {
         Ucm::EndHonoured => assert!(per_call <= 1.5, "{per_call:.2} entries read per new call"),
+        Ucm::EndWrittenColumn => {
+            assert!(per_call <= 2.5, "{per_call:.2} entries read per new call")
+        }
         Ucm::EndIgnoredChannelsAllowed => {
             assert!(per_call <= 3.0, "{per_call:.2} entries read per new call")
         }
@@ -154,16 +165,25 @@ async fn exact_in_mode(ucm: Ucm, seed: u64) {
     );
     poller.close().await;
 
-    // A restart: the first poll sweeps the downtime, the probes run again, nothing counts twice.
+    // A restart (SIGTERM: the poller closes, saving its state): the mode and what the probes
+    // found carry over, so no probe is asked before its time; the first poll sweeps the
+    // downtime; nothing counts twice.
     let t1 = sim.now();
     sim.advance(MIN * 7);
     let (mut second, m2) = common::poller(&sim, target, dir.path());
+    assert_eq!(second.window_mode(), ucm.mode(), "restored");
+    let questions = sim.stats().end_window_questions;
     assert_eq!(
         second.poll_and_record().await.unwrap().kind,
         PollKind::Sweep
     );
     poll_every(&sim, &mut second, MIN, 5).await;
     assert_eq!(second.window_mode(), ucm.mode());
+    assert_eq!(
+        sim.stats().end_window_questions,
+        questions,
+        "no end probe before its time"
+    );
     sweep_after(&sim, &mut second, MIN * 60).await;
     assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
     assert_eq!(
@@ -176,6 +196,11 @@ async fn exact_in_mode(ucm: Ucm, seed: u64) {
 #[tokio::test]
 async fn end_windows_count_every_call_once_at_the_first_poll_after_it_ends() {
     exact_in_mode(Ucm::EndHonoured, 301).await;
+}
+
+#[tokio::test]
+async fn end_windows_that_miss_the_calls_written_without_an_end_still_count_them_at_once() {
+    exact_in_mode(Ucm::EndWrittenColumn, 306).await;
 }
 
 #[tokio::test]
@@ -313,7 +338,7 @@ async fn window_mode_start_asks_for_nothing_else() {
 /// counts them late, and the target falls back to start windows, exact.
 #[tokio::test]
 async fn an_end_filter_that_stops_working_is_caught_by_the_safety_sweep() {
-    let (sim, _dir, mut poller, metrics, t0) = started(330, EndFilter::Honoured).await;
+    let (sim, dir, mut poller, metrics, t0) = started(330, EndFilter::Honoured).await;
     poll_every(&sim, &mut poller, MIN, 3).await;
     assert_eq!(poller.window_mode(), WindowMode::End);
     end_filter(&sim, EndFilter::Ignored);
@@ -336,10 +361,47 @@ async fn an_end_filter_that_stops_working_is_caught_by_the_safety_sweep() {
         1.0
     );
     assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
+    let until = scrape.value("ucm_cdr_window_fallback_until_timestamp_seconds", &[]);
+    let fell_back_at = sim.now().and_utc().timestamp() as f64;
+    assert_eq!(
+        until,
+        fell_back_at + 24.0 * 3600.0,
+        "examined again in 24 h"
+    );
     // Later polls stay exact in start windows.
     poll_every(&sim, &mut poller, MIN, 3).await;
     sweep_after(&sim, &mut poller, MIN * 10).await;
     assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+
+    // The fallback holds across a restart: no probe, start windows.
+    poller.close().await;
+    let questions = sim.stats().end_window_questions;
+    let (mut second, m2) = common::poller(&sim, fast_target(&sim), dir.path());
+    assert_eq!(second.window_mode(), WindowMode::Start);
+    assert!(second.window_fallback().is_some());
+    poll_every(&sim, &mut second, MIN, 3).await;
+    assert_eq!(second.window_mode(), WindowMode::Start);
+    assert_eq!(sim.stats().end_window_questions, questions);
+    assert_eq!(
+        Scrape::of(&m2).value("ucm_cdr_window_fallback_until_timestamp_seconds", &[]),
+        until
+    );
+    // Its time up, the modes are examined afresh: the end filter works again, end windows.
+    end_filter(&sim, EndFilter::Honoured);
+    let t1 = sim.now();
+    sim.advance(
+        chrono::Duration::seconds(until as i64 - t1.and_utc().timestamp())
+            .to_std()
+            .unwrap(),
+    );
+    poll_every(&sim, &mut second, MIN, 3).await;
+    assert!(sim.stats().end_window_questions > questions, "probed again");
+    assert_eq!(second.window_mode(), WindowMode::End);
+    assert_eq!(second.window_fallback(), None);
+    assert_eq!(
+        Scrape::of(&m2).value("ucm_cdr_window_fallback_until_timestamp_seconds", &[]),
+        0.0
+    );
     sim.shutdown().await;
 }
 

@@ -61,6 +61,9 @@ pub struct Span {
     pub key: u64,
     pub start: LocalSecs,
     pub end: LocalSecs,
+    /// A flat call that failed: a UCM may write it without an `end` (docs/ucm-api.md §6.1), so
+    /// whether an end window returns it is a question of its own.
+    pub failed: bool,
 }
 
 impl Span {
@@ -70,6 +73,7 @@ impl Span {
             key: call.key,
             start,
             end: start.saturating_add(call.ends_after),
+            failed: !call.grouped && call.disposition == cdr::Disposition::Failed,
         }
     }
 }

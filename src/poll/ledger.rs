@@ -10,7 +10,7 @@ use super::plan::{Plan, PollKind, WATERMARK_SLACK};
 use crate::clock::{from_local_secs, LocalSecs};
 use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
-use crate::state::{self, Loaded, Paging, PollState};
+use crate::state::{self, Loaded, Paging, PollState, WindowRecord};
 
 /// A read other than a baseline commits (state written, counters applied) at least every this
 /// many pages, so a long backlog shows progress and bounds what a crash can lose.
@@ -132,7 +132,11 @@ impl Ledger {
                 state.trunks.push(t.clone());
             }
         }
-        state.paging = paging;
+        // Whether windows go out in UTC is the ledger's finding, not the pager's copy of it.
+        state.paging = Paging {
+            filter_reads_utc: state.paging.filter_reads_utc,
+            ..paging
+        };
         if let Err(e) = state::save(&self.path, state) {
             for (k, _) in &p.calls {
                 state.calls.remove(k);
@@ -166,6 +170,26 @@ impl Ledger {
         if let Some(s) = &mut self.state {
             s.paging.filter_reads_utc = true;
         }
+    }
+
+    /// A window sent in UTC came back with calls from before it in local time: the UCM reads
+    /// `startTime` in its own time after all, and windows go out as they are again.
+    pub fn unlearn_filter_reads_utc(&mut self) {
+        if let Some(s) = &mut self.state {
+            s.paging.filter_reads_utc = false;
+        }
+    }
+
+    /// What the window modes found, saved with every commit from now on.
+    pub fn set_windows(&mut self, record: WindowRecord) {
+        if let Some(s) = &mut self.state {
+            s.windows = Some(Box::new(record));
+        }
+    }
+
+    /// What the window modes found before the restart, if the state kept it.
+    pub fn windows(&self) -> Option<&WindowRecord> {
+        self.state.as_ref().and_then(|s| s.windows.as_deref())
     }
 
     /// Trunk names the UCM listed, kept so their series exist after a restart.

@@ -45,12 +45,14 @@ pub use plan::{
     plan, Filter, Plan, PollKind, PollPlan, Reach, WindowMode, BASELINE_SLACK, WATERMARK_SLACK,
 };
 pub use probe::{
-    judge, probe_end, question, EndProbe, Question, HALF_WINDOW as PROBE_HALF_WINDOW,
-    MIN_SPAN as PROBE_MIN_SPAN, PARAMS as END_FILTER_PARAMS,
+    failed_question, judge, probe_end, probe_failed, question, EndProbe, Question,
+    HALF_WINDOW as PROBE_HALF_WINDOW, MIN_SPAN as PROBE_MIN_SPAN, PARAMS as END_FILTER_PARAMS,
 };
 pub use read::{Outcome, ReadAhead, Request, Strategy, Turn, MAX_PAGES_PER_READ};
 pub use report::PollReport;
-pub use windows::{plan_poll, Fast, Probing, Windows, MAX_UNANSWERED, PROBE_INTERVAL, SPANS_KEPT};
+pub use windows::{
+    plan_poll, Fast, Probing, Windows, ENDLESS_SPAN, MAX_UNANSWERED, PROBE_INTERVAL, SPANS_KEPT,
+};
 
 /// One target's collection: its session, what it has counted, and the window modes.
 pub struct Poller {
@@ -84,8 +86,11 @@ impl Poller {
         let reach = Reach::of(&target);
         let path = state::path_for(state_dir, &target.name);
         let ledger = Ledger::open(path, &target.url, reach.sweep_back(), metrics.clone());
-        metrics.set_window_mode(WindowMode::Start.as_str());
-        let windows = Windows::new(target.window_mode);
+        let mut windows = Windows::new(target.window_mode);
+        if let Some(r) = ledger.windows() {
+            windows.restore(r, clock.now().timestamp(), clock.monotonic(), &reach);
+        }
+        metrics.set_window_mode(windows.mode.as_str());
         Ok(Poller {
             reach,
             target,
@@ -233,7 +238,7 @@ impl Poller {
             monotonic: self.clock.monotonic(),
         };
         self.windows.refresh(&self.reach, probing).await;
-        self.metrics.set_window_mode(self.windows.mode.as_str());
+        self.publish_windows();
         let poll = self.next_plan();
         let mut report = PollReport::new(poll.kind, poll.mode);
         let mut notes = ReadNotes::default();
@@ -252,13 +257,30 @@ impl Poller {
             self.last_sweep = Some(self.clock.monotonic());
         }
         let ceiling = plan::ceiling(self.local_now());
-        self.windows.polled(&poll, notes, &report, ceiling);
-        self.metrics.set_window_mode(self.windows.mode.as_str());
+        let fell_back = self.windows.fallback().is_none();
+        let now = self.clock.monotonic();
+        self.windows.polled(&poll, notes, &report, (ceiling, now));
+        self.publish_windows();
+        if fell_back && self.windows.fallback().is_some() {
+            // Kept at once: a restart must not try the modes that just missed calls.
+            self.ledger.save();
+        }
         if !self.trunks_listed {
             self.trunks_listed = true;
             self.list_trunks().await;
         }
         Ok(report)
+    }
+
+    /// Shows the window mode and any fallback, and has the ledger keep them.
+    fn publish_windows(&mut self) {
+        let (wall, mono) = (self.clock.now().timestamp(), self.clock.monotonic());
+        self.metrics.set_window_mode(self.windows.mode.as_str());
+        let until = self.windows.fallback_until().map_or(0, |u| {
+            wall.saturating_add(i64::try_from(u.saturating_sub(mono).as_secs()).unwrap_or(0))
+        });
+        self.metrics.window_fallback_until.set(until as f64);
+        self.ledger.set_windows(self.windows.record(wall, mono));
     }
 
     /// Reads one window of the poll; once more, sent in UTC, when the answer shows that the UCM

@@ -12,7 +12,7 @@ use super::ingest::Span;
 use crate::cdr::{self, ExtensionPattern};
 use crate::clock::{as_utc, LocalSecs};
 use crate::ucm::cdrapi::{decode_page, window_params};
-use crate::ucm::{is_refusal, Session};
+use crate::ucm::{is_refusal, Refusal, Session};
 
 /// The spellings of the filter-type parameter, in the order they are tried.
 pub const PARAMS: [&str; 2] = ["timeFilterType", "tineFilterType"];
@@ -65,7 +65,9 @@ pub fn question(spans: &[Span], settled: LocalSecs) -> Option<Question> {
     // Only calls clear of the window's edges are judged: which end a UCM filters a grouped
     // entry by (its last leg's, a ForkCDR copy's a second later) is not known to the second.
     for s in spans {
-        if s.start < from - SLOP && (from + SLOP..=to - SLOP).contains(&s.end) {
+        // A failed call may be written without an end, which an end filter on the written
+        // column never returns: asked about apart ([`failed_question`]).
+        if s.start < from - SLOP && (from + SLOP..=to - SLOP).contains(&s.end) && !s.failed {
             must.push(s.key);
         } else if s.end < from - EDGE || ((from..=to).contains(&s.start) && s.end > to + EDGE) {
             must_not.push(s.key);
@@ -80,6 +82,32 @@ pub fn question(spans: &[Span], settled: LocalSecs) -> Option<Question> {
         to,
         must,
         must_not,
+    })
+}
+
+/// The question of whether an end window returns the calls that failed (which a UCM may write
+/// without an `end`): around the computed end (start + duration) of the latest such call read
+/// that ended before `settled`, the failed calls that ended clear of the window's edges must
+/// come back. Others are not judged: the main question did. `None` while no failed call was
+/// read.
+pub fn failed_question(spans: &[Span], settled: LocalSecs) -> Option<Question> {
+    let pivot = spans
+        .iter()
+        .filter(|s| s.failed && s.end < settled)
+        .max_by_key(|s| (s.end, s.key))?;
+    let (from, to) = (pivot.end - HALF_WINDOW, pivot.end + HALF_WINDOW);
+    let mut must: Vec<u64> = spans
+        .iter()
+        .filter(|s| s.failed && (from + SLOP..=to - SLOP).contains(&s.end))
+        .map(|s| s.key)
+        .collect();
+    must.sort_unstable();
+    must.dedup();
+    Some(Question {
+        from,
+        to,
+        must,
+        must_not: Vec::new(),
     })
 }
 
@@ -124,13 +152,7 @@ pub async fn probe_end(
     for param in PARAMS {
         let params = window_params(sent(q.from), Some(sent(q.to)), Some(param), 0, 1000);
         let answer = session
-            .call("cdrapi", params, |body| {
-                let entries = decode_page(body)?;
-                Ok(entries
-                    .iter()
-                    .filter_map(|e| cdr::classify(e, ext).map(|c| c.key))
-                    .collect::<HashSet<u64>>())
-            })
+            .call("cdrapi", params, |body| keys_of(body, ext))
             .await;
         match answer {
             Ok(keys) => match judge(&q, &keys) {
@@ -151,12 +173,49 @@ pub async fn probe_end(
     })
 }
 
+/// Whether an end window, with the spelling the UCM honours, returns the failed calls of `q`
+/// ([`failed_question`]); `None` when the UCM gave no answer to judge.
+pub async fn probe_failed(
+    session: &Session,
+    q: &Question,
+    param: &'static str,
+    utc: Option<chrono_tz::Tz>,
+    ext: &ExtensionPattern,
+) -> Option<bool> {
+    let sent = |t| utc.map_or(t, |tz| as_utc(tz, t));
+    let params = window_params(sent(q.from), Some(sent(q.to)), Some(param), 0, 1000);
+    match session
+        .call("cdrapi", params, |body| keys_of(body, ext))
+        .await
+    {
+        Ok(keys) => Some(judge(q, &keys).is_ok()),
+        Err(e) => {
+            tracing::debug!("the end probe's question about failed calls got no answer: {e}");
+            None
+        }
+    }
+}
+
+/// The call keys of a cdrapi answer.
+fn keys_of(body: &bytes::Bytes, ext: &ExtensionPattern) -> Result<HashSet<u64>, Refusal> {
+    let entries = decode_page(body)?;
+    Ok(entries
+        .iter()
+        .filter_map(|e| cdr::classify(e, ext).map(|c| c.key))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn span(key: u64, start: LocalSecs, end: LocalSecs) -> Span {
-        Span { key, start, end }
+        Span {
+            key,
+            start,
+            end,
+            failed: false,
+        }
     }
 
     #[test]

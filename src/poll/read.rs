@@ -275,6 +275,14 @@ impl Reader<'_> {
             pages_before = g.report.pages;
             strategy = Strategy::Sliced(Slicer::new(window, learned, due));
         }
+        let utc = self.ledger.paging().filter_reads_utc;
+        if utc && plan.filter == Filter::Start && g.oldest.is_some_and(|o| o < plan.from - 1) {
+            tracing::warn!(
+                "a window sent in UTC came back with calls from before its start in the UCM's own time: \
+                 the UCM reads startTime in its own time zone after all; windows are sent so again"
+            );
+            self.ledger.unlearn_filter_reads_utc();
+        }
         if came_back_shifted(self.ledger.state(), plan, g.oldest, self.tz) {
             self.ledger.learn_filter_reads_utc();
             return Ok(Outcome::Shifted);

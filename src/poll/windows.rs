@@ -17,7 +17,7 @@ use super::report::PollReport;
 use crate::cdr::ExtensionPattern;
 use crate::clock::LocalSecs;
 use crate::config::WindowPreference;
-use crate::state::PollState;
+use crate::state::{PollState, WindowRecord};
 use crate::ucm::Session;
 
 /// How often the probes are repeated: firmware can change under a running exporter.
@@ -37,19 +37,25 @@ pub struct Windows {
     pub mode: WindowMode,
     /// The spelling of the end-filter parameter this UCM honours, once proven.
     end_param: Option<&'static str>,
-    /// Monotonic time of the last end probe that could ask its question.
-    end_probed: Option<Duration>,
+    /// Whether its end windows return the calls that failed (which it may write without an
+    /// `end`); `None` until a failed call could be asked about.
+    end_sees_failed: Option<bool>,
+    /// Monotonic time when the end probe is asked again; `None`: at the first chance.
+    end_due: Option<Duration>,
     /// End probes in a row without an answer to judge.
     end_unanswered: u32,
     /// Whether the API user may read the channel lists; `None` until tried.
     channels_allowed: Option<bool>,
-    channels_checked: Option<Duration>,
+    /// Monotonic time when the channel lists are tried again.
+    channels_due: Option<Duration>,
     ends_read_to: Option<LocalSecs>,
     held: Vec<LocalSecs>,
     tracker: Tracker,
     spans: Vec<Span>,
     /// Why the fast modes were given up, if they were.
     fallback: Option<String>,
+    /// Monotonic time when the fast modes are examined again after a fallback.
+    fallback_until: Option<Duration>,
     /// Whether this poll's channel snapshot was taken: without it a channel-bounded poll
     /// cannot know which calls ended, and reads start windows instead.
     snapshot_taken: bool,
@@ -75,15 +81,17 @@ impl Windows {
             pref,
             mode: WindowMode::Start,
             end_param: None,
-            end_probed: None,
+            end_sees_failed: None,
+            end_due: None,
             end_unanswered: 0,
             channels_allowed: None,
-            channels_checked: None,
+            channels_due: None,
             ends_read_to: None,
             held: Vec::new(),
             tracker: Tracker::default(),
             spans: Vec::new(),
             fallback: None,
+            fallback_until: None,
             snapshot_taken: false,
         }
     }
@@ -108,6 +116,7 @@ impl Windows {
         };
         Fast {
             mode: Some(mode),
+            end_sees_failed: self.end_sees_failed,
             ends_read_to: self.ends_read_to,
             held: self.held.clone(),
             channels: (self.mode == WindowMode::Channels)
@@ -131,16 +140,27 @@ impl Windows {
     /// Probes the modes when due, and takes the channel snapshot of a channel-bounded poll,
     /// before the poll is planned; then chooses the mode.
     pub async fn refresh(&mut self, reach: &Reach, p: Probing<'_>) {
+        self.reexamine(p.monotonic);
         if self.wants_snapshot(reach, p.monotonic) {
             let snapshot = channels::snapshot(p.session, p.tz).await;
             self.observe(snapshot, p.watermark, ceiling(p.local_now), p.monotonic);
         }
-        if self.end_probe_due(reach, p.monotonic) {
-            let settled = p.local_now - reach.end_margin_secs() - 60;
-            let utc = p.reads_utc.then_some(p.tz);
+        let settled = p.local_now - reach.end_margin_secs() - 60;
+        let utc = p.reads_utc.then_some(p.tz);
+        let probed = self.end_probe_due(reach, p.monotonic);
+        if probed {
             let q = self.question(settled);
             let result = probe::probe_end(p.session, q, utc, p.extensions).await;
             self.probed_end(result, p.monotonic);
+        }
+        // Whether end windows return the failed calls is asked with each probe, and as soon as
+        // a failed call has been read while it is not known.
+        let failed_q = probe::failed_question(&self.spans, settled);
+        if let (Some(param), Some(q)) = (self.end_param, failed_q) {
+            if probed || self.end_sees_failed.is_none() {
+                let seen = probe::probe_failed(p.session, &q, param, utc, p.extensions).await;
+                self.probed_failed(seen);
+            }
         }
         self.decide(reach);
     }
@@ -152,7 +172,7 @@ impl Windows {
             return false;
         }
         self.mode == WindowMode::Channels
-            || (self.mode == WindowMode::Start && due(self.channels_checked, now))
+            || (self.mode == WindowMode::Start && due(self.channels_due, now))
     }
 
     pub fn observe(
@@ -162,7 +182,7 @@ impl Windows {
         ceiling: LocalSecs,
         now: Duration,
     ) {
-        self.channels_checked = Some(now);
+        self.channels_due = Some(now + PROBE_INTERVAL);
         self.snapshot_taken = false;
         match snapshot {
             Snapshot::Rows(rows) => match self.tracker.observe(&rows, watermark, ceiling) {
@@ -210,7 +230,7 @@ impl Windows {
     pub fn end_probe_due(&self, reach: &Reach, now: Duration) -> bool {
         self.fast_allowed(reach)
             && self.pref.allows_end()
-            && due(self.end_probed, now)
+            && due(self.end_due, now)
             && !self.spans.is_empty()
     }
 
@@ -231,7 +251,7 @@ impl Windows {
             }
         }
         self.end_unanswered = 0;
-        self.end_probed = Some(now);
+        self.end_due = Some(now + PROBE_INTERVAL);
         match result {
             EndProbe::Honoured(param) => {
                 if self.end_param != Some(param) {
@@ -242,6 +262,7 @@ impl Windows {
             EndProbe::NotHonoured(why) => {
                 tracing::info!("the UCM does not filter cdrapi on call end: {why}");
                 self.end_param = None;
+                self.end_sees_failed = None;
             }
             EndProbe::Unanswered(why) => {
                 tracing::info!(
@@ -250,6 +271,24 @@ impl Windows {
                 self.end_param = None;
             }
         }
+    }
+
+    /// Takes the answer to whether end windows return the failed calls.
+    pub fn probed_failed(&mut self, seen: Option<bool>) {
+        let Some(seen) = seen else {
+            return;
+        };
+        if self.end_sees_failed != Some(seen) {
+            if seen {
+                tracing::info!("the UCM's end windows return the calls that failed");
+            } else {
+                tracing::info!(
+                    "the UCM's end windows leave out calls that failed (written without an end): \
+                     end-window polls also read the starts of the last {ENDLESS_SPAN} s before their window"
+                );
+            }
+        }
+        self.end_sees_failed = Some(seen);
     }
 
     /// Chooses the mode from what the probes showed.
@@ -289,7 +328,7 @@ impl Windows {
         poll: &PollPlan,
         notes: ReadNotes,
         report: &PollReport,
-        ceiling: LocalSecs,
+        (ceiling, now): (LocalSecs, Duration),
     ) {
         let swept = poll.kind.reads_back_fully();
         let ends_all = swept || poll.reads.iter().any(|p| p.filter == Filter::End);
@@ -321,11 +360,79 @@ impl Windows {
                 report.late_records,
                 poll.mode.as_str()
             );
-            tracing::warn!("{why}; falling back to start windows until restart");
+            tracing::warn!(
+                "{why}; falling back to start windows for {} h, then the fast modes are examined again",
+                FALLBACK_RETRY.as_secs() / 3600
+            );
             self.fallback = Some(why);
+            self.fallback_until = Some(now + FALLBACK_RETRY);
             self.mode = WindowMode::Start;
             self.tracker.lost();
         }
+    }
+
+    /// Ends a fallback whose time is up: the probes start afresh, as at a first start.
+    fn reexamine(&mut self, now: Duration) {
+        if self.fallback.is_none() || !due(self.fallback_until, now) {
+            return;
+        }
+        let why = self.fallback.take().unwrap_or_default();
+        tracing::info!(
+            "examining the fast window modes again, {} h after the fallback ({why})",
+            FALLBACK_RETRY.as_secs() / 3600
+        );
+        self.fallback_until = None;
+        (self.end_param, self.end_sees_failed, self.end_due) = (None, None, None);
+        (self.channels_allowed, self.channels_due) = (None, None);
+    }
+
+    /// Monotonic time when a fallback ends, if the fast modes were given up.
+    pub fn fallback_until(&self) -> Option<Duration> {
+        self.fallback.as_ref().and(self.fallback_until)
+    }
+
+    /// What the state file keeps of the modes; `wall` and `mono` are this host's clocks now.
+    pub fn record(&self, wall: i64, mono: Duration) -> WindowRecord {
+        let at = |d: Option<Duration>| d.map(|d| wall.saturating_add(secs_between(mono, d)));
+        WindowRecord {
+            mode: self.mode.as_str().to_string(),
+            end_param: self.end_param.map(str::to_string),
+            end_sees_failed: self.end_sees_failed,
+            end_probe_due: at(self.end_due),
+            channels_allowed: self.channels_allowed,
+            channels_check_due: at(self.channels_due),
+            fallback: self.fallback.clone(),
+            fallback_until: at(self.fallback_until),
+        }
+    }
+
+    /// Continues with what a state file kept: no probe is asked before its time, and a
+    /// fallback holds until its time, counted on this host's clock across the restart (at most
+    /// one interval ahead, should that clock have stepped back).
+    pub fn restore(&mut self, r: &WindowRecord, wall: i64, mono: Duration, reach: &Reach) {
+        let at = |t: Option<i64>, most: Duration| {
+            t.map(|t| {
+                let left = u64::try_from(t.saturating_sub(wall)).unwrap_or(0);
+                mono + Duration::from_secs(left).min(most)
+            })
+        };
+        self.end_param = r
+            .end_param
+            .as_deref()
+            .and_then(|p| probe::PARAMS.into_iter().find(|k| *k == p));
+        self.end_sees_failed = r.end_sees_failed.filter(|_| self.end_param.is_some());
+        self.end_due = at(r.end_probe_due, PROBE_INTERVAL);
+        self.channels_allowed = r.channels_allowed;
+        self.channels_due = at(r.channels_check_due, PROBE_INTERVAL);
+        self.fallback = r.fallback.clone();
+        self.fallback_until = at(r.fallback_until, FALLBACK_RETRY).filter(|_| r.fallback.is_some());
+        self.decide(reach);
+        tracing::info!(
+            mode = self.mode.as_str(),
+            end_param = self.end_param,
+            fallback = self.fallback.as_deref(),
+            "window mode as saved before the restart"
+        );
     }
 
     /// Why the fast modes were given up, if they were.
@@ -334,14 +441,33 @@ impl Windows {
     }
 }
 
-fn due(last: Option<Duration>, now: Duration) -> bool {
-    last.is_none_or(|t| now.saturating_sub(t) >= PROBE_INTERVAL)
+fn due(at: Option<Duration>, now: Duration) -> bool {
+    at.is_none_or(|t| now >= t)
 }
+
+/// Seconds from `now` to `then` on one monotonic clock, negative when `then` has passed.
+fn secs_between(now: Duration, then: Duration) -> i64 {
+    let s = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    s(then).saturating_sub(s(now))
+}
+
+/// How long a target whose fast modes missed calls stays on start windows before it examines
+/// them again: firmware, permissions and load change, and one bad hour should not cost the
+/// lighter reads for good.
+pub const FALLBACK_RETRY: Duration = Duration::from_secs(24 * 3600);
+
+/// A call that fails before it is set up lasts at most this long (a real UCM's: 0 to 8 s). On
+/// a UCM whose end windows leave such calls out, an end-window poll also reads the starts from
+/// this long before its end window: every such call not yet read started there.
+pub const ENDLESS_SPAN: i64 = 30;
 
 /// What the fast modes know at the time of a poll, from earlier reads and the channel lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fast {
     pub mode: Option<WindowMode>,
+    /// Whether end windows return the calls that failed; unless known to, an end-window poll
+    /// also reads the recent starts.
+    pub end_sees_failed: Option<bool>,
     /// Every call that ended before this (and started inside the horizon) has been read; set by
     /// sweeps and end reads only.
     pub ends_read_to: Option<LocalSecs>,
@@ -418,7 +544,18 @@ fn end_reads(base: &Plan, fast: &Fast, reach: &Reach) -> Option<(Vec<Plan>, Loca
         from,
         ..*base
     };
-    Some((vec![read], from))
+    let mut reads = vec![read];
+    if fast.end_sees_failed != Some(true) {
+        // A failed call written without an end, not read yet, ended after the last end read's
+        // window began (its CDR appears within `end_margin`), so it started at most
+        // ENDLESS_SPAN before this one.
+        reads.push(Plan {
+            filter: Filter::Start,
+            from: from.saturating_sub(ENDLESS_SPAN).max(base.horizon),
+            ..read
+        });
+    }
+    Some((reads, from))
 }
 
 /// The reads of a channel-bounded poll: the recent starts, then a targeted window around each
@@ -473,6 +610,7 @@ mod tests {
             key: 1,
             start: 0,
             end: 100,
+            failed: false,
         });
         w
     }

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
 use super::clock::{to_secs, LocalSecs, SteadySecs};
-use super::quirks::{EndFilter, Order, Quirks};
+use super::quirks::{EndColumn, EndFilter, Order, Quirks};
 use super::store::{without_late_legs, Entry, Store};
 
 /// A parsed cdrapi request; `None` from [`Query::parse`] means "answer an empty cdr_root".
@@ -25,6 +25,9 @@ pub struct Query {
     pub max_dur: Option<i64>,
     /// `start`/`end` apply to the call's end (`timeFilterType=End`, as the quirk reads it).
     pub on_end: bool,
+    /// An end window compares with the written `end` column, which a row without one never
+    /// matches.
+    pub end_written: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,6 +268,7 @@ impl Query {
             min_dur: number("minDur")?.map(|n| n as i64),
             max_dur: number("maxDur")?.map(|n| n as i64),
             on_end,
+            end_written: quirks.end_column == EndColumn::Written,
         })
     }
 
@@ -288,7 +292,9 @@ impl Query {
         };
         let visible = store.entries()[range]
             .iter()
-            .filter(|e| !self.on_end || (from..=to).contains(&e.end))
+            .filter(|e| {
+                !self.on_end || ((from..=to).contains(&e.end) && !(self.end_written && e.endless))
+            })
             .filter(|e| self.selects(e, now));
         match order {
             Order::StartAsc => visible.skip(self.offset).take(self.num_records).collect(),

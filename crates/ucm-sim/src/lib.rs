@@ -44,7 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use cdrapi::parse_time;
 pub use faults::{Fault, FaultRule};
-pub use quirks::{AccountCasing, EndFilter, Order, Quirks, SystemTimeFormat, UptimeFormat};
+pub use quirks::{
+    AccountCasing, EndColumn, EndFilter, Order, Quirks, SystemTimeFormat, UptimeFormat,
+};
 pub use session::token;
 pub use traffic::{
     GROUP_NAMES, HUNT_GROUP, HUNT_GROUP_NAME, IVR, IVR_NAME, QUEUE, QUEUE_NAME, RING_GROUP,
@@ -103,6 +105,9 @@ pub struct SimConfig {
     pub calls_per_hour: f64,
     /// Every hour at `calls_per_hour`, for loads that must not depend on the hour of day.
     pub flat_traffic: bool,
+    /// Calls that failed before they were set up (about 4 % of the traffic) are written with an
+    /// empty `end` and `answer`, as a real UCM writes them; off, they carry an end.
+    pub endless_failed: bool,
     /// Cap on cdrapi `numRecords`, the documented maximum of 1000 by default;
     /// `Quirks::page_cap` replaces it at run time.
     pub max_records: usize,
@@ -131,6 +136,7 @@ impl Default for SimConfig {
             history: Duration::from_secs(24 * 3600),
             calls_per_hour: 60.0,
             flat_traffic: false,
+            endless_failed: true,
             max_records: 1000,
             quirks: Quirks::default(),
         }
@@ -172,6 +178,10 @@ pub struct Stats {
     /// `cdr_entries_served`.
     #[serde(default)]
     pub cdr_entries_end_filtered: u64,
+    /// cdrapi requests whose window applied to the call's end and was bounded by an
+    /// `endTime`: the questions an end probe asks (an end-window poll sends no `endTime`).
+    #[serde(default)]
+    pub end_window_questions: u64,
 }
 
 /// State shared by the API server, the admin endpoint and the handle.
@@ -385,6 +395,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
         (cfg.firmware, cfg.timezone),
         to_secs(start_time - history),
     );
+    store.set_endless(cfg.endless_failed);
     store.generate_until(Reading::unstepped(to_secs(start_time)));
 
     let (temp, dir) = match &cfg.cert_dir {

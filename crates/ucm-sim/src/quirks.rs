@@ -48,6 +48,20 @@ pub enum EndFilter {
     EmptyList,
 }
 
+/// Which end `timeFilterType: End` compares with. A call that failed before it was set up is
+/// written with an empty `end` (docs/ucm-api.md §6.1), so the two readings differ for it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum EndColumn {
+    /// The end the call's start and duration give, also for a row written without one.
+    #[default]
+    #[serde(alias = "computed")]
+    Computed,
+    /// The written `end` column, as an SQL compare would: a row with an empty `end` never
+    /// matches an end window.
+    #[serde(alias = "written")]
+    Written,
+}
+
 /// How `listAccount` (and the queue member list) words an extension's status; the vendor's guide
 /// names only `Idle` and `Unavailable` (docs/ucm-api.md §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -118,6 +132,7 @@ pub struct Quirks {
     #[serde(with = "humantime_serde")]
     pub late_legs_delay: Option<Duration>,
     pub end_filter: EndFilter,
+    pub end_column: EndColumn,
     /// The channel lists leave out `uniqueid1`/`uniqueid2` (bridged) and `uniqueid`
     /// (unbridged), which docs/ucm-api.md §7.6 only believes present: for a client that must
     /// cope without them.
@@ -160,7 +175,7 @@ mod tests {
     fn json_form() {
         let q: Quirks = serde_json::from_str(
             r#"{"page_cap":100,"ignore_offset":true,"order":"EndAsc","silent_expiry":true,
-                "filter_reads_utc":true,"late_legs_delay":"2m","end_filter":"TypoOnly",
+                "filter_reads_utc":true,"late_legs_delay":"2m","end_filter":"TypoOnly","end_column":"written",
                 "no_channel_uniqueids":true,"sip_trunk_status":true,
                 "account_status_casing":"Compound","uptime_format":"hours-over-24",
                 "system_time_format":"YearFirst","queue_calling_array":true,
@@ -177,6 +192,7 @@ mod tests {
                 filter_reads_utc: true,
                 late_legs_delay: Some(Duration::from_secs(120)),
                 end_filter: EndFilter::TypoOnly,
+                end_column: EndColumn::Written,
                 no_channel_uniqueids: true,
                 sip_trunk_status: true,
                 account_status_casing: AccountCasing::Compound,

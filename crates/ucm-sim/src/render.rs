@@ -78,7 +78,14 @@ fn leg_fields(l: &Leg, acct_id: u64) -> [(&'static str, String); 32] {
                 String::new()
             },
         ),
-        ("end", fmt_secs(l.end())),
+        (
+            "end",
+            if l.endless {
+                String::new()
+            } else {
+                fmt_secs(l.end())
+            },
+        ),
         ("duration", (l.ring + l.billsec).to_string()),
         ("billsec", l.billsec.to_string()),
         ("disposition", l.disposition.to_string()),

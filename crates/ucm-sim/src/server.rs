@@ -388,6 +388,8 @@ fn cdr(sim: &Sim, req: &Map<String, Value>) -> (&'static str, String) {
         stats.cdrapi_pages += 1;
         *stats.entries_by_action.entry("cdrapi".into()).or_default() += served;
         if query.as_ref().is_some_and(|q| q.on_end) {
+            stats.end_window_questions +=
+                u64::from(query.as_ref().is_some_and(|q| q.end.is_some()));
             stats.cdr_entries_end_filtered += served;
         }
     }

@@ -26,6 +26,9 @@ pub struct Entry {
     pub start: LocalSecs,
     /// Latest leg end: when the UCM writes the CDR.
     pub end: LocalSecs,
+    /// Every leg was written without an `end` (a call that failed before it was set up): a UCM
+    /// that filters `timeFilterType: End` on the written column never returns it.
+    pub endless: bool,
     /// Steady time from which the entry is served.
     pub visible_at: SteadySecs,
     /// Clock steps taken before the entry was stored (see [`visible_reading`]).
@@ -61,6 +64,9 @@ pub struct Store {
     calls_per_hour: f64,
     flat: bool,
     firmware: Firmware,
+    /// Calls that failed before they were set up are written without an `end`, as a real UCM
+    /// writes them; off, they carry the end their duration gives.
+    endless: bool,
     /// Start (steady) of the next hour slot to generate.
     next_slot: SteadySecs,
     /// Generated calls that have not started yet, oldest first, in steady time: they are
@@ -188,6 +194,11 @@ pub fn visible_reading(e: &Entry, steps: &[Step]) -> LocalSecs {
 }
 
 impl Store {
+    /// Whether calls that failed before they were set up are written without an `end`.
+    pub fn set_endless(&mut self, on: bool) {
+        self.endless = on;
+    }
+
     pub fn new(
         seed: u64,
         (calls_per_hour, flat): (f64, bool),
@@ -200,6 +211,7 @@ impl Store {
             calls_per_hour,
             flat,
             firmware,
+            endless: true,
             next_slot: first_slot.div_euclid(3600) * 3600,
             pending: VecDeque::new(),
             acct: (0, 1),
@@ -253,7 +265,14 @@ impl Store {
             Firmware::Mixed if self.generated % 2 == 0 => Layout::Ucm62xx,
             Firmware::Mixed => Layout::Ucm63xx,
         };
-        let json = render(call, self.acct.1, layout);
+        let endless = self.endless && call.legs.iter().all(|l| l.endless);
+        let json = if self.endless {
+            render(call, self.acct.1, layout)
+        } else {
+            let mut whole = call.clone();
+            whole.legs.iter_mut().for_each(|l| l.endless = false);
+            render(&whole, self.acct.1, layout)
+        };
         self.acct.1 += call.legs.len() as u64;
         self.generated += 1;
         let (bridges, channels) = super::live::of_call(&call.legs, self.tz);
@@ -263,6 +282,7 @@ impl Store {
         self.insert(Entry {
             start,
             end: call.end(),
+            endless,
             visible_at: call.end() - now.offset(),
             epoch: now.epoch,
             late_from: late_from(call.legs.len(), grouped, first.lastapp == "ForkCDR"),
@@ -303,9 +323,11 @@ impl Store {
         } else {
             (Vec::new(), Vec::new(), None)
         };
+        let endless = legs.iter().all(|(_, l)| str_of(l, "end").trim().is_empty());
         self.insert(Entry {
             start,
             end,
+            endless,
             visible_at,
             epoch: now.epoch,
             late_from: late_from(legs.len(), v.get("main_cdr").is_some(), first_is_fork),
@@ -477,6 +499,7 @@ mod tests {
         Entry {
             start: 0,
             end: 0,
+            endless: false,
             visible_at,
             epoch,
             late_from: None,

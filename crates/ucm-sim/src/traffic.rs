@@ -46,6 +46,22 @@ pub const QUEUE_TIMEOUT: i64 = 60;
 /// messages: the receptionist.
 pub const FAILOVER: u32 = 2000;
 
+/// The share of flat FAILED calls that fail before they are set up and are written without an
+/// end: with the FAILED share of internal and outbound calls, about 4 % of all entries, as in a
+/// real UCM's year of CDRs (docs/ucm-api.md §6.1).
+const ENDLESS_SHARE_OF_FAILED: f64 = 0.65;
+
+/// What the dialplan last ran in a call that failed before it was set up, in a real UCM's CDRs.
+const ENDLESS_APPS: [(&str, &str); 7] = [
+    ("Congestion", ""),
+    ("Playback", "silence/1&wrong-number,noanswer"),
+    ("Playback", "no-permission"),
+    ("Set", "DIALSTATUS=CHANUNAVAIL"),
+    ("Hangup", ""),
+    ("ExecIf", "$[\"${DIALSTATUS}\" = \"CHANUNAVAIL\"]?Hangup()"),
+    ("Wait", "1"),
+];
+
 /// Relative call volume per hour of day (quiet nights, busy mornings and afternoons).
 const SHAPE: [f64; 24] = [
     0.05, 0.03, 0.02, 0.02, 0.03, 0.08, 0.3, 0.9, 1.8, 2.4, 2.5, 2.2, 1.4, 1.9, 2.4, 2.3, 2.0, 1.4,
@@ -106,6 +122,9 @@ pub struct Leg {
     pub src_trunk_name: String,
     pub dst_trunk_name: String,
     pub uniqueid: String,
+    /// A call that failed before it was set up: written with an empty `end` and `answer`, as a
+    /// real UCM writes such FAILED legs (docs/ucm-api.md §6.1).
+    pub endless: bool,
 }
 
 impl Leg {
@@ -428,6 +447,13 @@ impl Gen<'_> {
             69..=92 => self.outbound(),
             _ => self.external(),
         };
+        if call.legs.len() == 1
+            && call.legs[0].disposition == "FAILED"
+            && self.rng.random_bool(ENDLESS_SHARE_OF_FAILED)
+        {
+            self.fail_before_setup(&mut call.legs[0]);
+            call.intent.scenario = "failed-endless";
+        }
         if self.rng.random_bool(0.05) {
             // A ForkCDR duplicate of the first leg: answered with a dstchannel, so counting it
             // would change the outcome, and placed first, so "the first leg" must skip it.
@@ -438,6 +464,7 @@ impl Gen<'_> {
             fork.dstchannel = self.chan("fork");
             fork.userfield = "";
             fork.billsec = fork.billsec.max(1);
+            fork.endless = false;
             call.legs.insert(0, fork);
             call.grouped = true;
         }
@@ -448,6 +475,21 @@ impl Gen<'_> {
             call.intent.scenario = "empty-userfield";
         }
         call
+    }
+
+    /// A call that failed within seconds, before any channel was bridged: no answer, no end,
+    /// nothing billed.
+    fn fail_before_setup(&mut self, leg: &mut Leg) {
+        let (app, data) = *ENDLESS_APPS.choose(self.rng).unwrap_or(&ENDLESS_APPS[0]);
+        leg.lastapp = app.into();
+        leg.lastdata = data.into();
+        leg.ring = self.rng.random_range(0..=8);
+        leg.billsec = 0;
+        leg.dstchannel.clear();
+        leg.dstchannel_ext.clear();
+        leg.dstanswer.clear();
+        leg.recordfiles.clear();
+        leg.endless = true;
     }
 
     fn flat(leg: Leg, intent: Intent) -> Call {

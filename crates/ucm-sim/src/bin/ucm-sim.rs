@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use clap::{Parser, ValueEnum};
 use ucm_sim::{
-    self as sim, AccountCasing, CookieMode, EndFilter, Firmware, Order, Quirks, SimConfig,
-    SystemTimeFormat, UptimeFormat,
+    self as sim, AccountCasing, CookieMode, EndColumn, EndFilter, Firmware, Order, Quirks,
+    SimConfig, SystemTimeFormat, UptimeFormat,
 };
 
 #[derive(Debug, Parser)]
@@ -87,6 +87,10 @@ struct Args {
     /// Every hour at --calls-per-hour instead of shaped by time of day (for benchmarks).
     #[arg(long)]
     flat_traffic: bool,
+    /// Calls that failed before they were set up carry an end, instead of the empty `end` a
+    /// real UCM writes for them.
+    #[arg(long)]
+    ended_failed: bool,
     /// Cap on cdrapi numRecords.
     #[arg(long, default_value_t = 1000)]
     max_records: usize,
@@ -116,6 +120,10 @@ struct Args {
     /// list for any request carrying either.
     #[arg(long, value_enum, default_value_t = EndFilterArg::Honoured)]
     end_filter: EndFilterArg,
+    /// Quirk: an end window compares with the written `end` column, which a call written
+    /// without an end never matches, instead of the end its start and duration give.
+    #[arg(long)]
+    end_filter_written_column: bool,
     /// Quirk: listBridgedChannels and listUnBridgedChannels rows carry no uniqueid fields.
     #[arg(long)]
     no_channel_uniqueids: bool,
@@ -231,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
         history: args.history,
         calls_per_hour: args.calls_per_hour,
         flat_traffic: args.flat_traffic,
+        endless_failed: !args.ended_failed,
         max_records: args.max_records,
         quirks: Quirks {
             page_cap: args
@@ -250,6 +259,11 @@ async fn main() -> anyhow::Result<()> {
                 EndFilterArg::TypoOnly => EndFilter::TypoOnly,
                 EndFilterArg::Ignored => EndFilter::Ignored,
                 EndFilterArg::EmptyList => EndFilter::EmptyList,
+            },
+            end_column: if args.end_filter_written_column {
+                EndColumn::Written
+            } else {
+                EndColumn::Computed
             },
             no_channel_uniqueids: args.no_channel_uniqueids,
             sip_trunk_status: args.sip_trunk_status,
