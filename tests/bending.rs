@@ -513,6 +513,43 @@ async fn a_ucm_that_reads_start_time_as_utc_is_detected_and_read_exactly() {
     sim.shutdown().await;
 }
 
+/// A UCM wrongly found to read `startTime` as UTC (a saved finding, here written into the
+/// state file) answers the first window sent in UTC with calls from before the window's local
+/// start: the finding is undone and later windows go out as they are, counting exactly.
+/// (Guard: `Ledger::unlearn_filter_reads_utc`.)
+#[tokio::test]
+async fn a_false_utc_finding_is_undone_by_the_next_read() {
+    let berlin = chrono_tz::Europe::Berlin;
+    let sim = start_sim(ucm_sim::SimConfig {
+        timezone: berlin,
+        ..busy_sim_config(86)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = day_target(&sim);
+    target.timezone = berlin;
+    let (mut poller, _) = poller(&sim, target.clone(), dir.path());
+    poller.poll_and_record().await.unwrap();
+    poller.close().await;
+    let path = dir.path().join("office.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    state["paging"]["filter_reads_utc"] = true.into();
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let t0 = sim.now();
+    let (mut poller, metrics) = common::poller(&sim, target, dir.path());
+    assert!(poller.state().unwrap().paging.filter_reads_utc);
+    sim.advance(MIN * 2);
+    poller.poll_and_record().await.unwrap();
+    assert!(!poller.state().unwrap().paging.filter_reads_utc, "undone");
+    poll_every(&sim, &mut poller, MIN * 3, 5).await;
+    assert!(!poller.state().unwrap().paging.filter_reads_utc);
+    sweep_after(&sim, &mut poller, MIN * 10).await;
+    assert_matches_truth(&Scrape::of(&metrics), &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
 /// A call of exactly `max_call_duration` that ends just after a sweep is read by the next
 /// sweep, a sweep interval and a poll later, when the watermark has moved on by as much.
 /// (Guard: `Reach::sweep_back`; a sweep reaching back only `max_call_duration` misses it.)
