@@ -693,9 +693,11 @@ mod tests {
         fn end_windows_read_from_the_newest_end_read_minus_the_margin() {
             let s = state(90 * H, Some(99 * H));
             let min = |m: u64| Some(Duration::from_secs(m * 60));
+            // At a UCM whose end windows are known to return failed calls.
             let fast = Fast {
                 mode: Some(WindowMode::End),
                 ends_read_to: Some(99 * H + 30),
+                end_sees_failed: Some(true),
                 ..Fast::default()
             };
             let p = plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &fast);
@@ -732,6 +734,24 @@ mod tests {
                 (Filter::Start, 99 * H - FAST_BACK)
             );
             assert_eq!(p.reads[1].late_before, Some(99 * H));
+            // Until end windows are known to return failed calls (written without an end on
+            // some UCMs), the starts from ENDLESS_SPAN before the end window are read too.
+            for sees in [None, Some(false)] {
+                let doubt = Fast {
+                    end_sees_failed: sees,
+                    ..fast.clone()
+                };
+                let p = plan_poll(Some(&s), 100 * H, min(5), &fast_reach(), &doubt);
+                let windows: Vec<_> = p.reads.iter().map(|r| (r.filter, r.from, r.to)).collect();
+                assert_eq!(
+                    windows,
+                    [
+                        (Filter::End, 99 * H, None),
+                        (Filter::Start, 99 * H - ENDLESS_SPAN, None)
+                    ]
+                );
+                assert_eq!(p.kind, PollKind::Incremental);
+            }
             // Without a known end coverage the end mode sweeps first.
             let unknown = Fast {
                 ends_read_to: None,
