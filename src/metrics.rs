@@ -329,7 +329,7 @@ impl TargetMetrics {
         );
         let cdr_records = reg!(calls_registry, IntCounter::new(
             "ucm_cdr_records_total",
-            "New CDR legs ingested, after de-duplication (ForkCDR legs and main_cdr summaries excluded)."
+            "New CDR legs ingested, after de-duplication (ForkCDR copies and main_cdr summaries excluded)."
         ));
         let cdr_late_records = reg!(calls_registry, IntCounter::new(
             "ucm_cdr_late_records_total",
