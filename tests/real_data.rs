@@ -9,49 +9,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::NaiveDateTime;
 use common::*;
 use serde_json::Value;
 use ucm_sim::SimConfig;
-
-const FMT: &str = "%Y-%m-%d %H:%M:%S";
 
 fn fixture(name: &str) -> Vec<Value> {
     let path = format!("{}/tests/fixtures/real/{name}", env!("CARGO_MANIFEST_DIR"));
     let page: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     page["cdr_root"].as_array().unwrap().clone()
-}
-
-fn starts(v: &Value, out: &mut Vec<NaiveDateTime>) {
-    if let Value::Object(m) = v {
-        for (k, x) in m {
-            match (k.as_str(), x) {
-                ("start", Value::String(s)) => {
-                    out.extend(NaiveDateTime::parse_from_str(s, FMT).ok())
-                }
-                (_, Value::Object(_)) => starts(x, out),
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Moves every time of an entry by `delta`: the calls keep their inner timing and land in the
-/// simulator's recent past. Empty `answer` and `end` stay empty.
-fn shift(v: &mut Value, delta: chrono::Duration) {
-    if let Value::Object(m) = v {
-        for (k, x) in m.iter_mut() {
-            match (k.as_str(), &*x) {
-                ("start" | "answer" | "end", Value::String(s)) => {
-                    if let Ok(t) = NaiveDateTime::parse_from_str(s, FMT) {
-                        *x = Value::String((t + delta).format(FMT).to_string());
-                    }
-                }
-                (_, Value::Object(_)) => shift(x, delta),
-                _ => {}
-            }
-        }
-    }
 }
 
 fn map(pairs: &[(&[&str], f64)]) -> BTreeMap<Vec<String>, f64> {
@@ -76,9 +41,9 @@ async fn real_cdrapi_answers_count_as_derived_by_hand() {
     for name in ["ucm62xx_cdrapi.json", "ucm6302_cdrapi.json"] {
         for mut entry in fixture(name) {
             let mut s = Vec::new();
-            starts(&entry, &mut s);
+            entry_starts(&entry, &mut s);
             let first = s.into_iter().min().expect("every entry has a start");
-            shift(&mut entry, base + chrono::Duration::minutes(2 * n) - first);
+            shift_entry(&mut entry, base + chrono::Duration::minutes(2 * n) - first);
             sim.add_call(entry);
             n += 1;
         }
@@ -90,6 +55,9 @@ async fn real_cdrapi_answers_count_as_derived_by_hand() {
     sim.advance(Duration::from_secs(60));
     poller.poll_and_record().await.unwrap();
     let scrape = Scrape::of(&metrics);
+    let expect = |name: &str, keys: &[&str], want: BTreeMap<Vec<String>, f64>| {
+        assert_eq!(scrape.by(name, keys), want, "{name}");
+    };
 
     // ucm62xx_cdrapi.json, in file order. "a → b" is channel_ext → dstchannel_ext; times are
     // offsets from the call's first leg; wait is "until answered" or "until the last leg ends".
@@ -173,9 +141,10 @@ async fn real_cdrapi_answers_count_as_derived_by_hand() {
         (&["outbound", "Telular-D", "no_answer"], 1.0), // 6
         (&["outbound", "Daisy", "answered"], 1.0),      // 27
     ]);
-    assert_eq!(
-        scrape.by("ucm_calls_total", &["direction", "trunk", "disposition"]),
-        calls
+    expect(
+        "ucm_calls_total",
+        &["direction", "trunk", "disposition"],
+        calls,
     );
     let talk = map(&[
         (&["internal", ""], 6.0),
@@ -186,10 +155,7 @@ async fn real_cdrapi_answers_count_as_derived_by_hand() {
         (&["outbound", "groff"], 15.0 + 530.0),
         (&["outbound", "Daisy"], 420.0),
     ]);
-    assert_eq!(
-        scrape.by("ucm_call_talk_seconds_sum", &["direction", "trunk"]),
-        talk
-    );
+    expect("ucm_call_talk_seconds_sum", &["direction", "trunk"], talk);
     // Zero waits (5, 10, 13, 17) add nothing to a sum; their calls are in the counts above.
     let wait = map(&[
         (&["internal", "", "answered"], 6.0),
@@ -207,12 +173,10 @@ async fn real_cdrapi_answers_count_as_derived_by_hand() {
         (&["outbound", "Telular-D", "no_answer"], 19.0),
         (&["outbound", "Daisy", "answered"], 13.0),
     ]);
-    assert_eq!(
-        scrape.by(
-            "ucm_call_wait_seconds_sum",
-            &["direction", "trunk", "disposition"]
-        ),
-        wait
+    expect(
+        "ucm_call_wait_seconds_sum",
+        &["direction", "trunk", "disposition"],
+        wait,
     );
     let extensions = map(&[
         (&["2001", "caller", "answered"], 1.0),  // 1
@@ -243,12 +207,10 @@ async fn real_cdrapi_answers_count_as_derived_by_hand() {
         (&["71", "callee", "no_answer"], 2.0),   // 25, 26
         (&["203", "callee", "answered"], 1.0),   // 25
     ]);
-    assert_eq!(
-        scrape.by(
-            "ucm_extension_calls_total",
-            &["extension", "role", "disposition"]
-        ),
-        extensions
+    expect(
+        "ucm_extension_calls_total",
+        &["extension", "role", "disposition"],
+        extensions,
     );
     let extension_talk = map(&[
         (&["2001", "caller"], 6.0),        // 1
@@ -260,14 +222,14 @@ async fn real_cdrapi_answers_count_as_derived_by_hand() {
         (&["203", "callee"], 30.0),        // 25
         (&["230", "caller"], 420.0),       // 27
     ]);
-    assert_eq!(
-        scrape.by("ucm_extension_talk_seconds_total", &["extension", "role"]),
-        extension_talk
+    expect(
+        "ucm_extension_talk_seconds_total",
+        &["extension", "role"],
+        extension_talk,
     );
-    assert_eq!(
-        scrape.by("ucm_ivr_calls_total", &["ivr", "outcome"]),
-        map(&[(&["7000", "hangup"], 3.0), (&["7000", "timeout"], 1.0)]) // 19, 20, 21; 22
-    );
+    // 19, 20, 21; 22
+    let ivrs = map(&[(&["7000", "hangup"], 3.0), (&["7000", "timeout"], 1.0)]);
+    expect("ucm_ivr_calls_total", &["ivr", "outcome"], ivrs);
     assert!(scrape.by("ucm_group_calls_total", &["group"]).is_empty());
     // Legs: 16 flat entries, 7 grouped ones of 2 legs (ForkCDR segments included) and entry 18
     // of 1 in the first file; 2 + 1 + 1 in the second.

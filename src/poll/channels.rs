@@ -527,10 +527,10 @@ mod tests {
         assert!(tr.observe(&[ringing], Some(T), i64::MAX).is_ok());
     }
 
-    #[test]
-    fn a_channel_seen_before_lends_its_start_to_the_bridge_it_joins() {
+    /// The targets once channel A, seen as `first`, joined B in a bridge and the call ended.
+    fn targets_after_a_bridge_with(first: Row) -> Vec<(LocalSecs, LocalSecs)> {
         let mut tr = Tracker::default();
-        observe(&mut tr, &[row(&["A"], Some(T), None, "")], None);
+        observe(&mut tr, &[first], None);
         tr.swept();
         observe(
             &mut tr,
@@ -539,7 +539,13 @@ mod tests {
         );
         tr.read(&HashSet::default());
         observe(&mut tr, &[], None);
-        assert_eq!(tr.windows(30).unwrap().targets, vec![(T, T + 1)]);
+        tr.windows(30).unwrap().targets
+    }
+
+    #[test]
+    fn a_channel_seen_before_lends_its_start_to_the_bridge_it_joins() {
+        let first = row(&["A"], Some(T), None, "");
+        assert_eq!(targets_after_a_bridge_with(first), vec![(T, T + 1)]);
     }
 
     #[test]
@@ -656,22 +662,12 @@ mod tests {
 
     #[test]
     fn a_bridge_that_joins_a_doubtful_channel_has_no_start_to_trust() {
-        let mut tr = Tracker::default();
         let doubtful = Row {
             doubtful: true,
             ..row(&["A"], Some(T), None, "")
         };
-        observe(&mut tr, &[doubtful], None);
-        tr.swept();
-        observe(
-            &mut tr,
-            &[row(&["A", "B"], Some(T + 30), Some(T + 40), "")],
-            None,
-        );
-        tr.read(&HashSet::default());
-        observe(&mut tr, &[], None);
         assert_eq!(
-            tr.windows(30).unwrap().targets,
+            targets_after_a_bridge_with(doubtful),
             vec![(LocalSecs::MIN, LocalSecs::MAX)]
         );
     }
