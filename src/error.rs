@@ -11,6 +11,8 @@ pub enum Reason {
     Connect,
     Timeout,
     Tls,
+    /// The UCM closed the connection after the TLS handshake, before its answer was complete.
+    Dropped,
     Http,
     Forbidden,
     Auth,
@@ -23,10 +25,11 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Connect,
         Reason::Timeout,
         Reason::Tls,
+        Reason::Dropped,
         Reason::Http,
         Reason::Forbidden,
         Reason::Auth,
@@ -42,6 +45,7 @@ impl Reason {
             Reason::Connect => "connect",
             Reason::Timeout => "timeout",
             Reason::Tls => "tls",
+            Reason::Dropped => "dropped",
             Reason::Http => "http",
             Reason::Forbidden => "forbidden",
             Reason::Auth => "auth",
@@ -68,6 +72,8 @@ pub enum UcmError {
     Timeout(Duration),
     #[error("TLS handshake with the UCM failed: {0} (for a self-signed UCM certificate set tls.ca_file; old UCM62xx firmware may need the native-tls build)")]
     Tls(String),
+    #[error("the UCM closed the connection before its answer was complete: {0} (TLS itself worked; the UCM's web server restarted or is overloaded, or a proxy or firewall on the way cuts connections; the next poll reads the same window again)")]
+    Dropped(String),
     #[error("the UCM answered HTTP {0}")]
     Http(u16),
     #[error("the UCM answered with its HTML 403 page: the exporter's IP address is not in the API user's Permitted IP(s) (or the HTTP server whitelist)")]
@@ -94,6 +100,7 @@ impl UcmError {
             UcmError::Connect(_) => Reason::Connect,
             UcmError::Timeout(_) => Reason::Timeout,
             UcmError::Tls(_) => Reason::Tls,
+            UcmError::Dropped(_) => Reason::Dropped,
             UcmError::Http(_) => Reason::Http,
             UcmError::Forbidden => Reason::Forbidden,
             UcmError::Auth(_) => Reason::Auth,
@@ -120,6 +127,7 @@ mod tests {
             UcmError::Connect(String::new()),
             UcmError::Timeout(Duration::ZERO),
             UcmError::Tls(String::new()),
+            UcmError::Dropped(String::new()),
             UcmError::Http(500),
             UcmError::Forbidden,
             UcmError::Auth(String::new()),

@@ -332,7 +332,7 @@ impl TargetMetrics {
         );
         let cdr_records = reg!(calls_registry, IntCounter::new(
             "ucm_cdr_records_total",
-            "New CDR legs ingested, after de-duplication (ForkCDR legs and main_cdr summaries excluded)."
+            "New CDR legs ingested, after de-duplication (ForkCDR copies and main_cdr summaries excluded)."
         ));
         let cdr_late_records = reg!(calls_registry, IntCounter::new(
             "ucm_cdr_late_records_total",
@@ -387,9 +387,9 @@ impl TargetMetrics {
         let cdr_skipped = counter_vec(
             &calls_registry,
             "ucm_cdr_skipped_total",
-            "CDR entries served by the UCM but not counted, by reason: no_legs (nothing but ForkCDR \
-             duplicates or a summary), bad_start (a start time that does not parse), too_old (older than \
-             every window still tracked). An entry served again in a later window counts again.",
+            "CDR entries served by the UCM but not counted, by reason: no_legs (a summary without \
+             legs), bad_start (a start time that does not parse), too_old (older than \
+             every window still tracked). Each entry counts once while it is within reach.",
             &["reason"],
         );
         for s in Skip::ALL {

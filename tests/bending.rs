@@ -573,8 +573,9 @@ async fn a_call_of_exactly_max_call_duration_ending_after_a_sweep_is_counted() {
     sim.shutdown().await;
 }
 
-/// An entry that cannot be counted (here: nothing but a ForkCDR duplicate) is counted in
-/// `ucm_cdr_skipped_total{reason="no_legs"}`, whose series exist at 0 from the start.
+/// An entry that cannot be counted (here: a summary without legs) is counted in
+/// `ucm_cdr_skipped_total{reason="no_legs"}`, whose series exist at 0 from the start, once
+/// however often the overlap of later polls reads it again. A ForkCDR leg alone is a call.
 #[tokio::test]
 async fn entries_that_cannot_be_counted_show_in_the_skipped_counter() {
     let sim = start_sim(ucm_sim::SimConfig {
@@ -599,14 +600,21 @@ async fn entries_that_cannot_be_counted_show_in_the_skipped_counter() {
         "cdr": "fork-only", "main_cdr": {"start": fork["start"], "session": "fork-only"},
         "sub_cdr_1": fork
     }));
-    sim.advance(MIN * 2);
-    poller.poll_and_record().await.unwrap();
-    let scrape = Scrape::of(&metrics);
-    assert_eq!(
-        scrape.value("ucm_cdr_skipped_total", &[("reason", "no_legs")]),
-        1.0
-    );
-    assert_eq!(scrape.sum("ucm_calls_total"), 0.0);
+    sim.add_call(serde_json::json!({
+        "cdr": "summary-only",
+        "main_cdr": {"start": fork["start"], "session": "summary-only", "duration": "60"}
+    }));
+    // Every poll's overlap reaches back past both entries: each poll reads them again.
+    for _ in 0..3 {
+        sim.advance(MIN * 2);
+        poller.poll_and_record().await.unwrap();
+        let scrape = Scrape::of(&metrics);
+        assert_eq!(
+            scrape.value("ucm_cdr_skipped_total", &[("reason", "no_legs")]),
+            1.0
+        );
+        assert_eq!(scrape.sum("ucm_calls_total"), 1.0);
+    }
     sim.shutdown().await;
 }
 

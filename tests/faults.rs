@@ -33,6 +33,7 @@ async fn each_fault_gives_up_0_with_its_reason_and_full_recovery() {
         (Fault::Http500, "http"),
         (Fault::Garbage, "decode"),
         (Fault::Truncated, "decode"),
+        (Fault::Dropped, "dropped"),
         (Fault::Html403, "forbidden"),
         (Fault::Delay(Duration::from_millis(1500)), "timeout"),
         (Fault::Status(-9), "protocol"),

@@ -177,8 +177,8 @@ impl<'a> Entry<'a> {
         self.main.as_ref()
     }
 
-    /// The call's legs in the order docs/design.md §6 reads them: the flat record, or `sub_cdr_N` by numeric N; ForkCDR duplicates and
-    /// `sub_cdr_N` values that are not objects are already gone.
+    /// The call's legs in the order docs/design.md §6 reads them: the flat record, or `sub_cdr_N` by numeric N; ForkCDR copies
+    /// of another leg and `sub_cdr_N` values that are not objects are already gone.
     pub fn legs(&self) -> &[Leg<'a>] {
         &self.legs
     }
@@ -187,7 +187,7 @@ impl<'a> Entry<'a> {
     /// the UCM's own ids with a fixed algorithm. `cdr` is empty on some firmware, hence the fallbacks;
     /// `AcctId` restarts monthly and only disambiguates, never identifies on its own.
     pub fn call_key(&self) -> u64 {
-        let first = self.legs.first();
+        let first = self.key_leg();
         let main = self.main.as_ref();
         let id = [
             Some(&self.cdr),
@@ -207,6 +207,16 @@ impl<'a> Entry<'a> {
             start.map_or("", |s| s),
             first.map_or("", |l| &l.acct_id),
         ])
+    }
+
+    /// The leg whose ids the call key takes: the first that is not a ForkCDR leg, else the first.
+    /// Before ForkCDR segments were kept, the first leg never was one, so this keeps the keys of
+    /// calls already counted unchanged across that upgrade (docs/design.md §3.1).
+    fn key_leg(&self) -> Option<&Leg<'a>> {
+        self.legs
+            .iter()
+            .find(|l| !l.is_fork())
+            .or(self.legs.first())
     }
 
     /// When the call started, for the poller's watermark: the summary's start, else the first leg's.
@@ -264,10 +274,43 @@ impl Leg<'_> {
         parse_timestamp(&self.start)
     }
 
-    /// ForkCDR rows duplicate another leg of the same call.
-    fn is_fork(&self) -> bool {
+    /// A row written by `ForkCDR`: either a copy of another leg or, on some firmware, a segment of
+    /// its own (the IVR part of an inbound call); [`drop_fork_copies`] tells them apart.
+    pub fn is_fork(&self) -> bool {
         self.lastapp.trim_ascii().eq_ignore_ascii_case("ForkCDR")
     }
+
+    /// Whether this ForkCDR leg copies `other`, an earlier leg when both are ForkCDR legs. A copy
+    /// keeps the channel and start of what it copies, while its duration, billsec, disposition
+    /// and dstchannel may differ; a segment has a start of its own. Two ForkCDR legs are copies
+    /// only when their durations match too: one may be a segment within the other.
+    fn copies(&self, other: &Leg<'_>) -> bool {
+        self.channel == other.channel
+            && self.start.trim_ascii() == other.start.trim_ascii()
+            && (!other.is_fork() || self.duration == other.duration)
+    }
+}
+
+/// Drops the ForkCDR legs that duplicate another leg of the entry (docs/design.md §6): the
+/// same `channel` and `start` as a leg of another application, or the same `channel`, `start`
+/// and `duration` as a ForkCDR leg earlier in leg order. Every other ForkCDR leg is a segment of
+/// the call and stays, so a call made of ForkCDR legs alone keeps its first one.
+fn drop_fork_copies(legs: &mut Vec<Leg<'_>>) {
+    if !legs.iter().any(Leg::is_fork) {
+        return;
+    }
+    let copy: Vec<bool> =
+        legs.iter()
+            .enumerate()
+            .map(|(i, leg)| {
+                leg.is_fork()
+                    && legs.iter().enumerate().any(|(j, other)| {
+                        j != i && (!other.is_fork() || j < i) && leg.copies(other)
+                    })
+            })
+            .collect();
+    let mut copies = copy.into_iter();
+    legs.retain(|_| !copies.next().unwrap_or(false));
 }
 
 /// xxh3 is specified independently of Rust's `Hash`, so keys survive compiler and crate upgrades. The unit
@@ -706,10 +749,8 @@ impl<'de> Visitor<'de> for EntryVisitor {
                 EntryField::Sub(n) => {
                     grouped = true;
                     if let Some(mut leg) = map.next_value::<MaybeLeg>()?.0 {
-                        if !leg.is_fork() {
-                            leg.sub_index = n;
-                            legs.push(leg);
-                        }
+                        leg.sub_index = n;
+                        legs.push(leg);
                     }
                 }
                 EntryField::Leg(f) => flat.read_field(f, &mut map)?,
@@ -717,7 +758,8 @@ impl<'de> Visitor<'de> for EntryVisitor {
         }
         if grouped {
             legs.sort_by_key(|l| l.sub_index);
-        } else if !flat.is_fork() {
+            drop_fork_copies(&mut legs);
+        } else {
             legs.push(flat);
         }
         Ok(Entry { cdr, main, legs })

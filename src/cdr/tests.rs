@@ -299,7 +299,7 @@ fn voicemail_variants() {
 }
 
 #[test]
-fn forkcdr_legs_are_dropped_first() {
+fn forkcdr_copies_are_dropped_first() {
     let entries = records(fixture!("forkcdr.json"));
     assert_eq!(entries.len(), 3);
     let e = &entries[0];
@@ -310,7 +310,7 @@ fn forkcdr_legs_are_dropped_first() {
     assert_eq!(
         summary(&c),
         Summary {
-            direction: Outbound, // the ForkCDR leg before it says Internal
+            direction: Outbound, // the ForkCDR copy before it says Internal
             trunk: "Carrier",
             disposition: Answered,
             talk: 56,
@@ -321,10 +321,68 @@ fn forkcdr_legs_are_dropped_first() {
         }
     );
     assert_eq!(c.leg_keys.len(), 1);
+    // A ForkCDR leg that copies no other leg is the call: ANSWERED without a destination
+    // channel (an application answered), 70 s.
     for only_fork in &entries[1..] {
-        assert!(only_fork.legs().is_empty());
-        assert!(classify(only_fork, &pattern()).is_none());
+        assert_eq!(only_fork.legs().len(), 1);
+        let c = call(only_fork);
+        assert_eq!((c.direction, c.disposition), (Internal, NoAnswer));
+        assert_eq!(c.wait_seconds, 70);
     }
+}
+
+#[test]
+fn forkcdr_segments_are_legs_of_their_call() {
+    let entries = records(fixture!("forkcdr_segments.json"));
+    assert_eq!(entries.len(), 4);
+    let apps =
+        |e: &Entry<'_>| -> Vec<String> { e.legs().iter().map(|l| l.lastapp.to_string()).collect() };
+    // 1. The IVR part as a ForkCDR leg (14:21:50, 23 s), the Dial leg from where it ends
+    // (14:22:13, rang 4 s, talked 7 s): wait = 23 + 4. Both legs name IVR[7000], so no leg lies
+    // outside the visit and the last to end is a Dial leg: `hangup` by §6.1.
+    let ivr = call(&entries[0]);
+    assert_eq!(apps(&entries[0]), ["ForkCDR", "Dial"]);
+    assert_eq!((ivr.direction, ivr.disposition), (Inbound, Answered));
+    assert_eq!((ivr.talk_seconds, ivr.wait_seconds), (7, 27));
+    assert_eq!(ivr.start, ts("2023-10-18 14:21:50"));
+    assert_eq!(ivr.ivrs.len(), 1);
+    assert_eq!(ivr.ivrs[0].outcome, IvrOutcome::Hangup);
+    // 2. A call of one flat ForkCDR leg in the IVR, 58 s: not answered by a person, the caller
+    // hung up in the menu (lastapp is neither Hangup, Playback nor Congestion).
+    let single = call(&entries[1]);
+    assert_eq!((single.direction, single.disposition), (Inbound, NoAnswer));
+    assert_eq!(single.wait_seconds, 58);
+    assert_eq!(single.ivrs[0].outcome, IvrOutcome::Hangup);
+    // 3. A ForkCDR leg with the Dial leg's channel and start but its own length (10 s NO
+    // ANSWER) is a copy: its time lies within the Dial leg, answered after 13 s.
+    let ring = call(&entries[2]);
+    assert_eq!(apps(&entries[2]), ["Dial"]);
+    assert_eq!(
+        (ring.disposition, ring.wait_seconds, ring.talk_seconds),
+        (Answered, 13, 39)
+    );
+    // 4. A copy (same channel and start as the Dial leg) goes, whatever its disposition and
+    // dstchannel say; so does a second ForkCDR leg equal to the first in channel, start and
+    // duration.
+    assert_eq!(apps(&entries[3]), ["ForkCDR", "Dial"]);
+    let acct: Vec<&str> = entries[3].legs().iter().map(|l| &*l.acct_id).collect();
+    assert_eq!(acct, ["301", "303"]);
+}
+
+#[test]
+fn forkcdr_segments_keep_the_call_key_of_the_other_legs() {
+    // Before segments were kept, the ForkCDR leg was dropped and the Dial leg came first. The
+    // key must not change, or an upgrade would count calls already counted again.
+    let body = fixture!("forkcdr_segments.json");
+    let mut page: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let first = page["cdr_root"][0].as_object_mut().unwrap();
+    assert_eq!(first["sub_cdr_1"]["lastapp"], "ForkCDR");
+    first.remove("sub_cdr_1");
+    let without = serde_json::to_vec(&page).unwrap();
+    let (now, then) = (records(body), records(&without));
+    assert_eq!(now[0].legs().len(), 2);
+    assert_eq!(then[0].legs().len(), 1);
+    assert_eq!(now[0].call_key(), then[0].call_key());
 }
 
 #[test]

@@ -104,7 +104,14 @@ pub struct Row {
     /// A callee's channel being rung (state `Ringing`): it leaving the lists says nothing of
     /// the call's end, and its creation is not the call's start.
     pub ringing: bool,
+    /// The row's times disagree (a uniqueid's epoch far from `alloc_time`, or after the bridge
+    /// time), so none of them says when the call started.
+    pub doubtful: bool,
 }
+
+/// How far a channel's creation time may lie from `alloc_time`, or past the bridge time, and
+/// still be the same instant: the times are whole seconds taken a moment apart.
+pub const ROW_TIME_SLACK: i64 = 2;
 
 fn text<'a>(row: &'a Value, key: &str) -> Option<&'a str> {
     row.get(key)
@@ -139,13 +146,20 @@ fn uniqueid_start(uid: &str, tz: chrono_tz::Tz) -> Option<LocalSecs> {
 pub fn parse_rows(rows: &[Value], tz: chrono_tz::Tz) -> Vec<Row> {
     rows.iter()
         .filter_map(|r| {
+            let alloc = text(r, "alloc_time").and_then(local_time);
             let mut row = Row {
                 channels: Vec::new(),
                 uniqueids: Vec::new(),
-                start: None,
+                start: alloc,
                 bridged_at: text(r, "bridge_time").and_then(local_time),
                 ringing: text(r, "state").is_some_and(|s| s.eq_ignore_ascii_case("ringing")),
+                doubtful: false,
             };
+            let after_bridge = |t: LocalSecs| {
+                row.bridged_at
+                    .is_some_and(|b| t > b.saturating_add(ROW_TIME_SLACK))
+            };
+            let mut doubtful = alloc.is_some_and(after_bridge);
             for (chan, uid) in [
                 ("channel", "uniqueid"),
                 ("channel1", "uniqueid1"),
@@ -156,10 +170,17 @@ pub fn parse_rows(rows: &[Value], tz: chrono_tz::Tz) -> Vec<Row> {
                 }
                 if let Some(u) = text(r, uid) {
                     row.uniqueids.push(uid_hash(u));
-                    row.start = earliest(row.start, uniqueid_start(u, tz));
+                    let created = uniqueid_start(u, tz);
+                    // `alloc_time` belongs to the row's single channel, as `uniqueid` does.
+                    let off_alloc = uid == "uniqueid"
+                        && created
+                            .zip(alloc)
+                            .is_some_and(|(c, a)| c.abs_diff(a) > ROW_TIME_SLACK.unsigned_abs());
+                    doubtful |= off_alloc || created.is_some_and(after_bridge);
+                    row.start = earliest(row.start, created);
                 }
             }
-            row.start = earliest(row.start, text(r, "alloc_time").and_then(local_time));
+            row.doubtful = doubtful;
             (!row.channels.is_empty()).then_some(row)
         })
         .collect()
@@ -170,16 +191,19 @@ fn earliest(a: Option<LocalSecs>, b: Option<LocalSecs>) -> Option<LocalSecs> {
     a.into_iter().chain(b).min()
 }
 
-/// What is known of one live channel: when its call started, and the uniqueids of its call.
+/// What is known of one live channel: when its call started (`None` when its row's times
+/// cannot be trusted), and the uniqueids of its call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Live {
-    start: LocalSecs,
+    start: Option<LocalSecs>,
     uniqueids: Vec<u64>,
 }
 
 impl Live {
+    /// A start that cannot be trusted spoils the merged one: the call may have started at
+    /// either.
     fn merge(&mut self, other: &Live) {
-        self.start = self.start.min(other.start);
+        self.start = self.start.zip(other.start).map(|(a, b)| a.min(b));
         for u in &other.uniqueids {
             if !self.uniqueids.contains(u) {
                 self.uniqueids.push(*u);
@@ -199,6 +223,9 @@ struct Ended {
 /// Follows the channel lists from poll to poll.
 #[derive(Debug, Default)]
 pub struct Tracker {
+    /// A call under way started at most this long before the newest call start read; a row
+    /// stating an older start is not believed. `None`: no such bound.
+    max_call_duration: Option<i64>,
     live: HashMap<String, Live>,
     ended: Vec<Ended>,
     /// Lower bounds of the UCM's clock at the last three snapshots, oldest first.
@@ -209,12 +236,32 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// A tracker that also refuses row starts older than `max_call_duration` (seconds) before
+    /// the watermark: a call that old is not counted, so its start is a wrong time.
+    pub fn with_max_call_duration(secs: i64) -> Tracker {
+        Tracker {
+            max_call_duration: Some(secs),
+            ..Tracker::default()
+        }
+    }
+
+    /// Whether a row's start can bound its call's window: its times agree, it is not after the
+    /// snapshot's time bound (`ceiling`), and not older than a counted call can be.
+    fn trusted(&self, row: &Row, watermark: Option<LocalSecs>, ceiling: LocalSecs) -> bool {
+        let oldest = watermark
+            .zip(self.max_call_duration)
+            .map_or(LocalSecs::MIN, |(w, d)| w.saturating_sub(d));
+        !row.doubtful && row.start.is_some_and(|s| s <= ceiling && s >= oldest)
+    }
+
     /// Takes in a snapshot. `watermark` (the newest call start read) and every time in the rows
     /// are times the UCM's clock has passed, so their maximum bounds the snapshot's time from
     /// below without trusting this host's clock; `ceiling` caps a bogus future time.
     ///
     /// `Err` when a row of a call under way states no start (neither a uniqueid nor an
     /// `alloc_time`): its window could not be bounded, so such lists cannot bound windows.
+    /// A row whose start cannot be trusted (see [`Tracker::trusted`]) raises no floor, and when
+    /// its call ends the call is read in a window from the horizon instead of around its start.
     pub fn observe(
         &mut self,
         rows: &[Row],
@@ -224,19 +271,31 @@ impl Tracker {
         let mut live: HashMap<String, Live> = HashMap::with_capacity(rows.len() * 2);
         let mut floor = watermark;
         for row in rows {
-            floor = floor.max(row.start).max(row.bridged_at);
+            let trusted = self.trusted(row, watermark, ceiling);
+            if trusted {
+                floor = floor.max(row.start).max(row.bridged_at);
+            }
             if row.ringing {
                 continue;
             }
-            let Some(start) = row.start else {
+            if row.start.is_none() {
                 self.lost();
                 return Err(format!(
                     "a row of channel {} states no start (no uniqueid, no alloc_time)",
                     row.channels.join(" + ")
                 ));
-            };
+            }
+            if !trusted {
+                tracing::info!(
+                    channels = %row.channels.join(" + "),
+                    start = ?row.start,
+                    bridged_at = ?row.bridged_at,
+                    "a channel row's start disagrees with its other times or the poll's window; \
+                     its call is read from the horizon when it ends"
+                );
+            }
             let mut est = Live {
-                start,
+                start: row.start.filter(|_| trusted),
                 uniqueids: row.uniqueids.clone(),
             };
             // A channel seen earlier (ringing in, waiting in a queue) lends its start to the
@@ -252,22 +311,7 @@ impl Tracker {
                     .or_insert_with(|| est.clone());
             }
         }
-        for (c, l) in self.live.drain() {
-            if live.contains_key(&c) {
-                continue;
-            }
-            // A CDR's start is its caller channel's creation, written after the uniqueid was
-            // taken: the same second or the next.
-            let ended = Ended {
-                lo: l.start,
-                hi: l.start + 1,
-                uniqueids: l.uniqueids,
-                reads_left: READS_PER_ENDED_CALL,
-            };
-            if !self.ended.contains(&ended) {
-                self.ended.push(ended);
-            }
-        }
+        self.end_gone(&live);
         self.live = live;
         self.floors
             .push_back(floor.unwrap_or(LocalSecs::MIN).min(ceiling));
@@ -275,6 +319,30 @@ impl Tracker {
             self.floors.pop_front();
         }
         Ok(())
+    }
+
+    /// The calls of channels that left the lists: their windows are read next.
+    fn end_gone(&mut self, still: &HashMap<String, Live>) {
+        for (c, l) in self.live.drain() {
+            if still.contains_key(&c) {
+                continue;
+            }
+            // A CDR's start is its caller channel's creation, written after the uniqueid was
+            // taken: the same second or the next. Without a start to believe, everything from
+            // the horizon up to the recent window (the window is clipped to both).
+            let (lo, hi) = l
+                .start
+                .map_or((LocalSecs::MIN, LocalSecs::MAX), |s| (s, s + 1));
+            let ended = Ended {
+                lo,
+                hi,
+                uniqueids: l.uniqueids,
+                reads_left: READS_PER_ENDED_CALL,
+            };
+            if !self.ended.contains(&ended) {
+                self.ended.push(ended);
+            }
+        }
     }
 
     /// A snapshot could not be taken: calls may end unseen until the next sweep.
@@ -353,6 +421,7 @@ mod tests {
             start,
             bridged_at: bridged,
             ringing: false,
+            doubtful: false,
         }
     }
 
@@ -458,10 +527,10 @@ mod tests {
         assert!(tr.observe(&[ringing], Some(T), i64::MAX).is_ok());
     }
 
-    #[test]
-    fn a_channel_seen_before_lends_its_start_to_the_bridge_it_joins() {
+    /// The targets once channel A, seen as `first`, joined B in a bridge and the call ended.
+    fn targets_after_a_bridge_with(first: Row) -> Vec<(LocalSecs, LocalSecs)> {
         let mut tr = Tracker::default();
-        observe(&mut tr, &[row(&["A"], Some(T), None, "")], None);
+        observe(&mut tr, &[first], None);
         tr.swept();
         observe(
             &mut tr,
@@ -470,7 +539,13 @@ mod tests {
         );
         tr.read(&HashSet::default());
         observe(&mut tr, &[], None);
-        assert_eq!(tr.windows(30).unwrap().targets, vec![(T, T + 1)]);
+        tr.windows(30).unwrap().targets
+    }
+
+    #[test]
+    fn a_channel_seen_before_lends_its_start_to_the_bridge_it_joins() {
+        let first = row(&["A"], Some(T), None, "");
+        assert_eq!(targets_after_a_bridge_with(first), vec![(T, T + 1)]);
     }
 
     #[test]
@@ -507,12 +582,94 @@ mod tests {
 
     #[test]
     fn floors_never_pass_the_ceiling() {
+        // A bridge time past the ceiling is capped; a start past it is not believed at all.
+        let mut tr = Tracker::default();
+        tr.observe(
+            &[row(&["A"], Some(T), Some(T + 10_000), "")],
+            Some(T),
+            T + 100,
+        )
+        .unwrap();
+        tr.swept();
+        tr.observe(&[], Some(T), T + 100).unwrap();
+        assert_eq!(tr.windows(0).unwrap().recent_from, T + 100);
         let mut tr = Tracker::default();
         tr.observe(&[row(&["A"], Some(T + 10_000), None, "")], Some(T), T + 100)
             .unwrap();
         tr.swept();
         tr.observe(&[], Some(T), T + 100).unwrap();
-        assert_eq!(tr.windows(0).unwrap().recent_from, T + 100);
+        assert_eq!(tr.windows(0).unwrap().recent_from, T);
+    }
+
+    #[test]
+    fn a_uniqueid_far_from_alloc_time_or_after_the_bridge_makes_the_row_doubtful() {
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        // 1772614800 is 2026-03-04 10:00:00 in Berlin.
+        let rows = json!({"channel": [
+            {"channel": "PJSIP/a-1", "state": "Up", "alloc_time": "2026-03-04 10:00:01", "uniqueid": "1772614800.1"},
+            {"channel": "PJSIP/b-2", "state": "Up", "alloc_time": "2026-03-04 10:00:00", "uniqueid": "1234567890.2"},
+            {"channel1": "PJSIP/c-3", "channel2": "PJSIP/d-4", "bridge_time": "2026-03-04 09:00:00",
+             "uniqueid1": "1772614800.3", "uniqueid2": "1772614801.4"},
+            {"channel1": "PJSIP/e-5", "channel2": "PJSIP/f-6", "bridge_time": "2026-03-04 10:05:00",
+             "uniqueid1": "1772614800.5", "uniqueid2": "1772614900.6"}
+        ]});
+        let rows = parse_rows(&crate::ucm::lists::rows_of(&rows, "channel"), tz);
+        let doubtful: Vec<bool> = rows.iter().map(|r| r.doubtful).collect();
+        // Agreeing within a second; a 2009 uniqueid against a 2026 alloc_time; channels
+        // created an hour after their bridge; a callee created 100 s after the caller.
+        assert_eq!(doubtful, [false, true, true, false]);
+    }
+
+    #[test]
+    fn a_row_start_that_cannot_be_trusted_widens_the_window_and_raises_no_floor() {
+        // After the ceiling, doubtful, older than a counted call can be: each is read from the
+        // horizon up to the recent window when its call ends, never around its stated start.
+        let cases = [
+            (
+                "after the ceiling",
+                row(&["A"], Some(T + 900), None, "u"),
+                false,
+            ),
+            (
+                "doubtful",
+                Row {
+                    doubtful: true,
+                    ..row(&["A"], Some(T - 50), None, "u")
+                },
+                false,
+            ),
+            ("too old", row(&["A"], Some(T - 5 * 3600), None, "u"), false),
+            ("trusted", row(&["A"], Some(T - 50), None, "u"), true),
+        ];
+        for (what, r, trusted) in cases {
+            let mut tr = Tracker::with_max_call_duration(4 * 3600);
+            tr.observe(&[], Some(T), T + 300).unwrap();
+            tr.swept();
+            tr.observe(std::slice::from_ref(&r), Some(T), T + 300)
+                .unwrap();
+            assert_eq!(tr.floors.back(), Some(&T), "{what}: the watermark's floor");
+            tr.read(&HashSet::default());
+            tr.observe(&[], Some(T + 10), T + 300).unwrap();
+            let w = tr.windows(30).unwrap();
+            let want = if trusted {
+                vec![(T - 50, T - 49)]
+            } else {
+                vec![(LocalSecs::MIN, LocalSecs::MAX)]
+            };
+            assert_eq!(w.targets, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_bridge_that_joins_a_doubtful_channel_has_no_start_to_trust() {
+        let doubtful = Row {
+            doubtful: true,
+            ..row(&["A"], Some(T), None, "")
+        };
+        assert_eq!(
+            targets_after_a_bridge_with(doubtful),
+            vec![(LocalSecs::MIN, LocalSecs::MAX)]
+        );
     }
 
     #[test]

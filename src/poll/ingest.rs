@@ -133,10 +133,12 @@ pub fn ingest(
     };
     for entry in &entries {
         let Some(call) = cdr::classify(entry, extensions) else {
-            // Without a key it cannot be told apart from a repeat; taken as fresh, so that a
+            // Not a call, so it cannot be told apart from a repeat; taken as fresh, so that a
             // page of such entries is never mistaken for a page served again.
             page.fresh += 1;
-            pending.tally.skipped[Skip::of_unclassified(entry) as usize] += 1;
+            let at = entry.start().map_or(plan.horizon, local_secs);
+            let reason = Skip::of_unclassified(entry);
+            pending.skip(state, entry.call_key(), at.max(plan.horizon), reason);
             continue;
         };
         page.fresh += usize::from(read.insert(call.key));
@@ -148,7 +150,7 @@ pub fn ingest(
         };
         page.times = Some(page.times.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
         if span.start < plan.horizon {
-            pending.tally.skipped[Skip::TooOld as usize] += 1;
+            pending.skip(state, call.key, span.end.max(plan.horizon), Skip::TooOld);
             continue;
         }
         // A grouped entry that ended less than `settle` ago may still gain legs (a transfer
@@ -164,7 +166,26 @@ pub fn ingest(
     Ok(page)
 }
 
+/// Where a skipped entry is remembered: among the call keys, under a key of its own, so that it
+/// is kept, saved, pruned and undone with them but never taken for a call.
+fn skipped_key(key: u64) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(&key.to_le_bytes(), 0x736b_6970)
+}
+
 impl Pending {
+    /// Counts a skipped entry in `ucm_cdr_skipped_total` the first time it is read: windows
+    /// overlap and sweeps re-read, so counting reads would grow the counter with every poll
+    /// (docs/design.md §3.3). `at` is how long it is remembered: until the horizon passes it,
+    /// after which no window reaches the entry again.
+    fn skip(&mut self, state: Option<&PollState>, key: u64, at: LocalSecs, reason: Skip) {
+        let key = skipped_key(key);
+        let seen = state.is_some_and(|s| s.calls.contains_key(&key)) || !self.call_set.insert(key);
+        if !seen {
+            self.calls.push((key, at));
+            self.tally.skipped[reason as usize] += 1;
+        }
+    }
+
     /// Adds a call within the read's horizon: its keys not seen before, and its counts when it
     /// is new (docs/design.md §3.2).
     fn add(

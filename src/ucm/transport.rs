@@ -116,9 +116,22 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> UcmError {
     let mut chain = String::new();
     let mut src: Option<&dyn std::error::Error> = Some(e);
     let mut tls = false;
+    let mut cut = false;
     while let Some(s) = src {
         if s.downcast_ref::<rustls::Error>().is_some() {
             tls = true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            cut |= matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            cut |= h.is_incomplete_message() || h.is_canceled();
         }
         if !chain.is_empty() {
             chain.push_str(": ");
@@ -127,6 +140,12 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> UcmError {
         src = s.source();
     }
     let lower = chain.to_ascii_lowercase();
+    // After the handshake (outside the connect phase) a connection that ends early is no TLS
+    // failure, even though rustls words a missing close_notify as one: the CA advice of
+    // `Tls` would send the operator the wrong way.
+    if !tls && !e.is_connect() && (cut || lower.contains("close_notify")) {
+        return UcmError::Dropped(chain);
+    }
     if tls || lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls")
     {
         return UcmError::Tls(chain);

@@ -430,3 +430,38 @@ pub fn promtool_accepts(plain: &str) {
     assert!(out.status.success(), "promtool failed: {said}");
     assert_eq!(said, "", "promtool check metrics should print nothing");
 }
+
+const CDR_TIME: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Every `start` of a `cdr_root` entry, its legs' and its summary's.
+pub fn entry_starts(v: &serde_json::Value, out: &mut Vec<NaiveDateTime>) {
+    if let serde_json::Value::Object(m) = v {
+        for (k, x) in m {
+            match (k.as_str(), x) {
+                ("start", serde_json::Value::String(s)) => {
+                    out.extend(NaiveDateTime::parse_from_str(s, CDR_TIME).ok())
+                }
+                (_, serde_json::Value::Object(_)) => entry_starts(x, out),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Moves every start/answer/end of an entry by `delta`, keeping the call's inner timing; empty
+/// times stay empty.
+pub fn shift_entry(v: &mut serde_json::Value, delta: chrono::Duration) {
+    if let serde_json::Value::Object(m) = v {
+        for (k, x) in m.iter_mut() {
+            match (k.as_str(), &*x) {
+                ("start" | "answer" | "end", serde_json::Value::String(s)) => {
+                    if let Ok(t) = NaiveDateTime::parse_from_str(s, CDR_TIME) {
+                        *x = serde_json::Value::String((t + delta).format(CDR_TIME).to_string());
+                    }
+                }
+                (_, serde_json::Value::Object(_)) => shift_entry(x, delta),
+                _ => {}
+            }
+        }
+    }
+}

@@ -13,6 +13,9 @@ pub enum Fault {
     Garbage,
     /// 200 with the normal JSON answer cut in half.
     Truncated,
+    /// The connection is closed after the request was read, without an answer: a UCM (or a
+    /// proxy before it) that drops the connection mid-request, after the TLS handshake.
+    Dropped,
     /// The UCM's HTML "403 Forbidden" page (client IP not permitted), status 403.
     Html403,
     /// Answer normally after this delay.
@@ -46,6 +49,7 @@ pub enum Effect {
     Http500,
     Garbage,
     Truncated,
+    Dropped,
     Html403,
     Delay(Duration),
     Status(i64),
@@ -97,6 +101,7 @@ impl Faults {
                 Fault::Http500 => Effect::Http500,
                 Fault::Garbage => Effect::Garbage,
                 Fault::Truncated => Effect::Truncated,
+                Fault::Dropped => Effect::Dropped,
                 Fault::Html403 => Effect::Html403,
                 Fault::Status(n) => Effect::Status(*n),
                 Fault::LoginFails => Effect::LoginFails,

@@ -10,7 +10,8 @@ use super::traffic::{Call, Leg};
 /// Field layout of one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// UCM62xx: top-level `cdr` equals the session, 33 keys per flat record.
+    /// UCM62xx: top-level `cdr` equals the session, 33 keys per flat record (32 per `sub_cdr_N`
+    /// and `main_cdr`), the IVR part of a call as a ForkCDR leg.
     Ucm62xx,
     /// UCM63xx: top-level `cdr` is `""`, 11 newer fields per leg (44 keys flat).
     Ucm63xx,
@@ -131,6 +132,11 @@ fn newer_value(l: &Leg, key: &str) -> String {
 
 fn push_leg(out: &mut String, l: &Leg, acct_id: u64, layout: Layout) {
     for (k, v) in leg_fields(l, acct_id) {
+        // UCM62xx firmware writes the IVR part of a call as a ForkCDR leg of its own.
+        if k == "lastapp" && l.ivr_part && layout == Layout::Ucm62xx {
+            kv(out, k, "ForkCDR");
+            continue;
+        }
         kv(out, k, &v);
     }
     if layout == Layout::Ucm63xx {
@@ -237,6 +243,48 @@ mod tests {
             assert!(all_strings(&v));
         }
         assert!(saw_grouped);
+    }
+
+    /// UCM62xx writes the IVR part of some calls as a ForkCDR leg with its own span, before the
+    /// Dial leg that starts where it ends, or as the whole call; UCM63xx does not.
+    #[test]
+    fn ivr_parts_are_forkcdr_legs_on_ucm62xx() {
+        let calls = calls_in_slot(5, 10 * 3600, (2000.0, false), chrono_tz::UTC);
+        let (mut alone, mut before_dial) = (0, 0);
+        for c in &calls {
+            let forks = |layout| {
+                let v: Value = serde_json::from_str(&render(c, 1, layout)).unwrap();
+                let legs: Vec<Value> = match v.get("main_cdr") {
+                    Some(_) => (1..=c.legs.len())
+                        .map(|n| v[format!("sub_cdr_{n}")].clone())
+                        .collect(),
+                    None => vec![v.clone()],
+                };
+                (
+                    legs.iter().filter(|l| l["lastapp"] == "ForkCDR").count(),
+                    legs,
+                )
+            };
+            assert_eq!(
+                forks(Layout::Ucm63xx).0,
+                usize::from(c.legs[0].lastapp == "ForkCDR")
+            );
+            let (n, legs) = forks(Layout::Ucm62xx);
+            if !c.legs[0].ivr_part {
+                continue;
+            }
+            assert_eq!(n, 1);
+            assert_eq!(legs[0]["action_type"], "IVR[7000]");
+            assert_eq!(legs[0]["disposition"], "ANSWERED");
+            match legs.get(1) {
+                None => alone += 1,
+                Some(dial) => {
+                    assert_eq!(dial["start"], legs[0]["end"]);
+                    before_dial += 1;
+                }
+            }
+        }
+        assert!(alone > 0 && before_dial > 0, "{alone} {before_dial}");
     }
 
     /// Every scenario's stated outcome is what the classifier of `truth.rs` reads from the rendering.

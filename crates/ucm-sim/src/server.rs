@@ -1,7 +1,6 @@
 //! The API listener: HTTPS (or plain HTTP) with hyper, `POST /api` dispatch, fault injection
 //! and accounting of what was served.
 
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -99,12 +98,31 @@ fn invalid() -> String {
     envelope(-1, json!({"error_msg": "Invalid parameters!"}))
 }
 
+/// Marks an answer that is not sent: the connection is closed instead (`Fault::Dropped`).
+#[derive(Clone, Copy)]
+struct DropConnection;
+
+/// What hyper is told so that it closes the connection without an answer.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
 async fn handle(
     sim: Arc<Sim>,
     ip: IpAddr,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let (resp, action) = route(&sim, ip, req).await;
+    if resp.extensions().get::<DropConnection>().is_some() {
+        return Err(Dropped);
+    }
     let len = hyper::body::Body::size_hint(resp.body())
         .exact()
         .unwrap_or(0);
@@ -180,6 +198,11 @@ async fn answer(
             Effect::Status(n) => return respond(StatusCode::OK, JSON, envelope(n, json!({}))),
             Effect::LoginFails => login_fails = true,
             Effect::Truncated => truncate = true,
+            Effect::Dropped => {
+                let mut resp = respond(StatusCode::OK, JSON, "");
+                resp.extensions_mut().insert(DropConnection);
+                return resp;
+            }
         }
     }
     let (content_type, mut body) = dispatch(sim, ip, action, request, login_fails);

@@ -306,9 +306,15 @@ impl Store {
         let start = secs_of(head, "start").unwrap_or_default();
         let end = latest_end(v, start);
         let legs = legs_of(v);
-        let first_is_fork = legs
-            .first()
-            .is_some_and(|(_, l)| str_of(l, "lastapp").eq_ignore_ascii_case("ForkCDR"));
+        // A ForkCDR copy of the next leg (same channel and start), not a segment of its own.
+        let first_is_fork = match legs.as_slice() {
+            [(_, a), (_, b), ..] => {
+                str_of(a, "lastapp").eq_ignore_ascii_case("ForkCDR")
+                    && str_of(a, "channel") == str_of(b, "channel")
+                    && str_of(a, "start") == str_of(b, "start")
+            }
+            _ => false,
+        };
         // Written now: served from now on, and counted by the truth as appearing now, even when
         // its call ended long ago (a CDR the UCM wrote late).
         let visible_at = if visible_now {

@@ -125,6 +125,9 @@ pub struct Leg {
     /// A call that failed before it was set up: written with an empty `end` and `answer`, as a
     /// real UCM writes such FAILED legs (docs/ucm-api.md §6.1).
     pub endless: bool,
+    /// The IVR part of the call, which UCM62xx firmware writes as a leg of its own with `lastapp`
+    /// `ForkCDR` (the render decides, by firmware): a segment with its own span, not a copy.
+    pub ivr_part: bool,
 }
 
 impl Leg {
@@ -465,8 +468,14 @@ impl Gen<'_> {
             fork.userfield = "";
             fork.billsec = fork.billsec.max(1);
             fork.endless = false;
-            call.legs.insert(0, fork);
-            call.grouped = true;
+            fork.ivr_part = false;
+            // Before an IVR segment written as ForkCDR, the copy would be the first of two
+            // ForkCDR legs of one span, and the first of those is the one kept: no copy there
+            // (drawn all the same, so the calls after it stay as they were).
+            if !call.legs[0].ivr_part {
+                call.legs.insert(0, fork);
+                call.grouped = true;
+            }
         }
         if self.rng.random_bool(0.05) {
             for l in &mut call.legs {
@@ -735,7 +744,9 @@ impl Gen<'_> {
         let ending = self.rng.random_range(0..100);
         if ending < 25 {
             let in_menu = self.rng.random_range(4..40);
-            let ivr = self.ivr_leg(&base, ("BackGround", "ivr-prompt"), in_menu);
+            let mut ivr = self.ivr_leg(&base, ("BackGround", "ivr-prompt"), in_menu);
+            // Taken from a draw already made, so the traffic of a seed stays as it was.
+            ivr.ivr_part = in_menu % 2 == 0;
             return Self::flat(
                 ivr,
                 Self::intent("inbound", trunk, "no_answer", "ivr-hangup").ivr("hangup"),
@@ -753,7 +764,8 @@ impl Gen<'_> {
             );
         }
         let in_menu = self.rng.random_range(4..40);
-        let ivr = self.ivr_leg(&base, ("BackGround", "ivr-prompt"), in_menu);
+        let mut ivr = self.ivr_leg(&base, ("BackGround", "ivr-prompt"), in_menu);
+        ivr.ivr_part = in_menu % 2 == 0;
         let e = self.ext();
         let ring = self.ring();
         let talk = self.talk();

@@ -30,7 +30,7 @@ pub struct Truth {
     /// (extension, role) -> seconds
     #[serde(with = "tuple_map")]
     pub extension_talk: BTreeMap<(String, String), u64>,
-    /// Legs (sub_cdr_N or flat), ForkCDR legs excluded, main_cdr never a leg.
+    /// Legs (sub_cdr_N or flat), ForkCDR copies excluded, main_cdr never a leg.
     pub records: u64,
     pub newest_start: Option<NaiveDateTime>,
     pub total_calls: u64,
@@ -135,7 +135,28 @@ fn is(leg: &Value, key: &str, word: &str) -> bool {
     field(leg, key).trim().eq_ignore_ascii_case(word)
 }
 
-/// Legs in the rules' order: flat = itself; grouped = sub_cdr_N by numeric N; ForkCDR dropped.
+fn fork(leg: &Value) -> bool {
+    is(leg, "lastapp", "ForkCDR")
+}
+
+/// A ForkCDR leg that starts on the channel of a leg of another application at the same
+/// second, or that equals an earlier ForkCDR leg in channel, start and duration: a copy, not a
+/// part of the call. So of two identical ForkCDR legs the first stays.
+fn fork_copy(legs: &[&Value], i: usize) -> bool {
+    fn at(l: &Value) -> (&str, &str) {
+        (field(l, "channel"), field(l, "start").trim())
+    }
+    let leg = legs[i];
+    fork(leg)
+        && legs.iter().enumerate().any(|(j, other)| {
+            j != i
+                && at(other) == at(leg)
+                && (!fork(other) || (j < i && num(other, "duration") == num(leg, "duration")))
+        })
+}
+
+/// Legs in the rules' order: flat = itself; grouped = sub_cdr_N by numeric N; ForkCDR copies
+/// of another leg dropped.
 pub fn legs(entry: &Value) -> Vec<&Value> {
     let Some(obj) = entry.as_object() else {
         return Vec::new();
@@ -148,9 +169,10 @@ pub fn legs(entry: &Value) -> Vec<&Value> {
         vec![(0, entry)]
     };
     legs.sort_by_key(|(n, _)| *n);
-    legs.into_iter()
-        .map(|(_, v)| v)
-        .filter(|l| !field(l, "lastapp").trim().eq_ignore_ascii_case("ForkCDR"))
+    let all: Vec<&Value> = legs.into_iter().map(|(_, v)| v).collect();
+    (0..all.len())
+        .filter(|&i| !fork_copy(&all, i))
+        .map(|i| all[i])
         .collect()
 }
 
@@ -743,7 +765,7 @@ mod tests {
     }
 
     #[test]
-    fn legs_order_numerically_and_drop_forkcdr() {
+    fn legs_order_numerically_and_drop_forkcdr_copies() {
         let mut e = json!({"cdr": "x", "main_cdr": {"start": "2024-01-01 00:00:00"}});
         for n in 1..=11 {
             let app = if n == 1 { "ForkCDR" } else { "Dial" };
@@ -751,8 +773,12 @@ mod tests {
         }
         let dsts: Vec<&str> = legs(&e).iter().map(|l| field(l, "dst")).collect();
         assert_eq!(dsts, ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]);
+        // A ForkCDR leg with a span of its own is a part of the call, and alone it is the call.
+        e["sub_cdr_1"]["start"] = json!("2023-12-31 23:59:40");
+        assert_eq!(legs(&e).len(), 11);
         let only_fork = json!({"lastapp": "ForkCDR", "start": "2024-01-01 00:00:00"});
-        assert_eq!(classify(&only_fork), None);
+        assert_eq!(legs(&only_fork).len(), 1);
+        assert!(classify(&only_fork).is_some());
     }
 
     #[test]

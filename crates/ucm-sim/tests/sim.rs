@@ -1190,7 +1190,11 @@ async fn late_legs_quirk_applies_to_generated_traffic() {
             .iter()
             .filter(|(k, _)| k.starts_with("sub_cdr_"))
             .collect();
-        let fork_first = w["sub_cdr_1"]["lastapp"] == "ForkCDR";
+        // A ForkCDR copy of the second leg, not a ForkCDR segment of its own (the IVR part).
+        let (first, second) = (&w["sub_cdr_1"], &w["sub_cdr_2"]);
+        let fork_first = first["lastapp"] == "ForkCDR"
+            && first["channel"] == second["channel"]
+            && first["start"] == second["start"];
         let has_late = legs.len() > if fork_first { 2 } else { 1 };
         let ended = legs
             .iter()
