@@ -31,7 +31,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use ucm_exporter::config::Settings;
-use ucm_exporter::exporter::Exporter;
 use ucm_sim::{BurstOutcome, SimConfig, SimHandle};
 
 const ALERTMANAGER_HINT: &str = "the Alertmanager is needed by this test: install Debian package \
@@ -116,6 +115,29 @@ impl Webhook {
     }
 }
 
+impl Webhook {
+    /// The first notification on `path` for UCM `instance` in which all of `names` fire; it
+    /// must hold no other firing alert.
+    async fn firing(&self, path: &str, instance: &str, names: &[&str]) -> Delivery {
+        let d = self
+            .wait_for(&format!("of {names:?} for {instance} on {path}"), |d| {
+                let f = alerts(d, "firing");
+                for_ucm(d, path, instance) && names.iter().all(|n| f.contains_key(*n))
+            })
+            .await;
+        assert_eq!(
+            alerts(&d, "firing").keys().collect::<Vec<_>>(),
+            names,
+            "firing for {instance}"
+        );
+        assert_eq!(
+            d.body["receiver"],
+            format!("ucm-{}", path.rsplit('/').next().unwrap())
+        );
+        d
+    }
+}
+
 impl Drop for Webhook {
     fn drop(&mut self) {
         self.task.abort();
@@ -195,22 +217,14 @@ fn alertmanager_config(webhook: &str) -> String {
     serde_yaml::to_string(&doc).unwrap()
 }
 
-fn start_alertmanager(config: String) -> Daemon {
-    Daemon::spawn(
+fn start_alertmanager(config: &str) -> Daemon {
+    Daemon::start(
         &["prometheus-alertmanager", "alertmanager"],
         ALERTMANAGER_HINT,
-        move |dir, port| {
-            let path = dir.join("alertmanager.yml");
-            std::fs::write(&path, config).unwrap();
-            vec![
-                format!("--config.file={}", path.display()),
-                format!("--storage.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                // No cluster: it would listen on 0.0.0.0:9094.
-                "--cluster.listen-address=".to_string(),
-                "--log.level=warn".to_string(),
-            ]
-        },
+        config,
+        "--storage.path",
+        // No cluster: it would listen on 0.0.0.0:9094.
+        &["--cluster.listen-address="],
     )
 }
 
@@ -225,23 +239,8 @@ fn advance(sims: &[&SimHandle], by: Duration) {
 /// baseline), as the ground truth counts them.
 async fn settle(exporter: &str, name: &str, sim: &SimHandle, since: chrono::NaiveDateTime) {
     let want = sim.truth(since, sim.now()).total_calls;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = get(&format!("{exporter}/probe?target={name}"))
-            .await
-            .text()
-            .await
-            .unwrap();
-        let got = Scrape::parse(&text).sum("ucm_calls_total") as u64;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: the exporter shows {got} calls, truth {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let url = format!("{exporter}/probe?target={name}");
+    wait_for_calls(&url, want, Duration::from_secs(30)).await;
 }
 
 /// A simulated UCM with no traffic of its own: every call comes from the test's bursts, so the
@@ -283,20 +282,7 @@ async fn alerts_reach_the_receiver_grouped_per_ucm_with_what_to_act_on() {
             t
         })
         .collect();
-    let running = Exporter::new(Settings::new(state.path(), targets))
-        .listen("127.0.0.1:0")
-        .clock(sim_clock(&office))
-        .start()
-        .await
-        .unwrap();
-    let exporter = format!("http://{}", running.addr());
-    for i in 0.. {
-        if get(&format!("{exporter}/-/ready")).await.status() == 200 {
-            break;
-        }
-        assert!(i < 200, "the exporter never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (running, exporter) = start_exporter(Settings::new(state.path(), targets), &office).await;
     let since = office.now();
 
     // A quiet morning before Prometheus looks: a few calls of every kind, so the series exist
@@ -316,7 +302,7 @@ async fn alerts_reach_the_receiver_grouped_per_ucm_with_what_to_act_on() {
     }
 
     let webhook = Webhook::start().await;
-    let mut am = start_alertmanager(alertmanager_config(&webhook.base));
+    let mut am = start_alertmanager(&alertmanager_config(&webhook.base));
     let am_addr = am.base.trim_start_matches("http://").to_string();
     let rules_dir = tempfile::tempdir().unwrap();
     let rules = rules_dir.path().join("alerts.yaml");
@@ -417,14 +403,9 @@ async fn alerts_reach_the_receiver_grouped_per_ucm_with_what_to_act_on() {
 
     // The trunk down: critical, on its own, for branch.
     let down = webhook
-        .wait_for("of UcmTrunkDown for branch", |d| {
-            for_ucm(d, "/ucm/critical", "branch")
-                && alerts(d, "firing").contains_key("UcmTrunkDown")
-        })
+        .firing("/ucm/critical", "branch", &["UcmTrunkDown"])
         .await;
-    assert_eq!(down.body["receiver"], "ucm-critical");
     let firing = alerts(&down, "firing");
-    assert_eq!(firing.keys().collect::<Vec<_>>(), ["UcmTrunkDown"]);
     let a = firing["UcmTrunkDown"];
     assert_eq!(a["labels"]["trunk"], "groff");
     assert_eq!(a["labels"]["severity"], "critical");
@@ -440,19 +421,13 @@ async fn alerts_reach_the_receiver_grouped_per_ucm_with_what_to_act_on() {
     // The spike: the trunk alert names Telekom and how many calls; the UCM-wide share is over
     // its threshold too, and both come in office's one warning notification.
     let spiked = webhook
-        .wait_for("of the spike for office", |d| {
-            let f = alerts(d, "firing");
-            for_ucm(d, "/ucm/warning", "office")
-                && f.contains_key("UcmTrunkMissedCallsHigh")
-                && f.contains_key("UcmInboundMissedRatioHigh")
-        })
+        .firing(
+            "/ucm/warning",
+            "office",
+            &["UcmInboundMissedRatioHigh", "UcmTrunkMissedCallsHigh"],
+        )
         .await;
-    assert_eq!(spiked.body["receiver"], "ucm-warning");
     let firing = alerts(&spiked, "firing");
-    assert_eq!(
-        firing.keys().collect::<Vec<_>>(),
-        ["UcmInboundMissedRatioHigh", "UcmTrunkMissedCallsHigh"]
-    );
     let a = firing["UcmTrunkMissedCallsHigh"];
     assert_eq!(a["labels"]["trunk"], "Telekom");
     assert_eq!(a["labels"]["instance"], "office");
@@ -478,18 +453,13 @@ async fn alerts_reach_the_receiver_grouped_per_ucm_with_what_to_act_on() {
 
     // The queue: branch's warning notification names queue 6500 and how many callers gave up.
     let queue = webhook
-        .wait_for("of the queue for branch", |d| {
-            let f = alerts(d, "firing");
-            for_ucm(d, "/ucm/warning", "branch")
-                && f.contains_key("UcmQueueAbandonRateHigh")
-                && f.contains_key("UcmQueueServiceLevelLow")
-        })
+        .firing(
+            "/ucm/warning",
+            "branch",
+            &["UcmQueueAbandonRateHigh", "UcmQueueServiceLevelLow"],
+        )
         .await;
     let firing = alerts(&queue, "firing");
-    assert_eq!(
-        firing.keys().collect::<Vec<_>>(),
-        ["UcmQueueAbandonRateHigh", "UcmQueueServiceLevelLow"]
-    );
     for a in firing.values() {
         assert_eq!(a["labels"]["group"], ucm_sim::QUEUE.0);
         assert_eq!(a["labels"]["kind"], "queue");

@@ -18,7 +18,6 @@ use chrono::NaiveDateTime;
 use common::*;
 use serde_json::Value;
 use ucm_exporter::config::Settings;
-use ucm_exporter::exporter::Exporter;
 use ucm_sim::{SimConfig, SimHandle};
 
 /// Alert expressions are conditions: with healthy simulated traffic they legitimately return
@@ -183,23 +182,12 @@ async fn settle(
 ) -> (NaiveDateTime, f64, u64) {
     let at = sim.now();
     let want = sim.truth(since, at).total_calls;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = get(&format!("{exporter_base}/metrics"))
-            .await
-            .text()
-            .await
-            .unwrap();
-        let got = Scrape::parse(&text).sum("ucm_calls_total") as u64;
-        if got == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "exporter shows {got} calls, truth {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_calls(
+        &format!("{exporter_base}/metrics"),
+        want,
+        Duration::from_secs(20),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let seen = prom.scalar("sum(ucm_calls_total)", None).await;
@@ -234,20 +222,7 @@ async fn dashboards_and_rules_evaluate_on_a_real_prometheus_and_match_ground_tru
     // as it ends and the counts equal the ground truth at any settled moment.
     target.sweep_interval = Duration::ZERO;
     let settings = Settings::new(state.path(), vec![target]);
-    let running = Exporter::new(settings)
-        .listen("127.0.0.1:0")
-        .clock(sim_clock(&sim))
-        .start()
-        .await
-        .unwrap();
-    let exporter_base = format!("http://{}", running.addr());
-    for i in 0.. {
-        if get(&format!("{exporter_base}/-/ready")).await.status() == 200 {
-            break;
-        }
-        assert!(i < 200, "the exporter never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (running, exporter_base) = start_exporter(settings, &sim).await;
     // The first poll took a baseline of everything visible now: counting starts here.
     let t0 = sim.now();
 

@@ -442,13 +442,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Runs the first of `programs` that exists with the arguments `args` makes of the
-    /// temporary directory and a free port; `hint` says which Debian package to install when
-    /// none does.
-    pub fn spawn(
+    /// Runs the first of `programs` that exists on a free port of 127.0.0.1 with `config` in
+    /// its `--config.file`, its data under `storage_flag` in the temporary directory, and
+    /// `extra` arguments; `hint` says which Debian package to install when none exists.
+    pub fn start(
         programs: &[&str],
         hint: &str,
-        args: impl FnOnce(&Path, u16) -> Vec<String>,
+        config: &str,
+        storage_flag: &str,
+        extra: &[&str],
     ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         // The port is free when asked; another process could take it before the daemon binds
@@ -458,7 +460,8 @@ impl Daemon {
             .local_addr()
             .unwrap()
             .port();
-        let args = args(dir.path(), port);
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
         let program = programs
             .iter()
             .find(|p| {
@@ -472,7 +475,14 @@ impl Daemon {
             .unwrap_or_else(|| panic!("none of {programs:?} runs. {hint}"));
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
         let child = Command::new(program)
-            .args(&args)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "{storage_flag}={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -566,15 +576,57 @@ pub const PROMETHEUS_HINT: &str = "the prometheus binary is needed by this test:
 
 /// A Prometheus server with `config` (YAML), its TSDB in the daemon's directory.
 pub fn start_prometheus(config: &str) -> Daemon {
-    let config = config.to_string();
-    Daemon::spawn(&["prometheus"], PROMETHEUS_HINT, move |dir, port| {
-        let path = dir.join("prometheus.yml");
-        std::fs::write(&path, config).unwrap();
-        vec![
-            format!("--config.file={}", path.display()),
-            format!("--storage.tsdb.path={}", dir.join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--log.level=warn".to_string(),
-        ]
-    })
+    Daemon::start(
+        &["prometheus"],
+        PROMETHEUS_HINT,
+        config,
+        "--storage.tsdb.path",
+        &[],
+    )
+}
+
+/// The exporter in-process on `sim`'s clock, listening on a port of 127.0.0.1, once it is
+/// ready (every target has finished its first poll): it and its base URL.
+pub async fn start_exporter(
+    settings: ucm_exporter::config::Settings,
+    sim: &SimHandle,
+) -> (ucm_exporter::exporter::Running, String) {
+    let running = ucm_exporter::exporter::Exporter::new(settings)
+        .listen("127.0.0.1:0")
+        .clock(sim_clock(sim))
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr());
+    wait_exporter_ready(&base).await;
+    (running, base)
+}
+
+/// Waits until the exporter at `base` answers `/-/ready` with 200.
+pub async fn wait_exporter_ready(base: &str) {
+    for i in 0.. {
+        if get(&format!("{base}/-/ready")).await.status() == 200 {
+            return;
+        }
+        assert!(i < 200, "the exporter never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the calls a scrape of `url` shows add up to `want` (the ground truth), failing
+/// after `patience` with the count it last saw.
+pub async fn wait_for_calls(url: &str, want: u64, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    loop {
+        let text = get(url).await.text().await.unwrap();
+        let got = Scrape::parse(&text).sum("ucm_calls_total") as u64;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} shows {got} calls, truth {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

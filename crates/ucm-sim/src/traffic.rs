@@ -531,15 +531,26 @@ impl Gen<'_> {
                 "burst-missed",
             ),
         };
-        let leg = self.leg(
-            &base,
-            self.t0,
-            &e.to_string(),
-            To::Ext(e),
+        self.direct(
+            (base, trunk),
+            e,
             (ring, talk),
-            disp,
-        );
-        Self::flat(leg, Self::intent("inbound", trunk, disposition, scenario))
+            (disp, disposition),
+            scenario,
+        )
+    }
+
+    /// An inbound call of `base` straight to extension `e`, one leg.
+    fn direct(
+        &mut self,
+        (base, trunk): (Base, &'static str),
+        e: u32,
+        ring_talk: (i64, i64),
+        (disp, outcome): (&'static str, &'static str),
+        scenario: &'static str,
+    ) -> Call {
+        let leg = self.leg(&base, self.t0, &e.to_string(), To::Ext(e), ring_talk, disp);
+        Self::flat(leg, Self::intent("inbound", trunk, outcome, scenario))
     }
 
     fn flat(leg: Leg, intent: Intent) -> Call {
@@ -637,17 +648,12 @@ impl Gen<'_> {
         ]
         .choose(self.rng)
         .unwrap_or(&("ANSWERED", "answered"));
-        let leg = self.leg(
-            &base,
-            self.t0,
-            &e.to_string(),
-            To::Ext(e),
+        self.direct(
+            (base, trunk),
+            e,
             (ring, talk),
-            disp,
-        );
-        Self::flat(
-            leg,
-            Self::intent("inbound", trunk, outcome, "inbound-direct"),
+            (disp, outcome),
+            "inbound-direct",
         )
     }
 
