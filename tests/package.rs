@@ -209,7 +209,11 @@ async fn the_debian_package_installs_configures_and_purges_cleanly() {
         ok("chmod", &["0640", path]);
     }
     let check = ["-u", PACKAGE, "--", "/usr/bin/ucm-exporter", "check"];
-    let check_args = [&check[..], &["--config.file", "/etc/ucm-exporter/config.yml"]].concat();
+    let check_args = [
+        &check[..],
+        &["--config.file", "/etc/ucm-exporter/config.yml"],
+    ]
+    .concat();
     let refused = run("runuser", &check_args);
     assert!(
         !refused.status.success() && text(&refused).contains("url"),
