@@ -1343,15 +1343,21 @@ mod tests {
     fn bursts_place_their_calls_evenly_with_the_outcome_asked() {
         use crate::render::{render, Layout};
         use crate::truth::classify;
-        for (outcome, trunk, disposition) in [
+        for ((outcome, trunk, disposition), start) in [
             (BurstOutcome::Missed, Some("groff"), "no_answer"),
             (BurstOutcome::Answered, Some("Telekom"), "answered"),
             (BurstOutcome::Abandoned, None, "no_answer"),
-        ] {
-            let calls = burst(5, (outcome, trunk), 1000, (12, 600), chrono_tz::UTC).unwrap();
+        ]
+        .into_iter()
+        .flat_map(|o| (0..40).map(move |k| (o, 1000 + k * 7919)))
+        {
+            let calls = burst(5, (outcome, trunk), start, (12, 600), chrono_tz::UTC).unwrap();
             assert_eq!(calls.len(), 12);
             let starts: Vec<i64> = calls.iter().map(Call::start).collect();
-            assert_eq!(starts, (0..12).map(|k| 1000 + k * 50).collect::<Vec<_>>());
+            assert_eq!(starts, (0..12).map(|k| start + k * 50).collect::<Vec<_>>());
+            // Every call has ended within the burst's span plus the longest wait or talk.
+            let longest = calls.iter().map(|c| c.end() - c.start()).max().unwrap();
+            assert!(longest <= 330, "{outcome:?}: a call of {longest} s");
             let mut on = std::collections::BTreeMap::new();
             for c in &calls {
                 let v: serde_json::Value =
