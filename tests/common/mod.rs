@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use ucm_exporter::cdr::ExtensionPattern;
@@ -429,6 +430,205 @@ pub fn promtool_accepts(plain: &str) {
     );
     assert!(out.status.success(), "promtool failed: {said}");
     assert_eq!(said, "", "promtool check metrics should print nothing");
+}
+
+/// A server child process (Prometheus, Alertmanager) on a port of 127.0.0.1, killed when dropped
+/// so that a failing test never leaves it running. Its files live in a temporary directory
+/// removed with it; its log is `daemon.log` there.
+pub struct Daemon {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Runs the first of `programs` that exists on a free port of 127.0.0.1 with `config` in
+    /// its `--config.file`, its data under `storage_flag` in the temporary directory, and
+    /// `extra` arguments; `hint` says which Debian package to install when none exists.
+    pub fn start(
+        programs: &[&str],
+        hint: &str,
+        config: &str,
+        storage_flag: &str,
+        extra: &[&str],
+    ) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        // The port is free when asked; another process could take it before the daemon binds
+        // it, which would show as an early exit with "address already in use" in the log.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let program = programs
+            .iter()
+            .find(|p| {
+                Command::new(p)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok()
+            })
+            .unwrap_or_else(|| panic!("none of {programs:?} runs. {hint}"));
+        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(program)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "{storage_flag}={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}. {hint}"));
+        Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Waits for `/-/ready` (Prometheus and Alertmanager both answer it).
+    pub async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("{} exited ({status}):\n{}", self.base, self.log());
+            }
+            if let Ok(r) = client.get(format!("{}/-/ready", self.base)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{} not ready after 30 s:\n{}", self.base, self.log());
+    }
+
+    /// Evaluates `expr` at `time` (Unix seconds; None = now) on a Prometheus; Err is its error.
+    pub async fn query(
+        &self,
+        expr: &str,
+        time: Option<f64>,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let mut form = vec![("query", expr.to_string())];
+        if let Some(t) = time {
+            form.push(("time", format!("{t:.3}")));
+        }
+        let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.base), &form)
+            .expect("valid URL");
+        let text = reqwest::Client::new()
+            .get(url)
+            .send()
+            .await
+            .expect("prometheus answers")
+            .text()
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&text).expect("JSON answer");
+        if body["status"] != "success" {
+            return Err(format!("{}: {}", body["errorType"], body["error"]));
+        }
+        assert_eq!(body["data"]["resultType"], "vector", "{expr}");
+        Ok(body["data"]["result"].as_array().unwrap().clone())
+    }
+
+    /// The value of a query that returns a single sample.
+    pub async fn scalar(&self, expr: &str, time: Option<f64>) -> Option<f64> {
+        let r = self
+            .query(expr, time)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        match r.as_slice() {
+            [] => None,
+            [one] => Some(sample_value(one)),
+            _ => panic!("{expr} returned {} samples", r.len()),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one sample of a Prometheus query result.
+pub fn sample_value(sample: &serde_json::Value) -> f64 {
+    sample["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+pub const PROMETHEUS_HINT: &str = "the prometheus binary is needed by this test: install Debian \
+     package prometheus (apt-get install prometheus; scripts/test.sh installs it)";
+
+/// A Prometheus server with `config` (YAML), its TSDB in the daemon's directory.
+pub fn start_prometheus(config: &str) -> Daemon {
+    Daemon::start(
+        &["prometheus"],
+        PROMETHEUS_HINT,
+        config,
+        "--storage.tsdb.path",
+        &[],
+    )
+}
+
+/// The exporter in-process on `sim`'s clock, listening on a port of 127.0.0.1, once it is
+/// ready (every target has finished its first poll): it and its base URL.
+pub async fn start_exporter(
+    settings: ucm_exporter::config::Settings,
+    sim: &SimHandle,
+) -> (ucm_exporter::exporter::Running, String) {
+    let running = ucm_exporter::exporter::Exporter::new(settings)
+        .listen("127.0.0.1:0")
+        .clock(sim_clock(sim))
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr());
+    wait_exporter_ready(&base).await;
+    (running, base)
+}
+
+/// Waits until the exporter at `base` answers `/-/ready` with 200.
+pub async fn wait_exporter_ready(base: &str) {
+    for i in 0.. {
+        if get(&format!("{base}/-/ready")).await.status() == 200 {
+            return;
+        }
+        assert!(i < 200, "the exporter never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the calls a scrape of `url` shows add up to `want` (the ground truth), failing
+/// after `patience` with the count it last saw.
+pub async fn wait_for_calls(url: &str, want: u64, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    loop {
+        let text = get(url).await.text().await.unwrap();
+        let got = Scrape::parse(&text).sum("ucm_calls_total") as u64;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} shows {got} calls, truth {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 const CDR_TIME: &str = "%Y-%m-%d %H:%M:%S";

@@ -21,12 +21,14 @@ use tokio_util::sync::CancellationToken;
 use super::faults::FaultRule;
 use super::quirks::Quirks;
 use super::store::entry_times;
+use super::traffic::BurstOutcome;
 use super::Sim;
 
 const ROUTES: &str = "GET /stats, GET /now, GET /truth?after=&until=[&started_from=], \
                       POST /faults, DELETE /faults, GET /quirks, POST /quirks, \
                       POST /advance?seconds=N, POST /step?seconds=±N, POST /calls[?visible=now][&live=true], \
                       POST /invalidate, POST /reboot, \
+                      POST /bursts?outcome=missed|answered|abandoned&calls=N&seconds=S[&trunk=NAME], \
                       POST /trunks/NAME?status=S[&out_of_service=yes|no], \
                       POST /extensions/EXT?registered=true|false[&out_of_service=yes|no], \
                       POST /storage/PARTITION?used_kib=N\n";
@@ -203,6 +205,29 @@ fn set_state(sim: &Sim, path: &str, query: &str) -> Reply {
     }
 }
 
+/// `POST /bursts?outcome=…&calls=N&seconds=S[&trunk=NAME]`: see `SimHandle::burst`.
+fn place_burst(sim: &Sim, query: &str) -> Reply {
+    let outcome = match param(query, "outcome").map(str::parse::<BurstOutcome>) {
+        Some(Ok(o)) => o,
+        Some(Err(e)) => return bad(format!("outcome={e}")),
+        None => return bad("missing outcome=missed|answered|abandoned"),
+    };
+    let calls = match param(query, "calls").map(str::parse::<u32>) {
+        Some(Ok(n)) if n > 0 => n,
+        _ => return bad("missing calls=N (a whole number above 0)"),
+    };
+    let over = match seconds_param::<u64>(query, "a whole number >= 0") {
+        Ok(s) if s <= MAX_ADVANCE => Duration::from_secs(s),
+        Ok(s) => return bad(format!("seconds={s}: at most {MAX_ADVANCE}")),
+        Err(e) => return bad(e),
+    };
+    let trunk = param(query, "trunk").map(decode);
+    match sim.burst((outcome, trunk.as_deref()), calls, over) {
+        Ok(()) => ok(),
+        Err(e) => bad(e),
+    }
+}
+
 fn clock_text(sim: &Sim) -> Value {
     json!(sim.clock.now().format("%Y-%m-%dT%H:%M:%S").to_string())
 }
@@ -219,7 +244,7 @@ fn allowed(path: &str) -> Option<&'static str> {
         "/stats" | "/now" | "/truth" => "GET",
         "/faults" => "POST, DELETE",
         "/quirks" => "GET, POST",
-        "/advance" | "/step" | "/calls" | "/invalidate" | "/reboot" => "POST",
+        "/advance" | "/step" | "/calls" | "/invalidate" | "/reboot" | "/bursts" => "POST",
         p if is_state_path(p) => "POST",
         _ => return None,
     })
@@ -338,6 +363,7 @@ async fn route(sim: &Sim, req: Request<Incoming>) -> Reply {
             sim.sessions.lock().expect("sessions lock").invalidate_all();
             ok()
         }
+        (Method::POST, "/bursts") => place_burst(sim, &query),
         (Method::POST, "/reboot") => {
             sim.reboot();
             ok()

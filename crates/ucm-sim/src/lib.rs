@@ -49,8 +49,8 @@ pub use quirks::{
 };
 pub use session::token;
 pub use traffic::{
-    GROUP_NAMES, HUNT_GROUP, HUNT_GROUP_NAME, IVR, IVR_NAME, QUEUE, QUEUE_NAME, RING_GROUP,
-    RING_GROUP_NAME,
+    BurstOutcome, GROUP_NAMES, HUNT_GROUP, HUNT_GROUP_NAME, IVR, IVR_NAME, QUEUE, QUEUE_NAME,
+    RING_GROUP, RING_GROUP_NAME,
 };
 pub use truth::{classify, is_extension, CallClass, GroupVisit, Truth, SERVICE_LEVELS};
 
@@ -255,6 +255,29 @@ impl Sim {
         let now = self.clock.reading();
         store.generate_until(now);
         store.add_value(entry, now, visible_now, live);
+    }
+
+    /// Places a burst from the clock's reading now on (see [`traffic::burst`]).
+    fn burst(
+        &self,
+        what: (BurstOutcome, Option<&str>),
+        calls: u32,
+        over: Duration,
+    ) -> Result<(), String> {
+        let mut store = self.store.write().expect("store lock");
+        let now = self.clock.reading();
+        store.generate_until(now);
+        let over = i64::try_from(over.as_secs()).map_err(|_| "too long a burst".to_string())?;
+        let placed = traffic::burst(
+            self.cfg.seed,
+            what,
+            now.steady,
+            (calls, over),
+            self.cfg.timezone,
+        )?;
+        store.add_burst(placed);
+        tracing::info!(target: "ucm_sim", outcome = ?what.0, trunk = ?what.1, calls, over, "burst placed");
+        Ok(())
     }
 
     fn quirks(&self) -> Quirks {
@@ -559,6 +582,20 @@ impl SimHandle {
     /// current reading.
     pub fn add_call_visible_now(&self, entry: serde_json::Value) {
         self.inner.sim.add_call(&entry, true, false);
+    }
+
+    /// Places `calls` inbound calls with `outcome`, starting evenly over the next `over` of the
+    /// clock, on `trunk` or on the inbound trunks in turn: a missed-call spike, a queue whose
+    /// callers give up, or the answered calls after either. They come on top of the generated
+    /// traffic, appear as they end, and count in [`Truth`] like any other call.
+    ///
+    /// # Panics
+    ///
+    /// On an unknown trunk name: a test's own mistake.
+    pub fn burst(&self, outcome: BurstOutcome, trunk: Option<&str>, calls: u32, over: Duration) {
+        if let Err(e) = self.inner.sim.burst((outcome, trunk), calls, over) {
+            panic!("burst: {e}");
+        }
     }
 
     /// Bends the API's uncertain behaviours from the next request on.

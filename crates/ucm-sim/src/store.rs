@@ -72,6 +72,8 @@ pub struct Store {
     /// Generated calls that have not started yet, oldest first, in steady time: they are
     /// stamped when they start, with the clock as it is then.
     pending: VecDeque<Call>,
+    /// Calls of bursts (`traffic::burst`) not started yet, oldest first.
+    bursts: VecDeque<Call>,
     /// (year * 12 + month, next AcctId): the UCM keeps monthly CDR tables, so AcctId restarts.
     acct: (i32, u64),
     generated: u64,
@@ -214,6 +216,7 @@ impl Store {
             endless: true,
             next_slot: first_slot.div_euclid(3600) * 3600,
             pending: VecDeque::new(),
+            bursts: VecDeque::new(),
             acct: (0, 1),
             generated: 0,
             tz,
@@ -241,15 +244,26 @@ impl Store {
                 self.next_slot += 3600;
             }
         }
-        while self
-            .pending
-            .front()
-            .is_some_and(|c| c.start() <= now.steady)
-        {
-            let mut call = self.pending.pop_front().expect("front checked");
+        let due = |q: &VecDeque<Call>| q.front().is_some_and(|c| c.start() <= now.steady);
+        loop {
+            let next = if due(&self.pending) {
+                self.pending.pop_front()
+            } else if due(&self.bursts) {
+                self.bursts.pop_front()
+            } else {
+                break;
+            };
+            let mut call = next.expect("front checked");
             call.shift(now.offset(), self.tz);
             self.push_generated(&call, now);
         }
+    }
+
+    /// Schedules the calls of a burst, placed in steady time; each is stored as it starts, like
+    /// the generated traffic.
+    pub fn add_burst(&mut self, calls: Vec<Call>) {
+        self.bursts.extend(calls);
+        self.bursts.make_contiguous().sort_by_key(|c| c.start());
     }
 
     fn push_generated(&mut self, call: &Call, now: Reading) {

@@ -212,6 +212,64 @@ pub fn calls_in_slot(
     calls
 }
 
+/// What the calls of a [`burst`] do. Bursts are incidents a test switches on over the seeded
+/// traffic: a trunk whose callers nobody answers, a queue whose callers give up, or the calls
+/// answered again once it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BurstOutcome {
+    /// Inbound calls that ring at a desk until the caller hangs up.
+    Missed,
+    /// Inbound calls a person answers after a short ring and talks for a few minutes.
+    Answered,
+    /// Inbound calls to the queue whose callers hang up while waiting for an agent.
+    Abandoned,
+}
+
+impl std::str::FromStr for BurstOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "missed" => Ok(BurstOutcome::Missed),
+            "answered" => Ok(BurstOutcome::Answered),
+            "abandoned" => Ok(BurstOutcome::Abandoned),
+            _ => Err(format!("{s:?}: missed, answered or abandoned")),
+        }
+    }
+}
+
+/// `calls` inbound calls starting evenly over `over` seconds from `start`, each with `outcome`,
+/// on the named inbound trunk or, without one, on the inbound trunks in turn. Seeded by `seed`
+/// and `start`, so a burst placed at the same instant is the same calls.
+pub fn burst(
+    seed: u64,
+    (outcome, trunk): (BurstOutcome, Option<&str>),
+    start: LocalSecs,
+    (calls, over): (u32, i64),
+    tz: Tz,
+) -> Result<Vec<Call>, String> {
+    let trunks: Vec<(u32, &'static str)> = match trunk {
+        None => TRUNKS[..3].to_vec(),
+        Some(name) => vec![*TRUNKS.iter().find(|(_, n)| *n == name).ok_or_else(|| {
+            let names: Vec<&str> = TRUNKS.iter().map(|(_, n)| *n).collect();
+            format!("no trunk {name:?}; the trunks are {}", names.join(", "))
+        })?],
+    };
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (start as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    let step = over.max(0) / i64::from(calls.max(1));
+    Ok((0..calls)
+        .map(|k| {
+            let mut g = Gen {
+                rng: &mut rng,
+                t0: start + i64::from(k) * step,
+                tz,
+            };
+            g.burst_call(trunks[k as usize % trunks.len()], outcome)
+        })
+        .collect())
+}
+
 /// Who places a call.
 enum From {
     Ext(u32),
@@ -501,6 +559,51 @@ impl Gen<'_> {
         leg.endless = true;
     }
 
+    fn burst_call(&mut self, trunk: (u32, &'static str), outcome: BurstOutcome) -> Call {
+        if outcome == BurstOutcome::Abandoned {
+            let base = self.inbound_base_on(trunk, "ext-queues");
+            return self.queue_call(base, Some(true));
+        }
+        let (base, trunk) = self.inbound_base_on(trunk, "ext-did-0001");
+        let e = self.ext();
+        let (ring, talk, disp, disposition, scenario) = match outcome {
+            BurstOutcome::Answered => (
+                self.ring(),
+                self.rng.random_range(30..300),
+                "ANSWERED",
+                "answered",
+                "burst-answered",
+            ),
+            _ => (
+                self.rng.random_range(20..45),
+                0,
+                "NO ANSWER",
+                "no_answer",
+                "burst-missed",
+            ),
+        };
+        self.direct(
+            (base, trunk),
+            e,
+            (ring, talk),
+            (disp, disposition),
+            scenario,
+        )
+    }
+
+    /// An inbound call of `base` straight to extension `e`, one leg.
+    fn direct(
+        &mut self,
+        (base, trunk): (Base, &'static str),
+        e: u32,
+        ring_talk: (i64, i64),
+        (disp, outcome): (&'static str, &'static str),
+        scenario: &'static str,
+    ) -> Call {
+        let leg = self.leg(&base, self.t0, &e.to_string(), To::Ext(e), ring_talk, disp);
+        Self::flat(leg, Self::intent("inbound", trunk, outcome, scenario))
+    }
+
     fn flat(leg: Leg, intent: Intent) -> Call {
         Call {
             legs: vec![leg],
@@ -566,7 +669,15 @@ impl Gen<'_> {
     }
 
     fn inbound_base(&mut self, dcontext: &'static str) -> (Base, &'static str) {
-        let (i, name) = self.inbound_trunk();
+        let trunk = self.inbound_trunk();
+        self.inbound_base_on(trunk, dcontext)
+    }
+
+    fn inbound_base_on(
+        &mut self,
+        (i, name): (u32, &'static str),
+        dcontext: &'static str,
+    ) -> (Base, &'static str) {
         let num = self.number();
         (
             self.base(&From::Trunk(i, name, num), dcontext, "Inbound"),
@@ -588,17 +699,12 @@ impl Gen<'_> {
         ]
         .choose(self.rng)
         .unwrap_or(&("ANSWERED", "answered"));
-        let leg = self.leg(
-            &base,
-            self.t0,
-            &e.to_string(),
-            To::Ext(e),
+        self.direct(
+            (base, trunk),
+            e,
             (ring, talk),
-            disp,
-        );
-        Self::flat(
-            leg,
-            Self::intent("inbound", trunk, outcome, "inbound-direct"),
+            (disp, outcome),
+            "inbound-direct",
         )
     }
 
@@ -873,12 +979,17 @@ impl Gen<'_> {
     /// Queue: the hold leg is ANSWERED by the Queue application; agents ring in parallel. One
     /// answers, or the caller hangs up while waiting (no leg after the queue's).
     fn inbound_queue(&mut self) -> Call {
-        let (base, trunk) = self.inbound_base("ext-queues");
+        let base = self.inbound_base("ext-queues");
+        self.queue_call(base, None)
+    }
+
+    /// A queue call of `base`; `abandoned` decides the caller's patience, else chance does.
+    fn queue_call(&mut self, (base, trunk): (Base, &'static str), abandoned: Option<bool>) -> Call {
         let (queue, agents) = QUEUE;
         let action = self.agent_action();
         let hold = self.rng.random_range(5..180);
         let mut legs = vec![self.queue_hold(&base, self.t0, hold)];
-        let abandoned = self.rng.random_bool(0.35);
+        let abandoned = abandoned.unwrap_or_else(|| self.rng.random_bool(0.35));
         let winner = self.rng.random_range(0..agents.len());
         let talk = self.talk();
         for (i, a) in agents.iter().enumerate() {
@@ -1280,6 +1391,56 @@ mod tests {
         let before = epoch(&calls[0]);
         calls[0].shift(-600, berlin);
         assert_eq!(epoch(&calls[0]), (before.0 - 600, before.1));
+    }
+
+    #[test]
+    fn bursts_place_their_calls_evenly_with_the_outcome_asked() {
+        use crate::render::{render, Layout};
+        use crate::truth::classify;
+        for ((outcome, trunk, disposition), start) in [
+            (BurstOutcome::Missed, Some("groff"), "no_answer"),
+            (BurstOutcome::Answered, Some("Telekom"), "answered"),
+            (BurstOutcome::Abandoned, None, "no_answer"),
+        ]
+        .into_iter()
+        .flat_map(|o| (0..40).map(move |k| (o, 1000 + k * 7919)))
+        {
+            let calls = burst(5, (outcome, trunk), start, (12, 600), chrono_tz::UTC).unwrap();
+            assert_eq!(calls.len(), 12);
+            let starts: Vec<i64> = calls.iter().map(Call::start).collect();
+            assert_eq!(starts, (0..12).map(|k| start + k * 50).collect::<Vec<_>>());
+            // Every call has ended within the burst's span plus the longest wait or talk.
+            let longest = calls.iter().map(|c| c.end() - c.start()).max().unwrap();
+            assert!(longest <= 330, "{outcome:?}: a call of {longest} s");
+            let mut on = std::collections::BTreeMap::new();
+            for c in &calls {
+                let v: serde_json::Value =
+                    serde_json::from_str(&render(c, 1, Layout::Ucm63xx)).unwrap();
+                let got = classify(&v).unwrap();
+                assert_eq!((got.direction, got.disposition), ("inbound", disposition));
+                assert_eq!(got.trunk, c.intent.trunk);
+                let visits: Vec<_> = got.groups.iter().map(|g| g.outcome).collect();
+                let want: &[&str] = match outcome {
+                    BurstOutcome::Abandoned => &["abandoned"],
+                    _ => &[],
+                };
+                assert_eq!(visits, want, "{:?}", c.intent.scenario);
+                *on.entry(got.trunk).or_insert(0) += 1;
+            }
+            match trunk {
+                Some(t) => assert_eq!(on.into_iter().collect::<Vec<_>>(), [(t.to_string(), 12)]),
+                None => assert!(on.values().all(|n| *n == 4), "{on:?}"),
+            }
+        }
+        assert!(burst(
+            5,
+            (BurstOutcome::Missed, Some("nope")),
+            0,
+            (1, 60),
+            chrono_tz::UTC
+        )
+        .unwrap_err()
+        .contains("Telekom"));
     }
 
     #[test]

@@ -753,6 +753,60 @@ async fn plain_http_admin_endpoint_and_status_actions() {
     ucm.sim.shutdown().await;
 }
 
+/// A burst placed through the admin endpoint appears as its calls end, with the outcome asked,
+/// and the truth counts it; bad parameters are refused with what to give.
+#[tokio::test]
+async fn bursts_through_the_admin_endpoint() {
+    let cfg = SimConfig {
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..quiet()
+    };
+    let mut ucm = Ucm::start(cfg).await;
+    let admin = ucm.sim.admin_url().unwrap();
+    let http = reqwest::Client::new();
+    let post = |q: &str| http.post(format!("{admin}/bursts?{q}")).send();
+    for (q, says) in [
+        ("calls=5&seconds=60", "missing outcome"),
+        (
+            "outcome=lost&calls=5&seconds=60",
+            "missed, answered or abandoned",
+        ),
+        ("outcome=missed&seconds=60", "missing calls"),
+        ("outcome=missed&calls=5", "missing seconds"),
+        ("outcome=missed&calls=5&seconds=60&trunk=Nope", "Telekom"),
+    ] {
+        let r = post(q).await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{q}: {text}");
+    }
+    assert!(post("outcome=missed&calls=6&seconds=300&trunk=groff")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let from = ucm.sim.now();
+    ucm.login().await;
+    assert!(ucm.all_entries().await.is_empty(), "nothing has ended yet");
+    ucm.sim.advance(Duration::from_secs(400));
+    assert_eq!(ucm.all_entries().await.len(), 6);
+    let truth = ucm.sim.truth(from, ucm.sim.now());
+    assert_eq!(
+        truth.calls,
+        [(
+            (
+                "inbound".to_string(),
+                "groff".to_string(),
+                "no_answer".to_string()
+            ),
+            6
+        )]
+        .into_iter()
+        .collect()
+    );
+    ucm.sim.shutdown().await;
+}
+
 // Quirks: a UCM that bends the uncertain parts of docs/ucm-api.md.
 
 fn srcs(page: &Value) -> Vec<String> {
