@@ -86,7 +86,7 @@ impl Poller {
         let reach = Reach::of(&target);
         let path = state::path_for(state_dir, &target.name);
         let ledger = Ledger::open(path, &target.url, reach.sweep_back(), metrics.clone());
-        let mut windows = Windows::new(target.window_mode);
+        let mut windows = Windows::new(target.window_mode).with_reach(&reach);
         if let Some(r) = ledger.windows() {
             windows.restore(r, clock.now().timestamp(), clock.monotonic(), &reach);
         }

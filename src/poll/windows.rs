@@ -96,6 +96,13 @@ impl Windows {
         }
     }
 
+    /// Channel rows whose start lies further back than `reach`'s `max_call_duration` before the
+    /// watermark are not trusted to bound a window: no call that old is counted.
+    pub fn with_reach(mut self, reach: &Reach) -> Self {
+        self.tracker = Tracker::with_max_call_duration(plan::secs(reach.max_call_duration));
+        self
+    }
+
     fn fast_allowed(&self, reach: &Reach) -> bool {
         reach.safety_sweep_interval.is_some() && self.fallback.is_none()
     }
