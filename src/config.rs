@@ -309,7 +309,10 @@ impl Target {
             session_renew_after: DEFAULT_SESSION_RENEW,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             status_interval: DEFAULT_STATUS_INTERVAL,
-            collectors: Collector::DEFAULT_ON.into_iter().collect(),
+            collectors: Collector::ALL
+                .into_iter()
+                .filter(|c| c.on_by_default())
+                .collect(),
             ca_file: None,
             insecure_skip_verify: false,
         }
@@ -766,14 +769,9 @@ impl Collector {
     ];
 
     /// On unless switched off: all but storage, whose availability to an API user is unproven.
-    pub const DEFAULT_ON: [Collector; 6] = [
-        Collector::System,
-        Collector::Trunks,
-        Collector::Extensions,
-        Collector::Channels,
-        Collector::Queues,
-        Collector::Groups,
-    ];
+    pub const fn on_by_default(self) -> bool {
+        !matches!(self, Collector::Storage)
+    }
 
     pub const fn as_str(self) -> &'static str {
         match self {

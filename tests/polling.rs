@@ -287,9 +287,9 @@ async fn a_baseline_that_fails_halfway_is_taken_again_and_counts_no_history() {
         times: Some(1),
     });
     assert_eq!(poll_error(&mut poller).await, "http");
-    // The baseline loses its session after 11 pages and cannot log in again.
+    // The baseline loses its session after 8 pages and cannot log in again.
     sim.add_fault(FaultRule {
-        fault: Fault::InvalidateAfterPages(11),
+        fault: Fault::InvalidateAfterPages(8),
         action: None,
         times: None,
     });
@@ -303,7 +303,7 @@ async fn a_baseline_that_fails_halfway_is_taken_again_and_counts_no_history() {
     assert!(poller.state().is_none(), "half a baseline is not saved");
     sim.clear_faults();
     let r = poller.poll_and_record().await.unwrap();
-    assert!(r.kind == PollKind::Baseline && r.pages > 11, "{r:?}");
+    assert!(r.kind == PollKind::Baseline && r.pages > 8, "{r:?}");
     assert_eq!(Scrape::of(&metrics).sum("ucm_calls_total"), 0.0);
     sim.shutdown().await;
 }

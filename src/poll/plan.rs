@@ -249,16 +249,17 @@ pub fn plan(
     }
 }
 
+/// Settings and states the planning tests of this module and of `windows` share.
 #[cfg(test)]
-mod tests {
+pub(super) mod fixtures {
     use super::*;
 
-    const H: i64 = 3600;
-    const M: i64 = 60;
-    /// 4 h of max_call_duration, a 10 min sweep interval and a 1 min poll.
-    const BACK: i64 = 4 * H + 11 * M;
+    pub const H: i64 = 3600;
+    pub const M: i64 = 60;
 
-    fn reach() -> Reach {
+    /// 4 h of max_call_duration, a 10 min sweep interval and overlap, a 1 min poll, start
+    /// windows only.
+    pub fn reach() -> Reach {
         Reach {
             max_call_duration: Duration::from_secs(4 * 3600),
             sweep_interval: Duration::from_secs(600),
@@ -270,11 +271,20 @@ mod tests {
         }
     }
 
-    fn state(baseline_start: LocalSecs, watermark: Option<LocalSecs>) -> PollState {
+    pub fn state(baseline_start: LocalSecs, watermark: Option<LocalSecs>) -> PollState {
         let mut s = PollState::new("https://ucm", baseline_start);
         s.watermark = watermark;
         s
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    /// 4 h of max_call_duration, a 10 min sweep interval and a 1 min poll.
+    const BACK: i64 = 4 * H + 11 * M;
 
     #[test]
     fn the_window_of_each_kind_of_poll() {

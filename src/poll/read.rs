@@ -521,6 +521,16 @@ mod tests {
             .unwrap_or_else(|_| panic!("{what} did not happen"))
     }
 
+    /// Waits until more than `before` read-aheads hold the session.
+    async fn holds(started: &AtomicUsize, before: usize) {
+        soon("the read-ahead holding the session", async {
+            while started.load(Ordering::SeqCst) == before {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn a_read_ahead_for_another_request_is_aborted_before_the_read_asks_itself() {
         let session = Arc::new(tokio::sync::Mutex::new(()));
@@ -531,12 +541,7 @@ mod tests {
             request(2000),
             holding(session.clone(), answer.clone(), started.clone()),
         );
-        soon("the read-ahead holding the session", async {
-            while started.load(Ordering::SeqCst) == 0 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
+        holds(&started, 0).await;
         assert!(session.try_lock().is_err(), "the read-ahead holds it");
         // The page before was short: the read asks for another offset.
         assert!(ahead.take(request(1500)).await.is_none());
@@ -560,17 +565,12 @@ mod tests {
         assert_eq!(got.unwrap().unwrap(), 7);
         for cancel in [true, false] {
             let mut ahead = ReadAhead::new();
+            let before = started.load(Ordering::SeqCst);
             ahead.start(
                 request(1000),
                 holding(session.clone(), answer.clone(), started.clone()),
             );
-            let before = started.load(Ordering::SeqCst);
-            soon("the read-ahead started", async {
-                while started.load(Ordering::SeqCst) == before {
-                    tokio::task::yield_now().await;
-                }
-            })
-            .await;
+            holds(&started, before).await;
             if cancel {
                 ahead.cancel();
             } else {

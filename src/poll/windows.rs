@@ -663,28 +663,8 @@ mod tests {
     /// The rule of what each poll reads, on the start plan's settings.
     mod planning {
         use super::*;
+        use crate::poll::plan::fixtures::{reach, state, H, M};
         use crate::poll::plan::plan;
-
-        const H: i64 = 3600;
-        const M: i64 = 60;
-
-        fn reach() -> Reach {
-            Reach {
-                max_call_duration: Duration::from_secs(4 * 3600),
-                sweep_interval: Duration::from_secs(600),
-                overlap: Duration::from_secs(600),
-                poll_interval: Duration::from_secs(60),
-                settle: Duration::ZERO,
-                safety_sweep_interval: None,
-                end_margin: Duration::from_secs(30),
-            }
-        }
-
-        fn state(baseline_start: LocalSecs, watermark: Option<LocalSecs>) -> PollState {
-            let mut s = PollState::new("https://ucm", baseline_start);
-            s.watermark = watermark;
-            s
-        }
 
         fn fast_reach() -> Reach {
             Reach {
