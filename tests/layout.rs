@@ -42,11 +42,17 @@ fn modules() -> BTreeMap<String, PathBuf> {
     mods
 }
 
-/// The code of a file without comments, string contents and its unit-test module.
+/// The code of a file without comments, string contents and its test-only modules (from the
+/// first `#[cfg(test)]` module on, which is where they stand).
 fn code(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    let text = match text.find("#[cfg(test)]\nmod tests") {
-        Some(i) => &text[..i],
+    let test_module = text.match_indices("#[cfg(test)]\n").find(|(i, m)| {
+        let next = text[i + m.len()..].trim_start();
+        let next = next.strip_prefix("pub(super) ").unwrap_or(next);
+        next.starts_with("mod ")
+    });
+    let text = match test_module {
+        Some((i, _)) => &text[..i],
         None => &text,
     };
     let mut out = String::new();
