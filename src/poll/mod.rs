@@ -257,11 +257,11 @@ impl Poller {
             self.last_sweep = Some(self.clock.monotonic());
         }
         let ceiling = plan::ceiling(self.local_now());
-        let fell_back = self.windows.fallback().is_none();
+        let had_fallback = self.windows.fallback().is_some();
         let now = self.clock.monotonic();
         self.windows.polled(&poll, notes, &report, (ceiling, now));
         self.publish_windows();
-        if fell_back && self.windows.fallback().is_some() {
+        if !had_fallback && self.windows.fallback().is_some() {
             // Kept at once: a restart must not try the modes that just missed calls.
             self.ledger.save();
         }
@@ -274,13 +274,15 @@ impl Poller {
 
     /// Shows the window mode and any fallback, and has the ledger keep them.
     fn publish_windows(&mut self) {
-        let (wall, mono) = (self.clock.now().timestamp(), self.clock.monotonic());
+        let record = self
+            .windows
+            .record(self.clock.now().timestamp(), self.clock.monotonic());
         self.metrics.set_window_mode(self.windows.mode.as_str());
-        let until = self.windows.fallback_until().map_or(0, |u| {
-            wall.saturating_add(i64::try_from(u.saturating_sub(mono).as_secs()).unwrap_or(0))
-        });
-        self.metrics.window_fallback_until.set(until as f64);
-        self.ledger.set_windows(self.windows.record(wall, mono));
+        let until = record.fallback_until.filter(|_| record.fallback.is_some());
+        self.metrics
+            .window_fallback_until
+            .set(until.unwrap_or(0) as f64);
+        self.ledger.set_windows(record);
     }
 
     /// Reads one window of the poll; once more, sent in UTC, when the answer shows that the UCM

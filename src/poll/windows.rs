@@ -393,11 +393,6 @@ impl Windows {
         (self.channels_allowed, self.channels_due) = (None, None);
     }
 
-    /// Monotonic time when a fallback ends, if the fast modes were given up.
-    pub fn fallback_until(&self) -> Option<Duration> {
-        self.fallback.as_ref().and(self.fallback_until)
-    }
-
     /// What the state file keeps of the modes; `wall` and `mono` are this host's clocks now.
     pub fn record(&self, wall: i64, mono: Duration) -> WindowRecord {
         let at = |d: Option<Duration>| d.map(|d| wall.saturating_add(secs_between(mono, d)));
