@@ -130,7 +130,7 @@ fn ingest_once(page: &[u8], state: Option<&PollState>, ext: &ExtensionPattern) -
         &mut pending,
         &mut read,
         ext,
-        chrono_tz::UTC,
+        ucm_exporter::clock::Zone::UTC,
         &Plan::WHOLE,
     )
     .expect("a page of records");

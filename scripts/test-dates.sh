@@ -26,14 +26,14 @@ if [ ${#bins[@]} -ne ${#names[@]} ]; then
 fi
 dates=('2026-12-01 05:00:00' '2027-03-28 00:30:00' '2027-07-31 23:45:00' '2027-10-31 01:30:00')
 # cli runs the binary on the host's clock: it sees every date. The others run the exporter on the
-# simulator's clock and reach the host's only through libraries and timers: two dates each, taken
-# in turn, so every date is still covered and the run stays short.
+# simulator's clock and reach the host's only through libraries and timers: one date each, taken
+# in turn, so every date is still covered by at least one of them and the run stays short.
 for i in "${!bins[@]}"; do
   bin=${bins[$i]}
   if [ "$(basename "$bin" | cut -d- -f1)" = cli ]; then
     picks=(0 1 2 3)
   else
-    picks=($((i % 4)) $(((i + 2) % 4)))
+    picks=($((i % 4)))
   fi
   for d in "${picks[@]}"; do
     at=${dates[$d]}

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::cdr::{self, ExtensionPattern};
 use crate::clock::Clock;
 use crate::clock::SharedClock;
-use crate::clock::{local_secs, LocalSecs};
+use crate::clock::{local_secs, LocalSecs, Zone};
 use crate::config::Settings;
 use crate::config::Target;
 use crate::error::UcmError;
@@ -18,6 +18,7 @@ use crate::poll::{probe_end, question, snapshot, EndProbe, Snapshot, Span};
 use crate::ucm::cdrapi::{decode_page, page_params, PAGE_SIZE};
 use crate::ucm::login_guard::LoginGuard;
 use crate::ucm::{decode_envelope, Refusal, Session};
+use crate::ucm_clock::UcmClock;
 
 /// Checks every target; returns the report lines and whether all passed. Each target gets one
 /// login attempt at most, and none while rejected logins are rationed (see
@@ -73,7 +74,16 @@ async fn check_target(
         }
         Err(e) => return Err(e),
     };
-    let since = local_secs(clock.local_now(t.timezone)) - 24 * 3600;
+    // The UCM's own zone, as the exporter would read it, and what the UCM says of its clock.
+    let ucm_clock = Arc::new(UcmClock::new(
+        t,
+        clock.clone(),
+        Arc::new(crate::metrics::TargetMetrics::new(1)),
+        Arc::default(),
+    ));
+    ucm_clock.read(&session).await?;
+    let zone = ucm_clock.zone();
+    let since = local_secs(clock.local_now(zone)) - 24 * 3600;
     let params = page_params(since, 0, 100);
     let (entries, newest) = session
         .call("cdrapi", params, |body| {
@@ -84,9 +94,10 @@ async fn check_target(
             ))
         })
         .await?;
-    let mut paging = probe_paging(&session, since, entries).await?;
-    paging.push(probe_windows(&session, t, since, clock.as_ref(), ext).await?);
-    paging.extend(probe_collectors(&session, t, clock, ext).await);
+    let mut paging = vec![format!("clock: {}", ucm_clock.describe())];
+    paging.extend(probe_paging(&session, since, entries).await?);
+    paging.push(probe_windows(&session, t, zone, since, clock.as_ref(), ext).await?);
+    paging.extend(probe_collectors(&session, t, clock, ucm_clock, ext).await);
     session.logout().await;
     let summary = format!(
         "logged in as {} on {model}; first CDR page of the last 24 h holds {entries} entries{}",
@@ -169,6 +180,7 @@ async fn probe_paging(
 async fn probe_windows(
     session: &Session,
     t: &Target,
+    zone: Zone,
     since: LocalSecs,
     clock: &dyn Clock,
     ext: &ExtensionPattern,
@@ -185,7 +197,7 @@ async fn probe_windows(
                 .collect::<Vec<_>>())
         })
         .await?;
-    let settled = local_secs(clock.local_now(t.timezone))
+    let settled = local_secs(clock.local_now(zone))
         - i64::try_from(t.end_margin.as_secs()).unwrap_or(i64::MAX)
         - 60;
     let end = if t.window_mode.allows_end() {
@@ -207,7 +219,7 @@ async fn probe_windows(
     if !t.window_mode.allows_channels() {
         return Ok(format!("windows: start ({end_note})"));
     }
-    Ok(match snapshot(session, t.timezone).await {
+    Ok(match snapshot(session, zone).await {
         Snapshot::Rows(rows) => format!(
             "windows: OK: channel-bounded ({end_note}; the channel lists are readable, {} rows now)",
             rows.len()
@@ -223,10 +235,12 @@ async fn probe_collectors(
     session: &Arc<Session>,
     t: &Target,
     clock: SharedClock,
+    ucm_clock: Arc<UcmClock>,
     ext: &ExtensionPattern,
 ) -> Vec<String> {
     let metrics = Arc::new(crate::metrics::TargetMetrics::new(1));
-    let mut live = Live::new(t, session.clone(), metrics, ext.clone(), clock);
+    let mut live =
+        Live::new(t, session.clone(), metrics, ext.clone(), clock).with_ucm_clock(ucm_clock);
     live.probe()
         .await
         .into_iter()

@@ -260,7 +260,11 @@ pub struct Target {
     pub url: String,
     pub username: String,
     pub password: Secret,
-    pub timezone: chrono_tz::Tz,
+    /// The UCM's zone as configured; `None`: follow the offset the UCM reports.
+    pub timezone: Option<chrono_tz::Tz>,
+    /// The zone used while a followed UCM has not told its offset (its status refused): the
+    /// host's.
+    pub fallback_zone: chrono_tz::Tz,
     pub poll_interval: Duration,
     pub max_call_duration: Duration,
     pub sweep_interval: Duration,
@@ -284,8 +288,9 @@ pub struct Target {
 
 impl Target {
     /// Every setting other than how to reach and log in to the UCM at its documented default.
-    /// The time zone is UTC, not the host's zone that the config file defaults to, so that a
-    /// target built in code behaves the same on every machine.
+    /// The time zone is set to UTC, not followed from the UCM as the config file defaults to,
+    /// so that a target built in code asks nothing extra of the UCM and behaves the same on
+    /// every machine.
     pub fn new(
         name: impl Into<String>,
         url: impl Into<String>,
@@ -297,7 +302,8 @@ impl Target {
             url: url.into(),
             username: username.into(),
             password,
-            timezone: chrono_tz::UTC,
+            timezone: Some(chrono_tz::UTC),
+            fallback_zone: chrono_tz::UTC,
             poll_interval: DEFAULT_POLL_INTERVAL,
             max_call_duration: DEFAULT_MAX_CALL_DURATION,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
@@ -620,17 +626,22 @@ fn check_url(url: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_timezone(tz: Option<&str>) -> Result<chrono_tz::Tz> {
-    match tz {
-        Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
-            anyhow::anyhow!("timezone {name:?} is not an IANA zone name (like Europe/Berlin)")
-        }),
-        None => Ok(local_timezone()),
-    }
+/// A `timezone` setting; unset, the exporter follows the UCM's reported offset, with the host's
+/// zone until it knows it.
+fn set_timezone(target: &mut Target, tz: Option<&str>) -> Result<()> {
+    target.timezone = tz
+        .map(|name| {
+            name.parse::<chrono_tz::Tz>().map_err(|_| {
+                anyhow::anyhow!("timezone {name:?} is not an IANA zone name (like Europe/Berlin)")
+            })
+        })
+        .transpose()?;
+    target.fallback_zone = local_timezone();
+    Ok(())
 }
 
-/// The exporter host's zone, from `TZ` or `/etc/timezone`/`/etc/localtime`, falling back to UTC.
-/// Only Unix timestamps of CDR times depend on it, never which calls are counted.
+/// The exporter host's zone, from `TZ` or `/etc/timezone`/`/etc/localtime`, falling back to UTC:
+/// the zone of a UCM whose own offset is not known.
 pub fn local_timezone() -> chrono_tz::Tz {
     if let Ok(tz) = std::env::var("TZ") {
         if let Ok(z) = tz.trim_start_matches(':').parse() {
@@ -701,7 +712,7 @@ fn resolve_file_target(
         t.username.clone(),
         password,
     );
-    target.timezone = parse_timezone(t.timezone.as_deref())?;
+    set_timezone(&mut target, t.timezone.as_deref())?;
     d.apply(&mut target);
     if let Some(v) = t.poll_interval {
         target.poll_interval = v;
@@ -737,7 +748,7 @@ fn resolve_flag_target(ft: &FlagTarget, d: &TargetDefaults) -> Result<Target> {
         ft.username.clone(),
         password,
     );
-    target.timezone = parse_timezone(ft.timezone.as_deref()).context("--ucm.timezone")?;
+    set_timezone(&mut target, ft.timezone.as_deref()).context("--ucm.timezone")?;
     d.apply(&mut target);
     target.ca_file = ft.ca_file.clone();
     target.insecure_skip_verify = ft.insecure_skip_verify;
@@ -835,7 +846,7 @@ mod tests {
         assert_eq!(t.api_url(), "https://ucm.example.com:8089/api");
         assert_eq!(t.password.expose(), "pw-from-env");
         assert_eq!(t.poll_interval, Duration::from_secs(30));
-        assert_eq!(t.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(t.timezone, Some(chrono_tz::Europe::Berlin));
         assert_eq!(format!("{:?}", t.password), "Secret(***)");
     }
 
@@ -911,7 +922,7 @@ mod tests {
     fn a_target_built_in_code_is_valid() {
         let t = Target::new("office", "https://ucm:8089", "cdrapi", Secret::new("pw"));
         t.validate().unwrap();
-        assert_eq!(t.timezone, chrono_tz::UTC);
+        assert_eq!(t.timezone, Some(chrono_tz::UTC));
         let s = Settings::new("/tmp/state", vec![t]);
         assert!(s.extension_pattern.is_local("1234"));
         assert_eq!(s.extension_max, DEFAULT_EXTENSION_MAX);

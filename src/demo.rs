@@ -15,7 +15,7 @@ use ucm_sim::{self as sim, SimConfig, SimHandle};
 /// The simulator's clock as the exporter's: in the demo, where the simulated day runs ahead of
 /// the host's, and in tests, where the frozen simulated clock makes sweeps, cookie renewal and
 /// back-offs come due by `advance()` instead of by sleeping, on any date the tests run.
-/// The simulator's naive local time is taken as UTC, the zone demo and tests give it.
+/// The instant is the simulator's local time read in the simulator's zone.
 #[derive(Clone)]
 pub struct SimTime(pub SimHandle);
 
@@ -27,7 +27,7 @@ impl SimTime {
 
 impl Clock for SimTime {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.now().and_utc()
+        self.0.utc_now()
     }
 
     fn monotonic(&self) -> Duration {

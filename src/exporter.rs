@@ -166,7 +166,8 @@ impl Exporter {
                 views.last().expect("just pushed").metrics.clone(),
                 extensions.clone(),
                 clock.clone(),
-            );
+            )
+            .with_ucm_clock(poller.ucm_clock());
             pollers.push((poller, live, span));
         }
         let listener = TcpListener::bind(parse_listen(&listen)?)

@@ -168,9 +168,10 @@ impl App {
             };
             rows.push_str(&format!(
                 "<tr><td>{name}</td><td>{ready}</td><td>{last_poll}</td><td>{success}</td><td>{error}</td>\
-                 <td>{mode}</td><td>{live}</td>\
+                 <td>{mode}</td><td>{live}</td><td>{clock}</td>\
                  <td><a href=\"{probe}\">{probe}</a> (<a href=\"{probe}&amp;debug=true\">debug</a>)</td></tr>\n",
                 ready = if t.status.is_ready() { "yes" } else { "no" },
+                clock = html_escape(&t.status.clock()),
             ));
         }
         format!(
@@ -181,7 +182,7 @@ impl App {
              <ul>\n<li><a href=\"{tp}\">{tp}</a> (exporter metrics{single})</li>\n\
              <li><a href=\"/-/healthy\">/-/healthy</a></li>\n<li><a href=\"/-/ready\">/-/ready</a></li>\n</ul>\n\
              <h2>Targets</h2>\n<p>Times are the exporter's clock, UTC. A target's debug page shows the log of its last poll.</p>\n\
-             <table>\n<tr><th>Target</th><th>Ready</th><th>Last poll</th><th>Last success</th><th>Last error</th><th>CDR windows</th><th>Live status</th><th>Probe</th></tr>\n\
+             <table>\n<tr><th>Target</th><th>Ready</th><th>Last poll</th><th>Last success</th><th>Last error</th><th>CDR windows</th><th>Live status</th><th>UCM clock</th><th>Probe</th></tr>\n\
              {rows}</table>\n</body></html>\n",
             env!("CARGO_PKG_VERSION"),
             tp = html_escape(&self.telemetry_path),

@@ -15,6 +15,7 @@
 //! - [`poll`]: one target's collection: the poll plan, the window modes, de-duplication,
 //!   commit order.
 //! - [`live`]: the live status collectors (trunks, extensions, active calls, queues, system).
+//! - [`ucm_clock`]: the UCM's reported UTC offset and skew, and the zone its times are read in.
 //! - [`state`]: the poll state and its file.
 //! - [`metrics`]: per-target series; `exposition` encodes call series once per change.
 //! - [`status`]: each target's readiness, last success and last error; [`journal`]: the log of
@@ -42,4 +43,5 @@ pub mod poll;
 pub mod state;
 pub mod status;
 pub mod ucm;
+pub mod ucm_clock;
 mod web_config;

@@ -226,6 +226,11 @@ pub struct TargetMetrics {
     /// When a target whose fast window modes missed calls examines them again; 0 without a
     /// fallback.
     pub window_fallback_until: Gauge,
+    /// The UTC offset the UCM reports (`source="ucm"`) and the one its CDR times are read in
+    /// (`source="exporter"`); see `ucm_clock.rs`.
+    pub utc_offset: IntGaugeVec,
+    /// The UCM's clock minus this host's, as of its last `system-time`; no series before.
+    pub clock_skew: IntGaugeVec,
     /// Whether each live-status collector's last run succeeded, and why runs failed.
     pub collector_up: IntGaugeVec,
     pub collector_errors: IntCounterVec,
@@ -366,6 +371,31 @@ impl TargetMetrics {
         status
             .register(Box::new(window_fallback_until.clone()))
             .expect("unique metric");
+        let utc_offset = IntGaugeVec::new(
+            Opts::new(
+                "ucm_utc_offset_seconds",
+                "Seconds east of UTC: the offset the UCM reports in getSystemStatus (source=\"ucm\"), \
+                 and the one this exporter reads the UCM's CDR times in (source=\"exporter\": the \
+                 configured timezone, or the UCM's own when none is set).",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        status
+            .register(Box::new(utc_offset.clone()))
+            .expect("unique metric");
+        let clock_skew = IntGaugeVec::new(
+            Opts::new(
+                "ucm_clock_skew_seconds",
+                "The UCM's clock minus this exporter host's, from the UCM's last system-time \
+                 (getSystemStatus); its sign says which runs ahead.",
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        status
+            .register(Box::new(clock_skew.clone()))
+            .expect("unique metric");
         let collector_up = IntGaugeVec::new(
             Opts::new(
                 "ucm_collector_up",
@@ -495,6 +525,8 @@ impl TargetMetrics {
             api_requests,
             window_mode,
             window_fallback_until,
+            utc_offset,
+            clock_skew,
             collector_up,
             collector_errors,
             live: RwLock::default(),

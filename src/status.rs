@@ -1,6 +1,6 @@
 //! What the HTTP side shows of a target besides its metrics: whether its first poll has
 //! finished (`/-/ready`), its last success and last error (the landing page), and the log of
-//! its last poll (`/probe?debug=true`).
+//! its last poll (`/probe?debug=true`), and the UCM's clock as the exporter reads it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,8 @@ pub struct TargetStatus {
     ready: AtomicBool,
     last: Mutex<Snapshot>,
     journal: Arc<Journal>,
+    /// The zone the UCM's times are read in and what the UCM says of its clock, in words.
+    clock: Mutex<String>,
 }
 
 impl TargetStatus {
@@ -70,6 +72,14 @@ impl TargetStatus {
 
     pub fn snapshot(&self) -> Snapshot {
         self.lock().clone()
+    }
+
+    pub fn set_clock(&self, line: String) {
+        *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = line;
+    }
+
+    pub fn clock(&self) -> String {
+        self.clock.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The log lines of this target's polls, filled by `journal::layer` once

@@ -434,7 +434,7 @@ async fn check_reports_how_the_ucm_pages() {
         .await;
         let dir = tempfile::tempdir().unwrap();
         let mut target = target_for(&sim, "office");
-        target.timezone = tz;
+        target.timezone = Some(tz);
         let settings = ucm_exporter::config::Settings::new(dir.path(), vec![target]);
         let (lines, ok) = ucm_exporter::check::run(&settings, sim_clock(&sim), false).await;
         assert!(ok, "{lines:?}");
@@ -491,7 +491,7 @@ async fn a_ucm_that_reads_start_time_as_utc_is_detected_and_read_exactly() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let mut target = day_target(&sim);
-    target.timezone = berlin;
+    target.timezone = Some(berlin);
     let overlap = target.overlap;
     let (mut poller, metrics) = poller(&sim, target, dir.path());
     poller.poll_and_record().await.unwrap();
@@ -527,7 +527,7 @@ async fn a_false_utc_finding_is_undone_by_the_next_read() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let mut target = day_target(&sim);
-    target.timezone = berlin;
+    target.timezone = Some(berlin);
     let (mut poller, _) = poller(&sim, target.clone(), dir.path());
     poller.poll_and_record().await.unwrap();
     poller.close().await;

@@ -101,7 +101,10 @@ fn live_values_parse_without_panicking() {
     for (_, bytes) in &all {
         let text = String::from_utf8_lossy(bytes);
         let _ = uptime(&text);
-        let _ = system_time(&text, chrono_tz::America::New_York);
+        let _ = system_time(
+            &text,
+            ucm_exporter::clock::Zone::Named(chrono_tz::America::New_York),
+        );
         let _ = size_bytes(&text);
     }
 }

@@ -513,7 +513,7 @@ impl Read {
                 &mut self.pending,
                 &mut self.read,
                 ext,
-                chrono_tz::Europe::Berlin,
+                ucm_exporter::clock::Zone::Named(chrono_tz::Europe::Berlin),
                 &Plan::WHOLE,
             )
             .expect("a page of records");

@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The whole per-page path, then the same page again: de-duplication counts nothing twice.
-    let tz = chrono_tz::Europe::Berlin;
+    let tz = ucm_exporter::clock::Zone::Named(chrono_tz::Europe::Berlin);
     let mut pending = Pending::default();
     let mut read = Default::default();
     let mut feed = |pending: &mut Pending| {

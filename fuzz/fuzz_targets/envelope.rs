@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
                 if key != "channel" {
                     continue;
                 }
-                let parsed = parse_rows(&rows, chrono_tz::America::Sao_Paulo);
+                let parsed = parse_rows(&rows, ucm_exporter::clock::Zone::Named(chrono_tz::America::Sao_Paulo));
                 assert!(parsed.len() <= rows.len());
                 for row in &parsed {
                     assert!(!row.channels.is_empty());

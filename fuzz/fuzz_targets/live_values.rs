@@ -16,8 +16,8 @@ fuzz_target!(|data: &[u8]| {
     let s = text.as_ref();
 
     let _ = uptime(s);
-    let _ = system_time(s, chrono_tz::UTC);
-    let _ = system_time(s, chrono_tz::America::New_York);
+    let _ = system_time(s, ucm_exporter::clock::Zone::UTC);
+    let _ = system_time(s, ucm_exporter::clock::Zone::Named(chrono_tz::America::New_York));
     if let Some(bytes) = size_bytes(s) {
         assert!(bytes.is_finite() && bytes >= 0.0, "size {bytes} of {s:?}");
     }

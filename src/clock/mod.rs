@@ -11,8 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 mod local;
+mod zone;
 
 pub use local::{as_utc, from_local_secs, local_secs, LocalSecs};
+pub use zone::{parse_system_time, utc_offset, Zone};
 
 pub trait Clock: Send + Sync + 'static {
     /// Wall time: the baseline's reach and the timestamps shown to Prometheus.
@@ -22,9 +24,9 @@ pub trait Clock: Send + Sync + 'static {
     /// stepped wall clock (NTP, an operator) must not make a sweep or a login come early or never.
     fn monotonic(&self) -> Duration;
 
-    /// The wall clock read as the UCM's naive local time in `tz`.
-    fn local_now(&self, tz: chrono_tz::Tz) -> NaiveDateTime {
-        self.now().with_timezone(&tz).naive_local()
+    /// The wall clock read as the UCM's naive local time in `zone`.
+    fn local_now(&self, zone: Zone) -> NaiveDateTime {
+        zone.local(self.now())
     }
 }
 

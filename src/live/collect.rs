@@ -11,12 +11,14 @@ use serde_json::{Map, Value};
 
 use super::values;
 use crate::cdr::{ExtensionPattern, GroupKind};
+use crate::clock::Zone;
 use crate::clock::{local_secs, LocalSecs};
 use crate::error::UcmError;
 use crate::metrics::{TargetMetrics, MAX_GROUPS};
 use crate::ucm::is_refusal;
 use crate::ucm::lists::{all_rows, rows_of};
 use crate::ucm::{decode_envelope, Session};
+use crate::ucm_clock::UcmClock;
 
 /// A run's series, built in a registry of their own.
 #[derive(Default)]
@@ -39,7 +41,9 @@ pub struct Context<'a> {
     pub session: &'a Session,
     pub metrics: &'a TargetMetrics,
     pub extensions: &'a ExtensionPattern,
-    pub tz: chrono_tz::Tz,
+    pub tz: Zone,
+    /// Told the UCM's `system-time` whenever the system collector reads it.
+    pub ucm_clock: &'a UcmClock,
     /// This host's clock in the UCM's zone, for ages of calls and waits.
     pub now: LocalSecs,
 }
@@ -93,6 +97,7 @@ pub async fn system(cx: &Context<'_>) -> Result<Families, UcmError> {
         &text(&status, "mac").to_ascii_lowercase(),
     ])
     .set(1.0);
+    cx.ucm_clock.observe(text(&status, "system-time"));
     let now = values::system_time(text(&status, "system-time"), cx.tz);
     let up = values::uptime(&scalar(&status, "up-time"));
     match (now, up) {

@@ -27,16 +27,18 @@ use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
 use crate::ucm::is_refusal;
 use crate::ucm::Session;
+use crate::ucm_clock::UcmClock;
 
 pub use collect::TrunkSource;
 
 /// Every series the collectors can produce, for the dashboards' and rules' static checks;
 /// `tests/live.rs` holds it to what a run against the simulator gives.
-pub const METRICS: [&str; 17] = [
+pub const METRICS: [&str; 19] = [
     "ucm_active_call_oldest_seconds",
     "ucm_active_calls",
     "ucm_active_channels",
     "ucm_boot_time_seconds",
+    "ucm_clock_skew_seconds",
     "ucm_collector_errors_total",
     "ucm_collector_up",
     "ucm_extension_registered",
@@ -50,6 +52,7 @@ pub const METRICS: [&str; 17] = [
     "ucm_storage_used_bytes",
     "ucm_trunk_status",
     "ucm_trunk_up",
+    "ucm_utc_offset_seconds",
 ];
 
 /// How long a collector refused by the UCM rests before it is tried again: permissions and
@@ -74,13 +77,15 @@ pub struct Live {
     metrics: Arc<TargetMetrics>,
     extensions: ExtensionPattern,
     clock: SharedClock,
-    tz: chrono_tz::Tz,
+    ucm_clock: Arc<UcmClock>,
     on: Vec<Collector>,
     /// Refused collectors and the monotonic time they are tried again.
     resting: BTreeMap<Collector, Duration>,
     /// Collectors that run less often than every status interval, and when they run next.
     next_run: BTreeMap<Collector, Duration>,
     trunk_source: Option<TrunkSource>,
+    /// When the UCM's time is asked for again after it gave none.
+    time_rests_until: Option<Duration>,
 }
 
 impl Live {
@@ -101,21 +106,38 @@ impl Live {
                     .with_label_values(&[c.as_str(), r.as_str()]);
             }
         }
+        let ucm_clock = Arc::new(UcmClock::new(
+            target,
+            clock.clone(),
+            metrics.clone(),
+            Arc::default(),
+        ));
         Live {
             session,
             metrics,
             extensions,
             clock,
-            tz: target.timezone,
+            ucm_clock,
             on,
             resting: BTreeMap::new(),
             next_run: BTreeMap::new(),
             trunk_source: None,
+            time_rests_until: None,
         }
     }
 
-    /// Runs every collector that is not resting, one after the other.
+    /// Shares the poller's view of the UCM's clock, so that what the collectors read of it
+    /// moves the poller's zone.
+    pub fn with_ucm_clock(mut self, ucm_clock: Arc<UcmClock>) -> Self {
+        self.ucm_clock = ucm_clock;
+        self
+    }
+
+    /// Runs every collector that is not resting, one after the other; then, for a target that
+    /// follows the UCM's offset and did not just read it with the system collector, asks for
+    /// the time alone.
     pub async fn run_once(&mut self) {
+        let mut read_time = false;
         for c in self.on.clone() {
             let now = self.clock.monotonic();
             if self.resting.get(&c).is_some_and(|until| now < *until)
@@ -132,6 +154,7 @@ impl Live {
                     }
                     self.metrics.set_live(name, families);
                     self.metrics.collector_up.with_label_values(&[name]).set(1);
+                    read_time |= c == Collector::System;
                     if let Some(every) = every(c) {
                         self.next_run.insert(c, now + every);
                     }
@@ -158,18 +181,32 @@ impl Live {
                 }
             }
         }
+        let now = self.clock.monotonic();
+        if self.ucm_clock.follows()
+            && !read_time
+            && self.time_rests_until.is_none_or(|until| now >= until)
+        {
+            match self.ucm_clock.read(&self.session).await {
+                Ok(true) => self.time_rests_until = None,
+                // Refused, or no time in the answer: asked again when a refused collector is.
+                Ok(false) => self.time_rests_until = Some(now + RETRY_REFUSED),
+                Err(e) => tracing::debug!("cannot read the UCM's time: {e}"),
+            }
+        }
     }
 
     async fn collect(
         &mut self,
         c: Collector,
     ) -> Result<Vec<prometheus::proto::MetricFamily>, UcmError> {
+        let zone = self.ucm_clock.zone();
         let cx = collect::Context {
             session: &self.session,
             metrics: &self.metrics,
             extensions: &self.extensions,
-            tz: self.tz,
-            now: local_secs(self.clock.local_now(self.tz)),
+            tz: zone,
+            ucm_clock: &self.ucm_clock,
+            now: local_secs(self.clock.local_now(zone)),
         };
         let f = match c {
             Collector::System => collect::system(&cx).await?,
@@ -185,7 +222,7 @@ impl Live {
 
     /// Runs the collectors first after `phase`, then every `interval`, until `shutdown`.
     pub async fn run(mut self, interval: Duration, phase: Duration, shutdown: CancellationToken) {
-        if self.on.is_empty() {
+        if self.on.is_empty() && !self.ucm_clock.follows() {
             return;
         }
         let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);

@@ -1,7 +1,7 @@
 //! The UCM's live-status values into bounded label values and numbers, leniently: each firmware
 //! words them its own way (docs/ucm-api.md §7).
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime};
+use crate::clock::{parse_system_time, Zone};
 
 /// What a trunk's status string says: its label value, and whether it is up (`None`: not
 /// monitored, disabled or not known, so no `ucm_trunk_up` series).
@@ -108,44 +108,14 @@ pub fn uptime(raw: &str) -> Option<u64> {
         .checked_add(m * 60 + sec)
 }
 
-/// `system-time`, `DD-MM-YYYY HH:MM:SS UTC+HH:MM` or `YYYY-MM-DD HH:MM:SS UTC+HH:MM` (the
-/// offset optional: then `fallback` applies), as Unix seconds.
-pub fn system_time(raw: &str, fallback: chrono_tz::Tz) -> Option<i64> {
-    let mut parts = raw.split_whitespace();
-    let (date, time) = (parts.next()?, parts.next()?);
-    let naive = [
-        "%d-%m-%Y %H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-        "%d/%m/%Y %H:%M:%S",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(&format!("{date} {time}"), f).ok())?;
-    match parts.next() {
-        Some(zone) => {
-            let off = zone.trim_start_matches("UTC").trim_start_matches("GMT");
-            let offset = if off.is_empty() {
-                FixedOffset::east_opt(0)?
-            } else {
-                let sign = if off.starts_with('-') { -1 } else { 1 };
-                let (h, m) = off
-                    .trim_start_matches(['+', '-'])
-                    .split_once(':')
-                    .unwrap_or((off.trim_start_matches(['+', '-']), "0"));
-                let (h, m) = (h.parse::<i32>().ok()?, m.parse::<i32>().ok()?);
-                // Real offsets are within ±14 h; anything else is garbled text, not a zone.
-                if !(0..24).contains(&h) || !(0..60).contains(&m) {
-                    return None;
-                }
-                FixedOffset::east_opt(sign * (h * 3600 + m * 60))?
-            };
-            let t: DateTime<FixedOffset> = naive.and_local_timezone(offset).single()?;
-            Some(t.timestamp())
-        }
-        None => {
-            use chrono::TimeZone;
-            Some(fallback.from_local_datetime(&naive).earliest()?.timestamp())
-        }
-    }
+/// `system-time` (see [`parse_system_time`]) as Unix seconds; without an offset in the text,
+/// read in `fallback`.
+pub fn system_time(raw: &str, fallback: Zone) -> Option<i64> {
+    let (local, offset) = parse_system_time(raw)?;
+    offset
+        .map_or(fallback, Zone::Offset)
+        .instant(local)
+        .map(|t| t.timestamp())
 }
 
 /// A size in bytes: a number of KiB (what the UCM's storage page is believed to report), or a
@@ -246,12 +216,12 @@ mod tests {
 
     #[test]
     fn system_time_in_both_date_orders() {
-        let utc = chrono_tz::UTC;
+        let utc = Zone::UTC;
         let t = 1_669_214_246; // 2022-11-23 14:37:26 UTC
         assert_eq!(system_time("23-11-2022 14:37:26 UTC+00:00", utc), Some(t));
         assert_eq!(system_time("2022-11-23 15:37:26 UTC+01:00", utc), Some(t));
         assert_eq!(system_time("2022-11-23 09:37:26 UTC-05:00", utc), Some(t));
-        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let berlin = Zone::Named(chrono_tz::Europe::Berlin);
         assert_eq!(system_time("2022-11-23 15:37:26", berlin), Some(t));
         assert_eq!(system_time("yesterday", utc), None);
     }
@@ -282,12 +252,12 @@ mod tests {
             "/fuzz/regressions/live_values/system-time-offset-overflow"
         ))
         .unwrap();
-        assert_eq!(system_time(&text, chrono_tz::UTC), None);
+        assert_eq!(system_time(&text, Zone::UTC), None);
         assert_eq!(
-            system_time("2022-11-23 15:37:26 UTC+24:00", chrono_tz::UTC),
+            system_time("2022-11-23 15:37:26 UTC+24:00", Zone::UTC),
             None
         );
-        assert!(system_time("2022-11-23 15:37:26 UTC+14:00", chrono_tz::UTC).is_some());
+        assert!(system_time("2022-11-23 15:37:26 UTC+14:00", Zone::UTC).is_some());
         assert_eq!(
             uptime("213503982334601 00:00:00"),
             Some(213_503_982_334_601 * 86_400)

@@ -12,10 +12,11 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
-use chrono::{NaiveDateTime, TimeZone};
+use chrono::NaiveDateTime;
 use foldhash::{HashMap, HashMapExt, HashSet};
 use serde_json::{Map, Value};
 
+use crate::clock::Zone;
 use crate::clock::{local_secs, LocalSecs};
 use crate::error::UcmError;
 use crate::ucm::{is_refusal, lists, Session};
@@ -35,7 +36,7 @@ pub enum Snapshot {
 }
 
 /// Reads both channel lists, every page.
-pub async fn snapshot(session: &Session, tz: chrono_tz::Tz) -> Snapshot {
+pub async fn snapshot(session: &Session, tz: Zone) -> Snapshot {
     let mut rows = Vec::new();
     for action in CHANNEL_ACTIONS {
         match lists::all_rows(session, action, &Map::new(), "channel").await {
@@ -129,21 +130,20 @@ fn local_time(s: &str) -> Option<LocalSecs> {
 
 /// The creation time of a channel from its uniqueid (`<unix epoch>.<sequence>`), in the UCM's
 /// local seconds.
-fn uniqueid_start(uid: &str, tz: chrono_tz::Tz) -> Option<LocalSecs> {
+fn uniqueid_start(uid: &str, tz: Zone) -> Option<LocalSecs> {
     let epoch: i64 = uid.split('.').next()?.parse().ok()?;
     // Sequence-only or garbage ids are not times; a real epoch is after 2001.
     if epoch < 1_000_000_000 {
         return None;
     }
-    let utc = chrono::DateTime::from_timestamp(epoch, 0)?;
     Some(local_secs(
-        tz.from_utc_datetime(&utc.naive_utc()).naive_local(),
+        tz.local(chrono::DateTime::from_timestamp(epoch, 0)?),
     ))
 }
 
 /// Reads the rows of `listBridgedChannels` or `listUnBridgedChannels`, whichever fields they
 /// have. Rows without a channel name are ignored.
-pub fn parse_rows(rows: &[Value], tz: chrono_tz::Tz) -> Vec<Row> {
+pub fn parse_rows(rows: &[Value], tz: Zone) -> Vec<Row> {
     rows.iter()
         .filter_map(|r| {
             let alloc = text(r, "alloc_time").and_then(local_time);
@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn rows_of_both_lists_with_or_without_uniqueids() {
-        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let tz = Zone::Named(chrono_tz::Europe::Berlin);
         // 2026-03-04 10:00:00 in Berlin is 09:00:00 UTC.
         let bridged = json!({"channel": [
             {"channel1": "PJSIP/trunk_1-0001", "channel2": "PJSIP/2001-0002", "bridge_time": "2026-03-04 10:00:20",
@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn a_uniqueid_far_from_alloc_time_or_after_the_bridge_makes_the_row_doubtful() {
-        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let tz = Zone::Named(chrono_tz::Europe::Berlin);
         // 1772614800 is 2026-03-04 10:00:00 in Berlin.
         let rows = json!({"channel": [
             {"channel": "PJSIP/a-1", "state": "Up", "alloc_time": "2026-03-04 10:00:01", "uniqueid": "1772614800.1"},

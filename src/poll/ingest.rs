@@ -6,10 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{NaiveDateTime, TimeZone};
+use chrono::NaiveDateTime;
 use foldhash::HashSet;
 
 use crate::cdr::{self, ExtensionPattern, Skip};
+use crate::clock::Zone;
 use crate::clock::{local_secs, LocalSecs};
 use crate::metrics::CallTally;
 use crate::state::PollState;
@@ -85,11 +86,10 @@ impl Pending {
     }
 }
 
-/// Converts a naive UCM time to Unix time in the configured zone; ambiguous times (DST
-/// fall-back) take the earlier instant, skipped ones are read as UTC offset-free.
-fn unix_time(tz: chrono_tz::Tz, t: NaiveDateTime) -> i64 {
-    tz.from_local_datetime(&t)
-        .earliest()
+/// Converts a naive UCM time to Unix time in the zone in use; ambiguous times (DST fall-back)
+/// take the earlier instant, skipped ones are read as UTC offset-free.
+fn unix_time(tz: Zone, t: NaiveDateTime) -> i64 {
+    tz.instant(t)
         .map_or_else(|| t.and_utc().timestamp(), |d| d.timestamp())
 }
 
@@ -120,7 +120,7 @@ pub fn ingest(
     pending: &mut Pending,
     read: &mut HashSet<u64>,
     extensions: &ExtensionPattern,
-    tz: chrono_tz::Tz,
+    tz: Zone,
     plan: &Plan,
 ) -> Result<PageSummary, Refusal> {
     let entries = decode_page(body)?;
@@ -193,7 +193,7 @@ impl Pending {
         state: Option<&PollState>,
         call: &cdr::Call<'_>,
         span: Span,
-        tz: chrono_tz::Tz,
+        tz: Zone,
         plan: &Plan,
     ) {
         let notes = &mut self.notes;

@@ -28,6 +28,8 @@ pub struct Committed {
 
 pub struct Ledger {
     state: Option<PollState>,
+    /// The start last logged as beyond the watermark's ceiling.
+    future_warned: Option<LocalSecs>,
     path: PathBuf,
     url: String,
     /// How far back keys are kept from the watermark (`Reach::sweep_back`).
@@ -60,6 +62,7 @@ impl Ledger {
         };
         Ledger {
             state,
+            future_warned: None,
             path,
             url: url.to_string(),
             sweep_back,
@@ -78,6 +81,15 @@ impl Ledger {
 
     pub fn watermark(&self) -> Option<LocalSecs> {
         self.state.as_ref().and_then(|s| s.watermark)
+    }
+
+    /// Moves the watermark back `by` seconds, for a UCM clock that went back with its UTC
+    /// offset: the calls started since are read by the next window, not the next sweep. Kept
+    /// in memory; the next commit saves it (a restart before that sweeps anyway).
+    pub fn rewind_watermark(&mut self, by: LocalSecs) {
+        if let Some(s) = self.state.as_mut() {
+            s.watermark = s.watermark.map(|w| w.saturating_sub(by));
+        }
     }
 
     /// Whether a read that has taken `pages` pages commits now. A baseline commits only whole:
@@ -125,7 +137,7 @@ impl Ledger {
         state.calls.extend(p.calls.iter().copied());
         state.legs.extend(p.legs.iter().copied());
         if let Some(w) = p.watermark {
-            raise_watermark(state, w, plan.ceiling);
+            raise_watermark(state, w, plan.ceiling, &mut self.future_warned);
         }
         for t in &p.trunks {
             if !t.is_empty() && !state.trunks.contains(t) {
@@ -216,9 +228,17 @@ impl Ledger {
     }
 }
 
-/// Raises the watermark to `newest`, but no further than `ceiling` (docs/design.md §3.4).
-fn raise_watermark(state: &mut PollState, newest: LocalSecs, ceiling: LocalSecs) {
-    if newest > ceiling {
+/// Raises the watermark to `newest`, but no further than `ceiling` (docs/design.md §3.4). A
+/// start beyond it is logged once, not at every commit that reads it again (as the windows
+/// after a DST fall-back do for an hour).
+fn raise_watermark(
+    state: &mut PollState,
+    newest: LocalSecs,
+    ceiling: LocalSecs,
+    warned: &mut Option<LocalSecs>,
+) {
+    if newest > ceiling && *warned != Some(newest) {
+        *warned = Some(newest);
         tracing::warn!(
             start = %from_local_secs(newest),
             "a CDR starts in the future of this host's clock (in the UCM's zone): counted, but the watermark stops at now + {} min", WATERMARK_SLACK / 60

@@ -33,6 +33,7 @@ use crate::state::{self, PollState};
 use crate::status::TargetStatus;
 use crate::ucm::login_guard::LoginGuard;
 use crate::ucm::{decode_envelope, Session};
+use crate::ucm_clock::UcmClock;
 
 pub use channels::{
     merge_windows, parse_rows, snapshot, uid_hash, ChannelWindows, Row, Snapshot, Tracker,
@@ -62,6 +63,11 @@ pub struct Poller {
     metrics: Arc<TargetMetrics>,
     status: Arc<TargetStatus>,
     clock: SharedClock,
+    /// The zone the UCM's times are read in, shared with the live-status collectors, which
+    /// keep it up to date.
+    ucm_clock: Arc<UcmClock>,
+    /// The UTC offset of the zone in use at the last poll, to see it go back.
+    offset_seen: Option<i32>,
     extensions: ExtensionPattern,
     ledger: Ledger,
     /// [`Clock::monotonic`](crate::clock::Clock::monotonic) at the last sweep of this process.
@@ -91,13 +97,22 @@ impl Poller {
             windows.restore(r, clock.now().timestamp(), clock.monotonic(), &reach);
         }
         metrics.set_window_mode(windows.mode.as_str());
+        let status = Arc::<TargetStatus>::default();
+        let ucm_clock = Arc::new(UcmClock::new(
+            &target,
+            clock.clone(),
+            metrics.clone(),
+            status.clone(),
+        ));
         Ok(Poller {
             reach,
             target,
             session,
             metrics,
-            status: Arc::default(),
+            status,
             clock,
+            ucm_clock,
+            offset_seen: None,
             extensions,
             ledger,
             last_sweep: None,
@@ -126,6 +141,12 @@ impl Poller {
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The UCM's clock as this target knows it, for the live-status collectors to keep up to
+    /// date.
+    pub fn ucm_clock(&self) -> Arc<UcmClock> {
+        self.ucm_clock.clone()
     }
 
     /// What the HTTP side shows of this target.
@@ -197,7 +218,7 @@ impl Poller {
 
     /// This host's clock in the UCM's zone.
     fn local_now(&self) -> LocalSecs {
-        local_secs(self.clock.local_now(self.target.timezone))
+        local_secs(self.clock.local_now(self.ucm_clock.zone()))
     }
 
     /// The plan of the next poll, as of now.
@@ -228,9 +249,13 @@ impl Poller {
 
     /// One poll, as [`Poller::next_plan`] says, after the window modes are probed if due.
     pub async fn poll_once(&mut self) -> Result<PollReport, UcmError> {
+        if self.ucm_clock.needs_reading() {
+            self.ucm_clock.read(&self.session).await?;
+        }
+        self.follow_offset();
         let probing = Probing {
             session: &self.session,
-            tz: self.target.timezone,
+            tz: self.ucm_clock.zone(),
             extensions: &self.extensions,
             watermark: self.ledger.watermark(),
             reads_utc: self.ledger.paging().filter_reads_utc,
@@ -272,6 +297,25 @@ impl Poller {
         Ok(report)
     }
 
+    /// When the zone in use went back (DST fall-back, configured or followed), the UCM's clock
+    /// went back with it: the watermark and the end windows are moved back as far, so calls
+    /// started since are read now rather than by the next sweep (docs/design.md §2.5).
+    fn follow_offset(&mut self) {
+        let offset = self.ucm_clock.zone().offset_secs(self.clock.now());
+        let Some(before) = self.offset_seen.replace(offset) else {
+            return;
+        };
+        if offset < before {
+            let back = LocalSecs::from(before - offset);
+            tracing::info!(
+                seconds = back,
+                "the UCM's UTC offset went back; windows reach back as far"
+            );
+            self.ledger.rewind_watermark(back);
+            self.windows.clock_stepped_back(back);
+        }
+    }
+
     /// Shows the window mode and any fallback, and has the ledger keep them.
     fn publish_windows(&mut self) {
         let record = self
@@ -288,7 +332,7 @@ impl Poller {
     /// Reads one window of the poll; once more, sent in UTC, when the answer shows that the UCM
     /// reads `startTime` as UTC.
     async fn read(&mut self, plan: &Plan, notes: &mut ReadNotes) -> Result<PollReport, UcmError> {
-        let (clock, tz) = (self.clock.clone(), self.target.timezone);
+        let (clock, tz) = (self.clock.clone(), self.ucm_clock.zone());
         let now = move || local_secs(clock.local_now(tz));
         let mut reader = read::Reader {
             session: &self.session,

@@ -235,7 +235,10 @@ pub fn plan(
         PollKind::Incremental => secs(reach.overlap),
         _ => reach.sweep_back(),
     };
-    let newest = s.watermark.unwrap_or(s.baseline_start);
+    // A watermark ahead of the UCM's "now" (its clock stepped back, DST fall-back among them,
+    // once the zone in use has followed) would leave the calls started since the step below
+    // the window until a sweep: the window reaches back from whichever is earlier.
+    let newest = s.watermark.unwrap_or(s.baseline_start).min(now);
     let horizon = s.horizon(reach.sweep_back());
     Plan {
         kind,

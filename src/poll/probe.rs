@@ -10,6 +10,7 @@ use foldhash::HashSet;
 
 use super::ingest::Span;
 use crate::cdr::{self, ExtensionPattern};
+use crate::clock::Zone;
 use crate::clock::{as_utc, LocalSecs};
 use crate::ucm::cdrapi::{decode_page, window_params};
 use crate::ucm::{is_refusal, Refusal, Session};
@@ -142,7 +143,7 @@ pub fn judge(q: &Question, answer: &HashSet<u64>) -> Result<(), String> {
 pub async fn probe_end(
     session: &Session,
     q: Option<Question>,
-    utc: Option<chrono_tz::Tz>,
+    utc: Option<Zone>,
     ext: &ExtensionPattern,
 ) -> Option<EndProbe> {
     let q = q?;
@@ -179,7 +180,7 @@ pub async fn probe_failed(
     session: &Session,
     q: &Question,
     param: &'static str,
-    utc: Option<chrono_tz::Tz>,
+    utc: Option<Zone>,
     ext: &ExtensionPattern,
 ) -> Option<bool> {
     let sent = |t| utc.map_or(t, |tz| as_utc(tz, t));

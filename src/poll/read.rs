@@ -29,6 +29,7 @@ use super::pager::{Next, Pager, PagingError, Slice, Slicer, Step};
 use super::plan::{Filter, Plan, PollKind, WindowMode};
 use super::report::PollReport;
 use crate::cdr::ExtensionPattern;
+use crate::clock::Zone;
 use crate::clock::{as_utc, from_local_secs, LocalSecs};
 use crate::error::UcmError;
 use crate::state::{Paging, PollState};
@@ -233,7 +234,7 @@ pub struct Reader<'a> {
     pub session: &'a Arc<Session>,
     pub ledger: &'a mut Ledger,
     pub extensions: &'a ExtensionPattern,
-    pub tz: chrono_tz::Tz,
+    pub tz: Zone,
     /// The host's clock in the UCM's zone now.
     pub now: &'a (dyn Fn() -> LocalSecs + Sync),
     pub mode: WindowMode,
@@ -463,7 +464,7 @@ fn came_back_shifted(
     state: Option<&PollState>,
     plan: &Plan,
     oldest: Option<LocalSecs>,
-    tz: chrono_tz::Tz,
+    tz: Zone,
 ) -> bool {
     let Some(s) = state else {
         return false;

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use super::channels::{self, merge_windows, ChannelWindows, Snapshot, Tracker};
 use super::ingest::{ReadNotes, Span};
-use super::plan::{self, ceiling, Filter, Plan, PollKind, PollPlan, Reach, WindowMode};
+use super::plan::{
+    self, ceiling, Filter, Plan, PollKind, PollPlan, Reach, WindowMode, WATERMARK_SLACK,
+};
 use super::probe::{self, question, EndProbe, Question};
 use super::report::PollReport;
 use crate::cdr::ExtensionPattern;
 use crate::clock::LocalSecs;
+use crate::clock::Zone;
 use crate::config::WindowPreference;
 use crate::state::{PollState, WindowRecord};
 use crate::ucm::Session;
@@ -64,7 +67,7 @@ pub struct Windows {
 /// What the probes need of the poller.
 pub struct Probing<'a> {
     pub session: &'a Session,
-    pub tz: chrono_tz::Tz,
+    pub tz: Zone,
     pub extensions: &'a ExtensionPattern,
     /// The newest call start read.
     pub watermark: Option<LocalSecs>,
@@ -328,6 +331,14 @@ impl Windows {
         self.snapshot_taken = false;
     }
 
+    /// The UCM's clock went back `by` seconds with its UTC offset (DST fall-back): calls now
+    /// end up to `by` before the newest end read, so end windows reach back as far; the channel
+    /// lists, whose times straddle the step, bound no window until a sweep.
+    pub fn clock_stepped_back(&mut self, by: LocalSecs) {
+        self.ends_read_to = self.ends_read_to.map(|e| e.saturating_sub(by));
+        self.tracker.lost();
+    }
+
     /// After a successful poll: what its reads covered, and whether a safety sweep found that
     /// the fast mode missed calls.
     pub fn polled(
@@ -341,7 +352,10 @@ impl Windows {
         let ends_all = swept || poll.reads.iter().any(|p| p.filter == Filter::End);
         if ends_all {
             if let Some(e) = notes.newest_end {
-                let e = e.min(ceiling);
+                // Not past this host's "now" in the UCM's zone: an end ahead of it (a UCM
+                // clock stepped back, a call stamped on the clock before the step) must not
+                // move the next window past calls that end meanwhile.
+                let e = e.min(ceiling.saturating_sub(WATERMARK_SLACK));
                 self.ends_read_to = Some(self.ends_read_to.map_or(e, |old| old.max(e)));
             }
         }

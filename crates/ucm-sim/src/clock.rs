@@ -150,6 +150,11 @@ impl SimClock {
         moves.steps.push(Step { at, offset });
     }
 
+    /// Whether the clock stands behind steady time: stepped back more than forward.
+    pub fn stepped_back(&self) -> bool {
+        Self::offset_of(&self.moves.lock().expect("clock lock")) < 0
+    }
+
     pub fn steps(&self) -> Vec<Step> {
         self.moves.lock().expect("clock lock").steps.clone()
     }

@@ -197,6 +197,25 @@ pub(crate) struct Sim {
 }
 
 impl Sim {
+    /// The UCM's UTC offset now: its zone's at the clock's reading. The simulator's DST change
+    /// is a step of its clock, so in the hour a fall-back repeats the summer offset holds until
+    /// the clock has been stepped back, the winter one after; a reading in a spring-forward gap
+    /// (a clock not stepped) takes the offset after the gap.
+    fn utc_offset(&self) -> chrono::FixedOffset {
+        use chrono::{Offset, TimeZone};
+        let now = self.clock.now();
+        match self.cfg.timezone.offset_from_local_datetime(&now) {
+            chrono::LocalResult::Single(o) => o.fix(),
+            chrono::LocalResult::Ambiguous(summer, winter) => if self.clock.stepped_back() {
+                winter
+            } else {
+                summer
+            }
+            .fix(),
+            chrono::LocalResult::None => self.cfg.timezone.offset_from_utc_datetime(&now).fix(),
+        }
+    }
+
     /// The clock, after storing every call that has started by then. Read under the store lock,
     /// so that a clock step falls cleanly between two readings.
     fn generated_now(&self) -> Reading {
@@ -520,6 +539,14 @@ impl SimHandle {
     /// The UCM's clock: what it stamps CDRs with and reads filters against.
     pub fn now(&self) -> NaiveDateTime {
         self.inner.sim.clock.now()
+    }
+
+    /// The instant the UCM's clock shows now, read in its zone: what a host clock beside it,
+    /// kept by NTP, would show. A step of the UCM's clock that is not a DST change moves it
+    /// too.
+    pub fn utc_now(&self) -> chrono::DateTime<chrono::Utc> {
+        let offset = self.inner.sim.utc_offset().local_minus_utc();
+        (self.now() - chrono::Duration::seconds(i64::from(offset))).and_utc()
     }
 
     /// The simulated clock's reading at start.

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{Offset, TimeZone};
 use serde_json::{json, Map, Value};
 
 use super::clock::{fmt_secs, LocalSecs, Reading};
@@ -265,15 +264,7 @@ pub fn system_status(sim: &Sim) -> Value {
         }
         UptimeFormat::DaysWord => format!("{days} day(s) {hms}"),
     };
-    let offset = sim
-        .cfg
-        .timezone
-        .offset_from_local_datetime(&now)
-        .earliest()
-        .map_or(
-            chrono::FixedOffset::east_opt(0).expect("zero offset"),
-            |o| o.fix(),
-        );
+    let offset = sim.utc_offset();
     let date = match quirks.system_time_format {
         SystemTimeFormat::DayFirst => "%d-%m-%Y %H:%M:%S",
         SystemTimeFormat::YearFirst => "%Y-%m-%d %H:%M:%S",
