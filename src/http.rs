@@ -496,6 +496,14 @@ mod tests {
         ));
         assert!(page.contains("<td>&lt;b onclick=&#39;x&#39;&gt;&quot;&amp;</td>"));
         assert!(page.contains("<td>never</td>"));
+        // The UCM's clock, as the target's poller last described it, escaped too.
+        app.targets[0]
+            .status
+            .set_clock("CDR times read in UTC+05:00 (the UCM's) <now>".into());
+        assert!(app.landing_page().contains("<th>UCM clock</th>"));
+        assert!(app
+            .landing_page()
+            .contains("<td>CDR times read in UTC+05:00 (the UCM&#39;s) &lt;now&gt;</td>"));
         let link = "/probe?target=%3Cb%20onclick%3D%27x%27%3E%22%26";
         assert!(page.contains(&format!("href=\"{link}&amp;debug=true\"")));
         // The encoded link leads back to the target.
