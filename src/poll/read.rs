@@ -111,7 +111,7 @@ impl Strategy {
                     Next::Done => Turn::Done,
                 })
             }
-            Strategy::Sliced(s) => Ok(match s.next(page.entries, page.times, now)? {
+            Strategy::Sliced(s) => Ok(match s.next(page.entries, page.fresh, page.times, now)? {
                 Step::Read(slice) => Turn::Ask(at(slice, 0)),
                 Step::Relogin(slice) => Turn::Relogin(at(slice, 0)),
                 Step::Done => Turn::Done,
