@@ -750,7 +750,13 @@ async fn per_poll(rows: &mut Vec<String>) -> anyhow::Result<()> {
     let s1 = ucm.stats();
     p.close().await;
     // A restarted poller sweeps first: the cost of one sweep over max_call_duration (4 h).
-    let mut p = Poller::new(target, metrics.clone(), ext, dir.path(), SimTime::shared(&ucm))?;
+    let mut p = Poller::new(
+        target,
+        metrics.clone(),
+        ext,
+        dir.path(),
+        SimTime::shared(&ucm),
+    )?;
     let s2 = ucm.stats();
     let sweep = p.poll_once().await?;
     let s3 = ucm.stats();
