@@ -40,6 +40,13 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the live status (trunks, extensions, active calls, …) is read: often enough that a
 /// trunk down for two minutes alerts, rarely enough to stay a small share of the UCM's requests.
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(30);
+/// The most requests a target may send in any hour, polls and live status together: about
+/// four times what a busy UCM costs at the default intervals (docs/design.md §2.5), so it only
+/// ever stops a defect or a misconfiguration from hammering the UCM.
+pub const DEFAULT_MAX_REQUESTS_PER_HOUR: usize = 6000;
+/// The queues whose callers and members one run of the queues collector reads (two requests
+/// each); the others are read by the next runs in turn.
+pub const DEFAULT_MAX_QUEUES_PER_RUN: usize = 20;
 
 // Below these, a value is a typo (`1ms` for `1m`) rather than a choice: the exporter would poll
 // in a busy loop, drop calls still in progress, or time out every request. They apply to a
@@ -50,6 +57,8 @@ const MIN_MAX_CALL_DURATION: Duration = Duration::from_secs(60);
 const MIN_SESSION_RENEW: Duration = Duration::from_secs(10);
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 const MIN_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// A budget below this would fail a baseline or a busy sweep before it started.
+const MIN_REQUESTS_PER_HOUR: usize = 100;
 /// Each service level is a bucket of every group's wait histogram, so a few are plenty.
 const MAX_SERVICE_LEVELS: usize = 8;
 /// The longest wait that still reads as a service level: an hour.
@@ -106,6 +115,10 @@ pub struct FileConfig {
     pub request_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub status_interval: Option<Duration>,
+    #[serde(default)]
+    pub max_requests_per_hour: Option<usize>,
+    #[serde(default)]
+    pub max_queues_per_run: Option<usize>,
     #[serde(default)]
     pub collectors: CollectorSwitches,
     #[serde(default)]
@@ -280,6 +293,10 @@ pub struct Target {
     pub session_renew_after: Duration,
     pub request_timeout: Duration,
     pub status_interval: Duration,
+    /// See [`DEFAULT_MAX_REQUESTS_PER_HOUR`].
+    pub max_requests_per_hour: usize,
+    /// See [`DEFAULT_MAX_QUEUES_PER_RUN`].
+    pub max_queues_per_run: usize,
     /// The live-status collectors that run.
     pub collectors: BTreeSet<Collector>,
     pub ca_file: Option<PathBuf>,
@@ -315,6 +332,8 @@ impl Target {
             session_renew_after: DEFAULT_SESSION_RENEW,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             status_interval: DEFAULT_STATUS_INTERVAL,
+            max_requests_per_hour: DEFAULT_MAX_REQUESTS_PER_HOUR,
+            max_queues_per_run: DEFAULT_MAX_QUEUES_PER_RUN,
             collectors: Collector::ALL
                 .into_iter()
                 .filter(|c| c.on_by_default())
@@ -375,7 +394,17 @@ impl Target {
             MIN_SESSION_RENEW,
         )?;
         check_min("request_timeout", self.request_timeout, MIN_REQUEST_TIMEOUT)?;
-        check_min("status_interval", self.status_interval, MIN_STATUS_INTERVAL)
+        check_min("status_interval", self.status_interval, MIN_STATUS_INTERVAL)?;
+        if self.max_requests_per_hour < MIN_REQUESTS_PER_HOUR {
+            bail!(
+                "max_requests_per_hour is {}, less than the minimum {MIN_REQUESTS_PER_HOUR}",
+                self.max_requests_per_hour
+            );
+        }
+        if self.max_queues_per_run == 0 {
+            bail!("max_queues_per_run is 0; at least one queue must be read per run");
+        }
+        Ok(())
     }
 }
 
@@ -489,6 +518,10 @@ pub fn resolve(
         session_renew_after: fc.session_renew_after.unwrap_or(DEFAULT_SESSION_RENEW),
         request_timeout: fc.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
         status_interval: fc.status_interval.unwrap_or(DEFAULT_STATUS_INTERVAL),
+        max_requests_per_hour: fc
+            .max_requests_per_hour
+            .unwrap_or(DEFAULT_MAX_REQUESTS_PER_HOUR),
+        max_queues_per_run: fc.max_queues_per_run.unwrap_or(DEFAULT_MAX_QUEUES_PER_RUN),
         collectors: fc.collectors.clone(),
     };
     // Checked once on their own, so that a bad top-level value is reported at its top-level key
@@ -548,6 +581,8 @@ struct TargetDefaults {
     session_renew_after: Duration,
     request_timeout: Duration,
     status_interval: Duration,
+    max_requests_per_hour: usize,
+    max_queues_per_run: usize,
     collectors: CollectorSwitches,
 }
 
@@ -572,6 +607,8 @@ impl TargetDefaults {
         t.session_renew_after = self.session_renew_after;
         t.request_timeout = self.request_timeout;
         t.status_interval = self.status_interval;
+        t.max_requests_per_hour = self.max_requests_per_hour;
+        t.max_queues_per_run = self.max_queues_per_run;
         self.collectors.apply(&mut t.collectors);
     }
 }

@@ -22,10 +22,13 @@ pub enum Reason {
     Decode,
     /// The poll state could not be saved: the poll's calls are not counted yet.
     State,
+    /// The target's request budget (of the poll or of the hour) was spent: the request was not
+    /// sent.
+    Budget,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Connect,
         Reason::Timeout,
         Reason::Tls,
@@ -38,6 +41,7 @@ impl Reason {
         Reason::Protocol,
         Reason::Decode,
         Reason::State,
+        Reason::Budget,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Reason {
             Reason::Protocol => "protocol",
             Reason::Decode => "decode",
             Reason::State => "state",
+            Reason::Budget => "budget",
         }
     }
 }
@@ -92,6 +97,12 @@ pub enum UcmError {
     Decode(String),
     #[error("cannot save the poll state: {0}; the poll's calls are counted once it can")]
     State(String),
+    #[error("the request budget of the {scope} is spent ({limit} requests): {asked} was not sent; the next poll reads on from what was committed")]
+    Budget {
+        scope: &'static str,
+        limit: usize,
+        asked: String,
+    },
 }
 
 impl UcmError {
@@ -109,6 +120,7 @@ impl UcmError {
             UcmError::Protocol(_) => Reason::Protocol,
             UcmError::Decode(_) => Reason::Decode,
             UcmError::State(_) => Reason::State,
+            UcmError::Budget { .. } => Reason::Budget,
         }
     }
 }
@@ -141,6 +153,11 @@ mod tests {
             UcmError::Protocol(String::new()),
             UcmError::Decode(String::new()),
             UcmError::State(String::new()),
+            UcmError::Budget {
+                scope: "poll",
+                limit: 0,
+                asked: String::new(),
+            },
         ];
         for e in &errors {
             assert!(Reason::ALL.contains(&e.reason()), "{e:?}");

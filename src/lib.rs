@@ -9,8 +9,8 @@
 //! - [`config`]: the YAML file and flags, validated into [`config::Settings`].
 //! - [`clock`]: the one source of time; the host's in production, injected in tests.
 //! - [`error`]: why a poll failed, and its [`error::Reason`] label.
-//! - [`ucm`]: the UCM client (transport, envelope and status policy, session, `cdrapi`); it
-//!   knows nothing of metrics.
+//! - [`ucm`]: the UCM client (transport, envelope and status policy, session, request budget,
+//!   `cdrapi`); it knows nothing of metrics.
 //! - [`cdr`]: the CDR model: page decoding and classification into the metrics' labels.
 //! - [`poll`]: one target's collection: the poll plan, the window modes, de-duplication,
 //!   commit order.

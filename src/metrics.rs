@@ -222,6 +222,11 @@ pub struct TargetMetrics {
     pub logins: IntCounter,
     pub login_failures: IntCounter,
     pub api_requests: IntCounterVec,
+    /// Requests not sent because the target's budget was spent, by scope (`poll`, `hour`).
+    pub budget_exhausted: IntCounterVec,
+    /// Requests the last poll sent, and what it was allowed (docs/design.md §2.5).
+    pub poll_requests: IntGauge,
+    pub poll_request_budget: IntGauge,
     window_mode: IntGaugeVec,
     /// When a target whose fast window modes missed calls examines them again; 0 without a
     /// fallback.
@@ -444,6 +449,30 @@ impl TargetMetrics {
             "Requests sent to the UCM, by API action.",
             &["action"],
         );
+        let budget_exhausted = counter_vec(
+            &status,
+            "ucm_request_budget_exhausted_total",
+            "Requests not sent because the target's request budget was spent: scope poll (what the poll's plan needs \
+             plus a margin) or hour (max_requests_per_hour, shared with the live-status collectors).",
+            &["scope"],
+        );
+        for s in crate::ucm::budget::Scope::ALL {
+            budget_exhausted.with_label_values(&[s.as_str()]);
+        }
+        let poll_requests = reg!(
+            status,
+            IntGauge::new(
+                "ucm_poll_requests",
+                "Requests the last poll sent to the UCM, logins included."
+            )
+        );
+        let poll_request_budget = reg!(
+            status,
+            IntGauge::new(
+                "ucm_poll_request_budget",
+                "Requests the last poll was allowed: what its plan was expected to need plus a margin."
+            )
+        );
         let calls = counter_vec(
             &calls_registry,
             "ucm_calls_total",
@@ -523,6 +552,9 @@ impl TargetMetrics {
             logins,
             login_failures,
             api_requests,
+            budget_exhausted,
+            poll_requests,
+            poll_request_budget,
             window_mode,
             window_fallback_until,
             utc_offset,
@@ -912,6 +944,10 @@ impl crate::ucm::ClientEvents for TargetMetrics {
         if !ok {
             self.login_failures.inc();
         }
+    }
+
+    fn over_budget(&self, scope: &str) {
+        self.budget_exhausted.with_label_values(&[scope]).inc();
     }
 }
 

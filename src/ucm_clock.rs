@@ -1,5 +1,5 @@
 //! The UCM's clock as this exporter knows it: the UTC offset it reports, how far it runs from
-//! this host's, and so the zone its CDR times are read in (docs/design.md §2.5).
+//! this host's, and so the zone its CDR times are read in (docs/design.md §2.6).
 //!
 //! A UCM writes CDR times on its local clock without an offset. Which zone that is matters for
 //! load, not for exactness: the poller reads the host's clock in that zone as the UCM's "now",

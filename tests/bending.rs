@@ -735,3 +735,159 @@ async fn a_call_that_gains_legs_later_is_counted_once_with_its_final_outcome() {
         sim.shutdown().await;
     }
 }
+
+fn sim_time(t: chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A UCM that ignores `offset`, with an entry in the window that yields no call (a summary
+/// without legs): the page served again is told as one all the same, because such an entry is
+/// new to a read only the first time it is read, and the read goes on in slices at a few
+/// requests a poll. Before, the entry counted as new on every repeat of the page, two equal
+/// pages taught the pager a false cap, and every poll paged to its 2000-request guard and failed.
+/// (Guard: `ingest`'s freshness of an entry without a call key; the poll's request budget.)
+#[tokio::test]
+async fn a_key_less_entry_at_a_ucm_that_ignores_offset_costs_a_few_requests_not_2000() {
+    let sim = start_sim(ucm_sim::SimConfig {
+        calls_per_hour: 30.0,
+        ..busy_sim_config(92)
+    })
+    .await;
+    sim.set_quirks(ucm_sim::Quirks {
+        ignore_offset: true,
+        ..Default::default()
+    });
+    let start = sim_time(sim.now() - chrono::Duration::minutes(5));
+    sim.add_call(serde_json::json!({
+        "cdr": "summary-only",
+        "main_cdr": {"start": start, "session": "summary-only", "duration": "60"}
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+    let (base, sent) = poll_within_budget(&sim, &mut poller, &metrics).await;
+    assert_eq!(base.expect("baseline").kind, PollKind::Baseline);
+    // A login, two pages, then slices: the window of 28 hours is halved down to the 6 hours
+    // that hold calls (each halving asks two slices), and the page is proven whole.
+    assert!(sent <= 20, "{sent} requests for the baseline");
+    let t0 = sim.now();
+    // One more after the baseline, which counts it as skipped.
+    let start = sim_time(sim.now() + chrono::Duration::minutes(1));
+    sim.add_call(serde_json::json!({
+        "cdr": "summary-later",
+        "main_cdr": {"start": start, "session": "summary-later", "duration": "30"}
+    }));
+    // Polls and sweeps while the entries stay within their reach: a few requests each.
+    for m in [1, 2, 10, 1, 10] {
+        sim.advance(MIN * m);
+        let (r, sent) = poll_within_budget(&sim, &mut poller, &metrics).await;
+        r.expect("poll");
+        assert!(sent <= 6, "{sent} requests for a poll");
+    }
+    let paging = poller.state().unwrap().paging;
+    assert!(paging.offset_ignored);
+    assert_eq!(
+        paging.cap, None,
+        "no cap is learned from a page served again"
+    );
+    let scrape = Scrape::of(&metrics);
+    assert_eq!(
+        scrape.value("ucm_cdr_skipped_total", &[("reason", "no_legs")]),
+        1.0
+    );
+    assert_eq!(scrape.sum("ucm_request_budget_exhausted_total"), 0.0);
+    assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
+/// A cap the state believes although the UCM no longer caps (learned when it capped its pages
+/// at 37; an older version also learned one from a page served again), at a UCM that now
+/// ignores `offset`, with 40 calls in one second: the first page larger than the cap, or the
+/// first halving whose halves hold nothing new, proves the cap wrong and it is forgotten; a
+/// second that fills a page is taken whole. Before, every poll halved its slices down to that
+/// second and failed, and the watermark never moved again. (Guard: `Pager` and `Slicer` prove a
+/// cap before they rely on it; `Slicer`'s crowded second.)
+#[tokio::test]
+async fn a_false_cap_and_a_crowded_second_never_stall_the_watermark() {
+    let sim = start_sim(ucm_sim::SimConfig {
+        calls_per_hour: 60.0,
+        ..busy_sim_config(93)
+    })
+    .await;
+    sim.set_quirks(ucm_sim::Quirks {
+        page_cap: Some(37),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+    poller.poll_and_record().await.expect("baseline");
+    assert_eq!(poller.state().unwrap().paging.cap, Some(37));
+    let t0 = sim.now();
+    sim.set_quirks(ucm_sim::Quirks {
+        ignore_offset: true,
+        ..Default::default()
+    });
+    let crowd = sim.now() + chrono::Duration::minutes(1);
+    for i in 0..40 {
+        let ext = (2100 + i).to_string();
+        sim.add_call(flat_call(&ext, crowd, 30, &format!("crowd-{i}")));
+    }
+    for m in [1, 1, 1, 10, 2, 10] {
+        sim.advance(MIN * m);
+        let (r, sent) = poll_within_budget(&sim, &mut poller, &metrics).await;
+        r.expect("poll");
+        assert!(sent <= 12, "{sent} requests for a poll");
+    }
+    let state = poller.state().unwrap();
+    assert!(state.paging.offset_ignored);
+    assert_eq!(state.paging.cap, None, "the false cap is forgotten");
+    let crowd_secs = ucm_exporter::clock::local_secs(crowd);
+    assert!(
+        state.watermark.unwrap() > crowd_secs,
+        "the watermark moves on"
+    );
+    let scrape = Scrape::of(&metrics);
+    assert_eq!(scrape.sum("ucm_poll_errors_total"), 0.0);
+    assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
+/// A UCM that ignores `offset` and holds a single call: whether its one-entry page was cut
+/// cannot be told (a UCM might cap its pages at one entry), so the read narrows down to that
+/// call's second and takes it. Before, the slicer halved down to that second and then failed
+/// the baseline, and every baseline after it. (Guard: `Slicer`'s crowded second.)
+#[tokio::test]
+async fn a_single_entry_answer_after_slicing_began_does_not_fail() {
+    let sim = start_sim(ucm_sim::SimConfig {
+        calls_per_hour: 0.0,
+        ..busy_sim_config(94)
+    })
+    .await;
+    sim.set_quirks(ucm_sim::Quirks {
+        ignore_offset: true,
+        ..Default::default()
+    });
+    sim.add_call(flat_call(
+        "2002",
+        sim.now() - chrono::Duration::minutes(10),
+        60,
+        "only",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut poller, metrics) = poller(&sim, day_target(&sim), dir.path());
+    let (base, sent) = poll_within_budget(&sim, &mut poller, &metrics).await;
+    base.expect("baseline");
+    // Two requests a halving of the 28-hour window down to one second (some 18 halvings, the
+    // open end halved before the host's clock), a login and the two pages before.
+    assert!(sent <= 2 * 20 + 6, "{sent} requests for the baseline");
+    assert!(poller.state().unwrap().paging.offset_ignored);
+    let t0 = sim.now();
+    sim.add_call(flat_call("2003", sim.now(), 60, "next"));
+    sim.advance(MIN * 2);
+    let (r, sent) = poll_within_budget(&sim, &mut poller, &metrics).await;
+    r.expect("poll");
+    assert!(sent <= 4, "{sent} requests for a poll");
+    let scrape = Scrape::of(&metrics);
+    assert_eq!(scrape.sum("ucm_calls_total"), 1.0);
+    assert_matches_truth(&scrape, &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}

@@ -442,6 +442,9 @@ fn design_quotes_the_constants_as_they_are() {
         ("SPANS_KEPT", SPANS_KEPT.to_string()),
         ("PROBE_MIN_SPAN", secs(PROBE_MIN_SPAN)),
         ("PROBE_HALF_WINDOW", secs(PROBE_HALF_WINDOW)),
+        ("POLL_MARGIN", POLL_MARGIN.to_string()),
+        ("READ_MARGIN", READ_MARGIN.to_string()),
+        ("BASELINE_REQUESTS", BASELINE_REQUESTS.to_string()),
     ];
     let missing: Vec<String> = quoted
         .iter()

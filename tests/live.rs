@@ -457,3 +457,103 @@ async fn check_lists_the_collectors() {
     );
     sim.shutdown().await;
 }
+
+/// A rate limit a status run provokes (-57) rests the collectors beyond the UCM's own wait:
+/// once that wait is over, the CDR poll goes first and succeeds while the collectors send
+/// nothing, and they run again after their rest. The rest doubles with a rate limit in a row.
+#[tokio::test]
+async fn a_rate_limit_rests_the_collectors_so_that_cdr_polls_go_first() {
+    let sim = start_sim(busy_sim_config(404)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = live_target(&sim);
+    let (mut poller, _) = poller(&sim, target.clone(), dir.path());
+    let ext = ExtensionPattern::new(ExtensionPattern::DEFAULT).unwrap();
+    let metrics = Arc::new(TargetMetrics::new(config::DEFAULT_EXTENSION_MAX));
+    let mut live = Live::new(
+        &target,
+        poller.session(),
+        metrics.clone(),
+        ext,
+        sim_clock(&sim),
+    );
+    poller.poll_and_record().await.expect("baseline");
+    sim.add_fault(FaultRule {
+        fault: Fault::Status(-57),
+        action: Some("getSystemStatus".into()),
+        times: Some(1),
+    });
+    live.run_once().await;
+    let errors = |m: &TargetMetrics| {
+        value(
+            m,
+            "ucm_collector_errors_total",
+            &[("collector", "system"), ("reason", "rate_limited")],
+        )
+    };
+    assert_eq!(errors(&metrics), Some(1.0));
+    // The UCM asked for 60 s; after 90 s the CDR poll is served, the collectors still rest.
+    sim.advance(Duration::from_secs(90));
+    poller
+        .poll_and_record()
+        .await
+        .expect("the CDR poll goes first");
+    let before = requests_served(&sim);
+    live.run_once().await;
+    assert_eq!(requests_served(&sim), before, "the collectors rest");
+    // After their rest of 2 minutes they run again, all of them.
+    sim.advance(Duration::from_secs(40));
+    live.run_once().await;
+    assert!(requests_served(&sim) > before);
+    assert_eq!(
+        value(&metrics, "ucm_collector_up", &[("collector", "system")]),
+        Some(1.0)
+    );
+    // Two rate limits in a row (the first run after a rest meets one again): the second rest
+    // is twice the first.
+    sim.add_fault(FaultRule {
+        fault: Fault::Status(-57),
+        action: Some("getSystemStatus".into()),
+        times: Some(2),
+    });
+    sim.advance(Duration::from_secs(30));
+    live.run_once().await;
+    sim.advance(Duration::from_secs(121));
+    live.run_once().await;
+    let before = requests_served(&sim);
+    sim.advance(Duration::from_secs(180));
+    live.run_once().await;
+    assert_eq!(
+        requests_served(&sim),
+        before,
+        "still resting, 4 minutes this time"
+    );
+    sim.advance(Duration::from_secs(61));
+    live.run_once().await;
+    assert!(requests_served(&sim) > before);
+    assert_eq!(errors(&metrics), Some(3.0));
+    sim.shutdown().await;
+}
+
+/// Queues beyond `max_queues_per_run` are not read, and `ucm_queues_skipped` says how many.
+#[tokio::test]
+async fn queues_beyond_the_bound_are_skipped_and_counted() {
+    let sim = start_sim(busy_sim_config(405)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = live_target(&sim);
+    target.collectors = [Collector::Queues].into_iter().collect();
+    for (max, read, skipped) in [(20, 1, 0.0), (0, 0, 1.0)] {
+        target.max_queues_per_run = max;
+        let (mut live, metrics) = live(&sim, &target, dir.path());
+        live.run_once().await;
+        let before = sim.stats().requests;
+        live.run_once().await;
+        let after = sim.stats().requests;
+        let sent =
+            |a: &str| after.get(a).copied().unwrap_or(0) - before.get(a).copied().unwrap_or(0);
+        assert_eq!(sent("getCallQueuesMessage"), 1);
+        assert_eq!(sent("getQueueCalling"), read, "max {max}");
+        assert_eq!(sent("getCallQueuesMemberMessage"), read, "max {max}");
+        assert_eq!(value(&metrics, "ucm_queues_skipped", &[]), Some(skipped));
+    }
+    sim.shutdown().await;
+}

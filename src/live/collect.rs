@@ -299,15 +299,34 @@ fn members(v: Option<&Value>) -> Vec<Value> {
 }
 
 /// `ucm_queue_callers_waiting`, `ucm_queue_longest_wait_seconds`, `ucm_queue_members`: one
-/// request for the queues, then two per queue.
-pub async fn queues(cx: &Context<'_>) -> Result<Families, UcmError> {
+/// request for the queues, then two for each of the first `max_queues` of them, in extension
+/// order; `ucm_queues_skipped` counts the rest, which are not read (README, Live status).
+pub async fn queues(cx: &Context<'_>, max_queues: usize) -> Result<Families, UcmError> {
     let list = envelope(cx.session, "getCallQueuesMessage", Map::new()).await?;
-    let queues: Vec<String> = rows_of(&list, "CallQueuesMessage")
+    let mut queues: Vec<String> = rows_of(&list, "CallQueuesMessage")
         .iter()
         .map(|q| scalar(q, "extension"))
         .filter(|q| !q.is_empty())
         .collect();
+    queues.sort();
+    queues.dedup();
+    let skipped = queues.len().saturating_sub(max_queues);
+    queues.truncate(max_queues);
     let f = Families::default();
+    f.gauge(
+        "ucm_queues_skipped",
+        "Call queues not read because the UCM has more than max_queues_per_run of them (getCallQueuesMessage).",
+        &[],
+    )
+    .with_label_values::<&str>(&[])
+    .set(skipped as f64);
+    if skipped > 0 {
+        tracing::debug!(
+            skipped,
+            max_queues,
+            "more call queues than max_queues_per_run: the rest are not read"
+        );
+    }
     let waiting = f.gauge(
         "ucm_queue_callers_waiting",
         "Callers waiting in the call queue now (getQueueCalling).",

@@ -33,7 +33,7 @@ pub use collect::TrunkSource;
 
 /// Every series the collectors can produce, for the dashboards' and rules' static checks;
 /// `tests/live.rs` holds it to what a run against the simulator gives.
-pub const METRICS: [&str; 19] = [
+pub const METRICS: [&str; 20] = [
     "ucm_active_call_oldest_seconds",
     "ucm_active_calls",
     "ucm_active_channels",
@@ -48,6 +48,7 @@ pub const METRICS: [&str; 19] = [
     "ucm_queue_callers_waiting",
     "ucm_queue_longest_wait_seconds",
     "ucm_queue_members",
+    "ucm_queues_skipped",
     "ucm_storage_size_bytes",
     "ucm_storage_used_bytes",
     "ucm_trunk_status",
@@ -58,6 +59,12 @@ pub const METRICS: [&str; 19] = [
 /// How long a collector refused by the UCM rests before it is tried again: permissions and
 /// firmware rarely change, but they do.
 pub const RETRY_REFUSED: Duration = Duration::from_secs(3600);
+
+/// How long the collectors rest after the UCM asked to wait, at first; each rate limit in a row
+/// doubles it up to [`RATE_LIMIT_REST_MAX`]. The UCM's own wait is the least they rest, so a
+/// status run never makes the CDR polls meet a rate limit it provoked.
+pub const RATE_LIMIT_REST: Duration = Duration::from_secs(120);
+pub const RATE_LIMIT_REST_MAX: Duration = Duration::from_secs(1800);
 
 /// How often the names of queues, ring groups and IVRs are read again.
 pub const GROUP_NAMES_INTERVAL: Duration = Duration::from_secs(3600);
@@ -86,6 +93,9 @@ pub struct Live {
     trunk_source: Option<TrunkSource>,
     /// When the UCM's time is asked for again after it gave none.
     time_rests_until: Option<Duration>,
+    max_queues: usize,
+    /// After a rate limit: how long the collectors rest, and the monotonic time they run again.
+    rate_rest: Option<(Duration, Duration)>,
 }
 
 impl Live {
@@ -123,6 +133,8 @@ impl Live {
             next_run: BTreeMap::new(),
             trunk_source: None,
             time_rests_until: None,
+            max_queues: target.max_queues_per_run,
+            rate_rest: None,
         }
     }
 
@@ -133,10 +145,13 @@ impl Live {
         self
     }
 
-    /// Runs every collector that is not resting, one after the other; then, for a target that
-    /// follows the UCM's offset and did not just read it with the system collector, asks for
-    /// the time alone.
+    /// Runs every collector that is not resting, one after the other; none while the UCM asks
+    /// to wait, or the collectors rest after a rate limit. Then, for a target that follows the
+    /// UCM's offset and did not just read it with the system collector, asks for the time alone.
     pub async fn run_once(&mut self) {
+        if !self.may_run().await {
+            return;
+        }
         let mut read_time = false;
         for c in self.on.clone() {
             let now = self.clock.monotonic();
@@ -159,13 +174,14 @@ impl Live {
                         self.next_run.insert(c, now + every);
                     }
                 }
+                Err(UcmError::RateLimited { wait, .. }) => {
+                    self.count_error(name, crate::error::Reason::RateLimited);
+                    self.rest_after_rate_limit(now, wait);
+                    return;
+                }
                 Err(e) => {
                     self.metrics.clear_live(name);
-                    self.metrics.collector_up.with_label_values(&[name]).set(0);
-                    self.metrics
-                        .collector_errors
-                        .with_label_values(&[name, e.reason().as_str()])
-                        .inc();
+                    self.count_error(name, e.reason());
                     if is_refusal(&e) {
                         if !self.resting.contains_key(&c) {
                             tracing::warn!(
@@ -193,6 +209,53 @@ impl Live {
                 Err(e) => tracing::debug!("cannot read the UCM's time: {e}"),
             }
         }
+        self.rate_rest = None;
+    }
+
+    /// Whether the collectors may send now: not while the UCM's wait lasts, nor while they rest
+    /// after a rate limit. A run that gets through ends the rest's doubling.
+    async fn may_run(&mut self) -> bool {
+        let now = self.clock.monotonic();
+        if let Some(wait) = self.session.rate_limited().await {
+            self.rest_after_rate_limit(now, wait);
+            return false;
+        }
+        match self.rate_rest {
+            Some((_, until)) if now < until => false,
+            Some((rest, _)) => {
+                // Rested: the next rate limit in a row doubles the rest.
+                self.rate_rest = Some((rest, now));
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Rests the collectors for at least the UCM's `wait`, doubling the rest of the rate limit
+    /// before.
+    fn rest_after_rate_limit(&mut self, now: Duration, wait: Duration) {
+        let rest = match self.rate_rest {
+            Some((rest, until)) if now >= until => (rest * 2).min(RATE_LIMIT_REST_MAX),
+            Some((rest, _)) => rest,
+            None => RATE_LIMIT_REST,
+        }
+        .max(wait);
+        let fresh = self.rate_rest.is_none_or(|(_, until)| now >= until);
+        self.rate_rest = Some((rest, now + rest));
+        if fresh {
+            tracing::warn!(
+                rest_seconds = rest.as_secs(),
+                "the UCM asks to wait: live-status collectors rest, so that CDR polls go first"
+            );
+        }
+    }
+
+    fn count_error(&self, name: &str, reason: crate::error::Reason) {
+        self.metrics.collector_up.with_label_values(&[name]).set(0);
+        self.metrics
+            .collector_errors
+            .with_label_values(&[name, reason.as_str()])
+            .inc();
     }
 
     async fn collect(
@@ -213,7 +276,7 @@ impl Live {
             Collector::Trunks => collect::trunks(&cx, &mut self.trunk_source).await?,
             Collector::Extensions => collect::extensions(&cx).await?,
             Collector::Channels => collect::channels(&cx).await?,
-            Collector::Queues => collect::queues(&cx).await?,
+            Collector::Queues => collect::queues(&cx, self.max_queues).await?,
             Collector::Groups => collect::groups(&cx).await?,
             Collector::Storage => collect::storage(&cx).await?,
         };

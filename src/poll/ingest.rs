@@ -99,7 +99,8 @@ pub struct PageSummary {
     /// Top-level entries.
     pub entries: usize,
     /// Entries not already read earlier in the same read (new to it, whether counted before or
-    /// not): a later page with none is a page served again.
+    /// not; an entry without a call key by its written identity): a later page with none is a
+    /// page served again.
     pub fresh: usize,
     /// The oldest call start on the page.
     pub oldest: Option<LocalSecs>,
@@ -133,9 +134,10 @@ pub fn ingest(
     };
     for entry in &entries {
         let Some(call) = cdr::classify(entry, extensions) else {
-            // Not a call, so it cannot be told apart from a repeat; taken as fresh, so that a
-            // page of such entries is never mistaken for a page served again.
-            page.fresh += 1;
+            // Not a call, so it has no call key; it is new to the read only the first time its
+            // identity (the entry's ids and start as written) is read, so that a page served
+            // again is told as one however many such entries it holds.
+            page.fresh += usize::from(read.insert(entry.call_key()));
             let at = entry.start().map_or(plan.horizon, local_secs);
             let reason = Skip::of_unclassified(entry);
             pending.skip(state, entry.call_key(), at.max(plan.horizon), reason);

@@ -8,6 +8,7 @@
 //! poll's calls; nothing is counted twice (docs/design.md §3).
 
 mod channels;
+mod cost;
 mod ingest;
 mod ledger;
 mod pager;
@@ -31,6 +32,7 @@ use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
 use crate::state::{self, PollState};
 use crate::status::TargetStatus;
+use crate::ucm::budget::{self, PollAllowance};
 use crate::ucm::login_guard::LoginGuard;
 use crate::ucm::{decode_envelope, Session};
 use crate::ucm_clock::UcmClock;
@@ -39,6 +41,7 @@ pub use channels::{
     merge_windows, parse_rows, snapshot, uid_hash, ChannelWindows, Row, Snapshot, Tracker,
     MAX_TARGETED_READS, MERGE_GAP, READS_PER_ENDED_CALL,
 };
+pub use cost::{poll_budget, BASELINE_REQUESTS, POLL_MARGIN, READ_MARGIN};
 pub use ingest::{ingest, PageSummary, Pending, ReadNotes, Span};
 pub use ledger::{Ledger, COMMIT_EVERY_PAGES};
 pub use pager::{Next, Pager, PagingError, Slice, Slicer, Step};
@@ -247,8 +250,26 @@ impl Poller {
         self.windows.fallback()
     }
 
-    /// One poll, as [`Poller::next_plan`] says, after the window modes are probed if due.
+    /// One poll, as [`Poller::next_plan`] says, after the window modes are probed if due, within
+    /// the request budget its plan is expected to need.
     pub async fn poll_once(&mut self) -> Result<PollReport, UcmError> {
+        let allowance = PollAllowance::new(POLL_MARGIN);
+        let result = budget::in_poll(allowance.clone(), self.poll_within(&allowance)).await;
+        self.metrics.poll_requests.set(allowance.sent() as i64);
+        self.metrics
+            .poll_request_budget
+            .set(allowance.limit() as i64);
+        tracing::debug!(
+            requests = allowance.sent(),
+            budget = allowance.limit(),
+            "requests of the poll"
+        );
+        result
+    }
+
+    /// The poll itself: the probes spend from the margin the allowance starts with, the reads
+    /// from what the plan adds to it.
+    async fn poll_within(&mut self, allowance: &PollAllowance) -> Result<PollReport, UcmError> {
         if self.ucm_clock.needs_reading() {
             self.ucm_clock.read(&self.session).await?;
         }
@@ -265,6 +286,8 @@ impl Poller {
         self.windows.refresh(&self.reach, probing).await;
         self.publish_windows();
         let poll = self.next_plan();
+        let needed = cost::poll_budget(&poll, self.ledger.state(), self.local_now());
+        allowance.grant(needed.saturating_sub(POLL_MARGIN));
         let mut report = PollReport::new(poll.kind, poll.mode);
         let mut notes = ReadNotes::default();
         for plan in &poll.reads {
@@ -299,7 +322,7 @@ impl Poller {
 
     /// When the zone in use went back (DST fall-back, configured or followed), the UCM's clock
     /// went back with it: the watermark and the end windows are moved back as far, so calls
-    /// started since are read now rather than by the next sweep (docs/design.md §2.5).
+    /// started since are read now rather than by the next sweep (docs/design.md §2.6).
     fn follow_offset(&mut self) {
         let offset = self.ucm_clock.zone().offset_secs(self.clock.now());
         let Some(before) = self.offset_seen.replace(offset) else {

@@ -33,6 +33,7 @@ use crate::clock::Zone;
 use crate::clock::{as_utc, from_local_secs, LocalSecs};
 use crate::error::UcmError;
 use crate::state::{Paging, PollState};
+use crate::ucm::budget::{grant_current, within_current_poll};
 use crate::ucm::cdrapi::{window_params, PAGE_SIZE};
 use crate::ucm::{Refusal, Session};
 
@@ -112,7 +113,7 @@ impl Strategy {
                     Next::Done => Turn::Done,
                 })
             }
-            Strategy::Sliced(s) => Ok(match s.next(page.entries, page.times, now)? {
+            Strategy::Sliced(s) => Ok(match s.next(page.entries, page.fresh, page.times, now)? {
                 Step::Read(slice) => Turn::Ask(at(slice, 0)),
                 Step::Relogin(slice) => Turn::Relogin(at(slice, 0)),
                 Step::Done => Turn::Done,
@@ -274,6 +275,8 @@ impl Reader<'_> {
         let mut pages_before = 0;
         while let Some(learned) = self.run(&mut strategy, &mut g, plan, pages_before).await? {
             pages_before = g.report.pages;
+            let extra = super::cost::sliced_extra(self.ledger.state(), plan, (self.now)());
+            grant_current(extra);
             strategy = Strategy::Sliced(Slicer::new(window, learned, due));
         }
         let utc = self.ledger.paging().filter_reads_utc;
@@ -334,7 +337,8 @@ impl Reader<'_> {
             // stops the read when the budget says so.
             if let Some(next) = send_ahead.take().filter(|_| g.budget.spend()) {
                 let (session, params) = (self.session.clone(), self.params(plan, next));
-                ahead.start(next, async move { session.fetch("cdrapi", params).await });
+                let fetch = async move { session.fetch("cdrapi", params).await };
+                ahead.start(next, within_current_poll(fetch));
             }
             let page = match self.take(g, &body, plan) {
                 Ok(page) => page,

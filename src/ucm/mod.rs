@@ -5,9 +5,11 @@
 //! - `session`: login, cookie renewal and back-offs, reported through [`ClientEvents`];
 //! - `login_guard`: the count of rejected logins shared by every process and target, so the UCM
 //!   never blacklists the exporter;
+//! - `budget`: the hard request budget of a target, per poll and per hour;
 //! - `cdrapi`: how a page of CDRs is asked for and decoded;
 //! - `lists`: the rows of the paged list actions.
 
+pub mod budget;
 pub mod cdrapi;
 pub mod envelope;
 pub mod lists;

@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
+use super::budget::Budget;
 use super::envelope::{
     classify_status, decode_envelope, lenient_i64, refusal_error, status_meaning, status_refusal,
     Refusal, StatusClass,
@@ -37,6 +38,8 @@ pub trait ClientEvents: Send + Sync {
     fn request(&self, _action: &str) {}
     /// One login attempt finished.
     fn login(&self, _ok: bool) {}
+    /// A request was not sent: the budget of `scope` (`poll` or `hour`) is spent.
+    fn over_budget(&self, _scope: &str) {}
 }
 
 /// For one-off uses that keep no count (`ucm-exporter check`).
@@ -90,6 +93,7 @@ pub struct Session {
     guard: Option<LoginGuard>,
     /// Try a login even while the guard rations them (`check --force`).
     force: bool,
+    budget: Budget,
     inner: Mutex<Inner>,
 }
 
@@ -108,6 +112,7 @@ impl Session {
             events,
             guard: None,
             force: false,
+            budget: Budget::new(target.max_requests_per_hour),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -122,6 +127,19 @@ impl Session {
 
     fn now(&self) -> Duration {
         self.clock.monotonic()
+    }
+
+    /// The target's request budget.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Whether the UCM asked to wait and the wait is not over: for callers that would rather
+    /// not queue a request only to have it refused.
+    pub async fn rate_limited(&self) -> Option<Duration> {
+        let inner = self.inner.lock().await;
+        let (until, _) = inner.rate_limited_until?;
+        until.checked_sub(self.now()).filter(|w| !w.is_zero())
     }
 
     /// Sends one API request within the session and decodes the answer with `decode`, logging
@@ -395,6 +413,12 @@ impl Session {
     }
 
     async fn send(&self, action: &str, request: &Value) -> Result<Bytes, UcmError> {
+        if let Err(e) = self.budget.spend(self.now(), action, request) {
+            if let UcmError::Budget { scope, .. } = &e {
+                self.events.over_budget(scope);
+            }
+            return Err(e);
+        }
         self.events.request(action);
         self.transport.send(action, request).await
     }

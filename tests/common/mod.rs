@@ -665,3 +665,38 @@ pub fn shift_entry(v: &mut serde_json::Value, delta: chrono::Duration) {
         }
     }
 }
+
+/// Every request the simulator has answered (or refused), logins included.
+pub fn requests_served(sim: &SimHandle) -> u64 {
+    sim.stats().requests.values().sum()
+}
+
+/// Polls once and checks the poll's requests against its budget: what the simulator saw of
+/// them never exceeds what `ucm_poll_request_budget` allowed. Returns the poll's result and the
+/// requests it sent. Only for pollers without live-status collectors, whose requests the
+/// simulator would count too.
+pub async fn poll_within_budget(
+    sim: &SimHandle,
+    poller: &mut Poller,
+    metrics: &TargetMetrics,
+) -> (
+    Result<ucm_exporter::poll::PollReport, ucm_exporter::error::UcmError>,
+    u64,
+) {
+    let before = requests_served(sim);
+    let result = poller.poll_and_record().await;
+    let sent = requests_served(sim) - before;
+    let scrape = Scrape::of(metrics);
+    let budget = scrape.value("ucm_poll_request_budget", &[]);
+    // A read-ahead aborted before it left may be taken from the budget and never arrive.
+    let taken = scrape.value("ucm_poll_requests", &[]);
+    assert!(
+        sent as f64 <= taken,
+        "{sent} requests arrived, {taken} taken"
+    );
+    assert!(
+        taken <= budget,
+        "{taken} requests, budget {budget}: {result:?}"
+    );
+    (result, sent)
+}
