@@ -90,7 +90,8 @@ pub enum UcmError {
     Protocol(String),
     #[error("cannot decode the UCM's answer: {0}")]
     Decode(String),
-    #[error("cannot save the poll state: {0}; the poll's calls are counted once it can")]
+    /// The state file cannot be written, or is of a later version (the message says which).
+    #[error("{0}")]
     State(String),
 }
 

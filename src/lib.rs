@@ -15,8 +15,9 @@
 //! - [`poll`]: one target's collection: the poll plan, the window modes, de-duplication,
 //!   commit order.
 //! - [`live`]: the live status collectors (trunks, extensions, active calls, queues, system).
-//! - [`state`]: the poll state and its file.
-//! - [`metrics`]: per-target series; `exposition` encodes call series once per change.
+//! - [`state`]: the poll state and its file; [`series`]: the call series' values it keeps.
+//! - [`metrics`]: per-target series; `exposition` encodes call series once per change;
+//!   `histogram`: histograms that can be restored.
 //! - [`status`]: each target's readiness, last success and last error; [`journal`]: the log of
 //!   each target's last poll, for `/probe?target=NAME&debug=true`.
 //! - [`http`]: `/`, `/metrics`, `/probe`, `/-/healthy`, `/-/ready`; [`web_config`] secures it.
@@ -34,11 +35,13 @@ pub mod demo;
 pub mod error;
 pub mod exporter;
 mod exposition;
+mod histogram;
 mod http;
 pub mod journal;
 pub mod live;
 pub mod metrics;
 pub mod poll;
+pub mod series;
 pub mod state;
 pub mod status;
 pub mod ucm;

@@ -29,10 +29,10 @@ use crate::clock::{local_secs, LocalSecs, SharedClock};
 use crate::config::Target;
 use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
-use crate::state::{self, PollState};
+use crate::state::{self, PollState, UcmIdentity};
 use crate::status::TargetStatus;
 use crate::ucm::login_guard::LoginGuard;
-use crate::ucm::{decode_envelope, Session};
+use crate::ucm::{decode_envelope, is_refusal, Session};
 
 pub use channels::{
     merge_windows, parse_rows, snapshot, uid_hash, ChannelWindows, Row, Snapshot, Tracker,
@@ -85,7 +85,13 @@ impl Poller {
         );
         let reach = Reach::of(&target);
         let path = state::path_for(state_dir, &target.name);
-        let ledger = Ledger::open(path, &target.url, reach.sweep_back(), metrics.clone());
+        let ledger = Ledger::open(
+            path,
+            &target.url,
+            reach.sweep_back(),
+            metrics.clone(),
+            clock.now().timestamp(),
+        );
         let mut windows = Windows::new(target.window_mode).with_reach(&reach);
         if let Some(r) = ledger.windows() {
             windows.restore(r, clock.now().timestamp(), clock.monotonic(), &reach);
@@ -228,6 +234,12 @@ impl Poller {
 
     /// One poll, as [`Poller::next_plan`] says, after the window modes are probed if due.
     pub async fn poll_once(&mut self) -> Result<PollReport, UcmError> {
+        if let Some(why) = self.ledger.refused() {
+            return Err(UcmError::State(why.to_string()));
+        }
+        if self.ledger.identity_due() {
+            self.ask_identity().await?;
+        }
         let probing = Probing {
             session: &self.session,
             tz: self.target.timezone,
@@ -312,6 +324,43 @@ impl Poller {
                 )),
             },
         }
+    }
+
+    /// Asks the UCM who it is, once per process, so that the state is used only for the UCM it
+    /// was saved for (docs/design.md §3.6). A refusal (no permission) is an answer: the UCM may
+    /// not say. Any other failure leaves the question for the next poll, and fails this one
+    /// when the state waits for the answer (it was saved under another URL).
+    async fn ask_identity(&mut self) -> Result<(), UcmError> {
+        let answer = self
+            .session
+            .call("getSystemStatus", Map::new(), |b| decode_envelope(b))
+            .await;
+        let id = match answer {
+            Ok(v) => {
+                let text = |k: &str| {
+                    v.get(k)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .filter(|s| !s.trim().is_empty())
+                };
+                Some(UcmIdentity {
+                    serial: text("serial-number"),
+                    mac: text("mac"),
+                })
+                .filter(UcmIdentity::is_known)
+            }
+            Err(e) if is_refusal(&e) => {
+                tracing::debug!("the UCM does not say who it is ({e})");
+                None
+            }
+            Err(e) if self.ledger.identity_required() => return Err(e),
+            Err(e) => {
+                tracing::debug!("cannot ask the UCM who it is ({e}); asking again next poll");
+                return Ok(());
+            }
+        };
+        self.ledger.settle_identity(id);
+        Ok(())
     }
 
     /// Asks the UCM for its trunks once, so every trunk's series exist before its first call.
