@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Performance benchmarks: ingest (criterion, against the serde_json floor), catch-up after a
+# Performance benchmarks: ingest (criterion, against the serde_json floor), the state write
+# against a poll's commit, catch-up after a
 # 24 h outage, steady state of 10 targets, load on the UCM, scrapes under load, and a minimal
 # Python poller on the same work. Prints one markdown table (README "Performance").
 # Usage: scripts/bench.sh   (about 5 minutes after the build; BENCH_STEADY_SECS=120 sets the
@@ -13,11 +14,13 @@ if ! python3 -c 'import prometheus_client, requests' 2>/dev/null; then
 fi
 echo "building..." >&2
 cargo build --release --locked --workspace --bins -q
-cargo bench --locked --no-run -q --bench ingest --bench load 2>/dev/null
+cargo bench --locked --no-run -q --bench ingest --bench load --bench state_write 2>/dev/null
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "ingest (criterion)..." >&2
 BENCH_OUT=$out cargo bench --locked -q --bench ingest >"$out/ingest.txt" 2>&1 || { cat "$out/ingest.txt" >&2; exit 1; }
+echo "state write..." >&2
+cargo bench --locked -q --bench state_write >"$out/state.txt" 2>&1 || { cat "$out/state.txt" >&2; exit 1; }
 echo "catch-up, steady state, load on the UCM, scrape..." >&2
 cargo bench --locked -q --bench load >"$out/load.txt" 2>&1 || { cat "$out/load.txt" >&2; exit 1; }
 
@@ -26,4 +29,4 @@ echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /p
 echo
 echo "| area | what | result | target | holds |"
 echo "|---|---|---|---|---|"
-grep -h '^| ' "$out/ingest.txt" "$out/load.txt"
+grep -h '^| ' "$out/ingest.txt" "$out/state.txt" "$out/load.txt"

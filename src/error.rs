@@ -95,7 +95,8 @@ pub enum UcmError {
     Protocol(String),
     #[error("cannot decode the UCM's answer: {0}")]
     Decode(String),
-    #[error("cannot save the poll state: {0}; the poll's calls are counted once it can")]
+    /// The state file cannot be written, or is of a later version (the message says which).
+    #[error("{0}")]
     State(String),
     #[error("the request budget of the {scope} is spent ({limit} requests): {asked} was not sent; the next poll reads on from what was committed")]
     Budget {

@@ -16,8 +16,9 @@
 //!   commit order.
 //! - [`live`]: the live status collectors (trunks, extensions, active calls, queues, system).
 //! - [`ucm_clock`]: the UCM's reported UTC offset and skew, and the zone its times are read in.
-//! - [`state`]: the poll state and its file.
-//! - [`metrics`]: per-target series; `exposition` encodes call series once per change.
+//! - [`state`]: the poll state and its file; [`series`]: the call series' values it keeps.
+//! - [`metrics`]: per-target series; `exposition` encodes call series once per change;
+//!   `histogram`: histograms that can be restored.
 //! - [`status`]: each target's readiness, last success and last error; [`journal`]: the log of
 //!   each target's last poll, for `/probe?target=NAME&debug=true`.
 //! - [`http`]: `/`, `/metrics`, `/probe`, `/-/healthy`, `/-/ready`; [`web_config`] secures it.
@@ -35,11 +36,13 @@ pub mod demo;
 pub mod error;
 pub mod exporter;
 mod exposition;
+mod histogram;
 mod http;
 pub mod journal;
 pub mod live;
 pub mod metrics;
 pub mod poll;
+pub mod series;
 pub mod state;
 pub mod status;
 pub mod ucm;

@@ -16,10 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use foldhash::HashMap;
 
 use prometheus::proto::MetricFamily;
-use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
-};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::cdr::{
     Direction, Disposition, GroupKind, GroupOutcome, IvrOutcome, MemberOutcome, Role, Skip,
@@ -27,6 +24,8 @@ use crate::cdr::{
 use crate::config::DEFAULT_SERVICE_LEVELS;
 use crate::error::Reason;
 use crate::exposition::{self, Prepared};
+use crate::histogram::IntHistogramVec;
+use crate::series::SeriesValues;
 
 pub const TALK_BUCKETS: [f64; 10] = [5., 15., 30., 60., 120., 300., 600., 1200., 1800., 3600.];
 pub const WAIT_BUCKETS: [f64; 11] = [1., 2., 5., 10., 15., 20., 30., 45., 60., 120., 300.];
@@ -218,6 +217,10 @@ pub struct TargetMetrics {
     pub up: IntGauge,
     pub poll_duration: Gauge,
     pub last_success: Gauge,
+    /// When the call series last started from zero: a new baseline, or a lost state file.
+    pub counters_reset: Gauge,
+    /// When this process took the call series up from the state file; 0 if it did not.
+    pub counters_restored: Gauge,
     pub poll_errors: IntCounterVec,
     pub logins: IntCounter,
     pub login_failures: IntCounter,
@@ -249,14 +252,14 @@ pub struct TargetMetrics {
     cdr_skipped: IntCounterVec,
     last_record: Gauge,
     calls: IntCounterVec,
-    talk: HistogramVec,
-    wait: HistogramVec,
+    talk: IntHistogramVec,
+    wait: IntHistogramVec,
     extension_calls: IntCounterVec,
     extension_talk: IntCounterVec,
     extensions: Mutex<ExtensionLabels>,
     trunks: Mutex<HashSet<String>>,
     group_calls: IntCounterVec,
-    group_wait: HistogramVec,
+    group_wait: IntHistogramVec,
     group_members: IntCounterVec,
     ivr_calls: IntCounterVec,
     /// Groups with their own label value (and zero series), at most [`MAX_GROUPS`].
@@ -281,12 +284,8 @@ fn histogram_vec(
     help: &str,
     labels: &[&str],
     buckets: &[f64],
-) -> HistogramVec {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        labels,
-    )
-    .expect("valid metric");
+) -> IntHistogramVec {
+    let h = IntHistogramVec::new(name, help, labels, buckets);
     reg.register(Box::new(h.clone())).expect("unique metric");
     h
 }
@@ -330,6 +329,22 @@ impl TargetMetrics {
             Gauge::new(
                 "ucm_last_poll_success_timestamp_seconds",
                 "Unix time of the last successful poll."
+            )
+        );
+        let counters_reset = reg!(
+            status,
+            Gauge::new(
+                "ucm_cdr_counters_reset_timestamp_seconds",
+                "Unix time the call series of this UCM last started from zero: its first start, \
+                 or a state file that was lost or unusable. Kept in the state file."
+            )
+        );
+        let counters_restored = reg!(
+            status,
+            Gauge::new(
+                "ucm_cdr_counters_restored_timestamp_seconds",
+                "Unix time this process took the call series up from the state file, where they \
+                 continue; 0 if they started from zero."
             )
         );
         let logins = reg!(
@@ -548,6 +563,8 @@ impl TargetMetrics {
             up,
             poll_duration,
             last_success,
+            counters_reset,
+            counters_restored,
             poll_errors,
             logins,
             login_failures,
@@ -621,12 +638,11 @@ impl TargetMetrics {
             if dir == Direction::Internal && !trunk.is_empty() {
                 continue;
             }
-            self.talk.with_label_values(&[dir.as_str(), trunk]);
+            self.talk.touch(&[dir.as_str(), trunk]);
             for disp in Disposition::ALL {
                 self.calls
                     .with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
-                self.wait
-                    .with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
+                self.wait.touch(&[dir.as_str(), trunk, disp.as_str()]);
             }
         }
         true
@@ -664,19 +680,23 @@ impl TargetMetrics {
             OTHER_GROUP
         };
         if known.insert((kind, label.to_string())) {
-            if kind == GroupKind::Ivr {
-                for o in IvrOutcome::ALL {
-                    self.ivr_calls.with_label_values(&[label, o.as_str()]);
-                }
-            } else {
-                for o in GroupOutcome::ALL {
-                    let l = [kind.as_str(), label, o.as_str()];
-                    self.group_calls.with_label_values(&l);
-                    self.group_wait.with_label_values(&l);
-                }
-            }
+            self.create_group_series(kind, label);
         }
         label
+    }
+
+    fn create_group_series(&self, kind: GroupKind, label: &str) {
+        if kind == GroupKind::Ivr {
+            for o in IvrOutcome::ALL {
+                self.ivr_calls.with_label_values(&[label, o.as_str()]);
+            }
+        } else {
+            for o in GroupOutcome::ALL {
+                let l = [kind.as_str(), label, o.as_str()];
+                self.group_calls.with_label_values(&l);
+                self.group_wait.touch(&l);
+            }
+        }
     }
 
     pub fn trunks(&self) -> Vec<String> {
@@ -700,36 +720,44 @@ impl TargetMetrics {
         }
     }
 
-    /// Applies a tally and publishes the result; an empty tally (most polls) costs nothing.
+    /// Applies a tally and publishes the result: [`Self::resolve`], then [`Self::add`].
     pub fn apply(&self, tally: &CallTally) {
+        self.add(&self.resolve(tally));
+    }
+
+    /// The increments a tally makes to the call series, under the label values it gets here
+    /// (extensions and groups past their caps become `other`), to be kept in the state file
+    /// before [`Self::add`] shows them. New trunks and groups get their zero series now.
+    pub fn resolve(&self, tally: &CallTally) -> SeriesValues {
+        let mut v = SeriesValues::default();
         if tally.is_empty() {
-            return;
+            return v;
         }
-        self.cdr_records.inc_by(tally.records);
-        self.cdr_late_records.inc_by(tally.late_records);
+        if tally.records > 0 {
+            v.count("ucm_cdr_records_total", &[], tally.records);
+        }
+        if tally.late_records > 0 {
+            v.count("ucm_cdr_late_records_total", &[], tally.late_records);
+        }
         for (s, n) in Skip::ALL.iter().zip(tally.skipped) {
             if n > 0 {
-                self.cdr_skipped.with_label_values(&[s.as_str()]).inc_by(n);
+                v.count("ucm_cdr_skipped_total", &[s.as_str()], n);
             }
         }
         for ((dir, trunk, disp), n) in &tally.call_counts {
             let trunk = tally.names.name(*trunk);
-            self.create_trunk_series(trunk);
-            self.calls
-                .with_label_values(&[dir.as_str(), trunk, disp.as_str()])
-                .inc_by(*n);
+            let labels = [dir.as_str(), trunk, disp.as_str()];
+            v.count("ucm_calls_total", &labels, *n);
         }
         for (dir, trunk, secs) in &tally.talk_seconds {
-            self.talk
-                .with_label_values(&[dir.as_str(), tally.names.name(*trunk)])
-                .observe(*secs as f64);
+            let labels = [dir.as_str(), tally.names.name(*trunk)];
+            v.observe("ucm_call_talk_seconds", self.talk.bounds(), &labels, *secs);
         }
         for (dir, trunk, disp, secs) in &tally.wait_seconds {
-            self.wait
-                .with_label_values(&[dir.as_str(), tally.names.name(*trunk), disp.as_str()])
-                .observe(*secs as f64);
+            let labels = [dir.as_str(), tally.names.name(*trunk), disp.as_str()];
+            v.observe("ucm_call_wait_seconds", self.wait.bounds(), &labels, *secs);
         }
-        self.apply_groups(tally);
+        self.resolve_groups(tally, &mut v);
         let mut exts = self.extensions.lock().expect("not poisoned");
         // Sorted, so that which extensions fall past `extensions.max` into "other" does not
         // depend on hash order.
@@ -740,10 +768,8 @@ impl TargetMetrics {
             .collect();
         ext_calls.sort_unstable();
         for (ext, role, disp, n) in ext_calls {
-            let label = exts.label(ext);
-            self.extension_calls
-                .with_label_values(&[label, role.as_str(), disp.as_str()])
-                .inc_by(n);
+            let labels = [exts.label(ext), role.as_str(), disp.as_str()];
+            v.count("ucm_extension_calls_total", &labels, n);
         }
         let mut ext_talk: Vec<(&str, Role, u64)> = tally
             .extension_talk_seconds
@@ -752,44 +778,34 @@ impl TargetMetrics {
             .collect();
         ext_talk.sort_unstable();
         for (ext, role, secs) in ext_talk {
-            let label = exts.label(ext);
-            self.extension_talk
-                .with_label_values(&[label, role.as_str()])
-                .inc_by(secs);
+            let labels = [exts.label(ext), role.as_str()];
+            v.count("ucm_extension_talk_seconds_total", &labels, secs);
         }
-        if let Some(ts) = tally.newest_start {
-            if ts as f64 > self.last_record.get() {
-                self.last_record.set(ts as f64);
-            }
-        }
-        drop(exts);
-        self.publish();
+        v.last_record = tally.newest_start;
+        v
     }
 
-    fn apply_groups(&self, tally: &CallTally) {
+    fn resolve_groups(&self, tally: &CallTally, v: &mut SeriesValues) {
         let mut known = self.groups.lock().expect("not poisoned");
         // Sorted, so that which groups fall past the cap does not depend on hash order.
         let mut counts: Vec<_> = tally.group_counts.iter().collect();
         counts.sort_unstable();
         for ((kind, group, outcome), n) in counts {
             let group = self.group_label(&mut known, *kind, tally.names.name(*group));
-            self.group_calls
-                .with_label_values(&[kind.as_str(), group, outcome.as_str()])
-                .inc_by(*n);
+            let labels = [kind.as_str(), group, outcome.as_str()];
+            v.count("ucm_group_calls_total", &labels, *n);
         }
+        let bounds = self.group_wait.bounds();
         for (kind, group, outcome, secs) in &tally.group_waits {
             let group = self.group_label(&mut known, *kind, tally.names.name(*group));
-            self.group_wait
-                .with_label_values(&[kind.as_str(), group, outcome.as_str()])
-                .observe(*secs as f64);
+            let labels = [kind.as_str(), group, outcome.as_str()];
+            v.observe("ucm_group_wait_seconds", bounds, &labels, *secs);
         }
         let mut ivrs: Vec<_> = tally.ivr_counts.iter().collect();
         ivrs.sort_unstable();
         for ((ivr, outcome), n) in ivrs {
             let ivr = self.group_label(&mut known, GroupKind::Ivr, tally.names.name(*ivr));
-            self.ivr_calls
-                .with_label_values(&[ivr, outcome.as_str()])
-                .inc_by(*n);
+            v.count("ucm_ivr_calls_total", &[ivr, outcome.as_str()], *n);
         }
         let mut members: Vec<_> = tally
             .member_counts
@@ -801,11 +817,142 @@ impl TargetMetrics {
         let mut exts = self.extensions.lock().expect("not poisoned");
         for (kind, group, ext, outcome, n) in members {
             let group = self.group_label(&mut known, kind, group);
-            let ext = exts.label(ext);
-            self.group_members
-                .with_label_values(&[kind.as_str(), group, ext, outcome.as_str()])
-                .inc_by(n);
+            let labels = [kind.as_str(), group, exts.label(ext), outcome.as_str()];
+            v.count("ucm_group_member_calls_total", &labels, n);
         }
+    }
+
+    /// The counter vector of a call series family, if it has labels.
+    fn counter_vec(&self, family: &str) -> Option<&IntCounterVec> {
+        Some(match family {
+            "ucm_cdr_skipped_total" => &self.cdr_skipped,
+            "ucm_calls_total" => &self.calls,
+            "ucm_extension_calls_total" => &self.extension_calls,
+            "ucm_extension_talk_seconds_total" => &self.extension_talk,
+            "ucm_group_calls_total" => &self.group_calls,
+            "ucm_group_member_calls_total" => &self.group_members,
+            "ucm_ivr_calls_total" => &self.ivr_calls,
+            _ => return None,
+        })
+    }
+
+    fn histogram_vec(&self, family: &str) -> Option<&IntHistogramVec> {
+        [&self.talk, &self.wait, &self.group_wait]
+            .into_iter()
+            .find(|h| h.name() == family)
+    }
+
+    /// Adds increments (from [`Self::resolve`], or restored values) to the call series and
+    /// publishes them; nothing to add costs nothing. The values must have passed
+    /// [`Self::check`].
+    pub fn add(&self, v: &SeriesValues) {
+        if v.is_empty() {
+            return;
+        }
+        for (family, series) in &v.counters {
+            for (labels, n) in &series.0 {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                match family.as_str() {
+                    "ucm_cdr_records_total" => self.cdr_records.inc_by(*n),
+                    "ucm_cdr_late_records_total" => self.cdr_late_records.inc_by(*n),
+                    "ucm_calls_total" => {
+                        self.create_trunk_series(labels[1]);
+                        self.calls.with_label_values(&labels).inc_by(*n);
+                    }
+                    f => {
+                        if let Some(c) = self.counter_vec(f) {
+                            c.with_label_values(&labels).inc_by(*n);
+                        }
+                    }
+                }
+            }
+        }
+        for (family, h) in &v.histograms {
+            let Some(vec) = self.histogram_vec(family) else {
+                continue;
+            };
+            for (labels, value) in &h.series.0 {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                vec.add(&labels, value);
+            }
+        }
+        if let Some(ts) = v.last_record {
+            if ts as f64 > self.last_record.get() {
+                self.last_record.set(ts as f64);
+            }
+        }
+        self.publish();
+    }
+
+    /// Whether saved values fit these series: known families, as many label values as each
+    /// has, and buckets as configured. A histogram family whose buckets changed (other
+    /// `groups.service_level_seconds`) cannot continue; it is named in `Ok` and must be dropped
+    /// from the values before they are added. Anything else is an `Err`.
+    pub fn check(&self, v: &SeriesValues) -> Result<Vec<String>, String> {
+        for (family, series) in &v.counters {
+            for labels in series.0.keys() {
+                let l: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let fits = match family.as_str() {
+                    "ucm_cdr_records_total" | "ucm_cdr_late_records_total" => l.is_empty(),
+                    f => self
+                        .counter_vec(f)
+                        .ok_or_else(|| format!("unknown counter {f}"))?
+                        .get_metric_with_label_values(&l)
+                        .is_ok(),
+                };
+                if !fits {
+                    return Err(format!("{family} with label values {labels:?}"));
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        for (family, h) in &v.histograms {
+            let vec = self
+                .histogram_vec(family)
+                .ok_or_else(|| format!("unknown histogram {family}"))?;
+            for (labels, value) in &h.series.0 {
+                if labels.len() != vec.label_count() || value.buckets.len() != h.le.len() {
+                    return Err(format!("{family} with label values {labels:?}"));
+                }
+            }
+            if h.le != vec.bounds() {
+                changed.push(family.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Adds saved values to the zero series at start, with the extensions and groups they name
+    /// known again, so that the caps keep mapping the same values to `other`.
+    pub fn restore(&self, v: &SeriesValues) {
+        let mut groups = self.groups.lock().expect("not poisoned");
+        let mut exts = self.extensions.lock().expect("not poisoned");
+        let mut group = |kind: Option<GroupKind>, label: &str| {
+            if let Some(kind) = kind {
+                if groups.insert((kind, label.to_string())) {
+                    self.create_group_series(kind, label);
+                }
+            }
+        };
+        for (family, series) in &v.counters {
+            for l in series.0.keys() {
+                match (family.as_str(), l.as_slice()) {
+                    ("ucm_extension_calls_total" | "ucm_extension_talk_seconds_total", [e, ..]) => {
+                        exts.known.insert(e.clone());
+                    }
+                    ("ucm_group_calls_total", [k, g, _]) => group(GroupKind::parse(k), g),
+                    ("ucm_group_member_calls_total", [k, g, e, _]) => {
+                        group(GroupKind::parse(k), g);
+                        exts.known.insert(e.clone());
+                    }
+                    ("ucm_ivr_calls_total", [g, _]) => group(Some(GroupKind::Ivr), g),
+                    _ => {}
+                }
+            }
+        }
+        exts.known.remove(OTHER_EXTENSION);
+        drop((groups, exts));
+        self.add(v);
     }
 
     /// Encodes the call series as they are now for the scrapes to come. [`Self::apply`] and

@@ -15,8 +15,12 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::LocalSecs;
+use crate::series::SeriesValues;
 
-const VERSION: u32 = 1;
+/// The format this exporter writes. 1: keys, watermark and what the UCM showed, in the forms
+/// of `tests/fixtures/state/v1-*.json`; 2: also the call series' values, since when they
+/// count, and the UCM's identity. Every earlier format loads; a later one is refused.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PollState {
@@ -45,6 +49,48 @@ pub struct PollState {
     /// What the window modes found on this UCM, so a restart continues with them.
     #[serde(default)]
     pub windows: Option<Box<WindowRecord>>,
+    /// The call series' values as of the keys above, written together with them.
+    #[serde(default)]
+    pub series: SeriesValues,
+    /// Unix time when the series started from zero (this state's first commit; for a state of
+    /// version 1, its first start under version 2).
+    #[serde(default)]
+    pub series_since: Option<i64>,
+    /// The UCM's identity as it reported it, so a changed URL to the same UCM keeps the state.
+    #[serde(default)]
+    pub ucm: Option<UcmIdentity>,
+}
+
+/// Who a UCM is, whatever its URL: its serial number and MAC address as
+/// `getSystemGeneralStatus` and `getSystemStatus` report them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UcmIdentity {
+    pub serial: Option<String>,
+    pub mac: Option<String>,
+}
+
+impl UcmIdentity {
+    /// Whether both name the same UCM: an equal serial number, or else an equal MAC; `None`
+    /// when neither has a value both know.
+    pub fn same_as(&self, other: &UcmIdentity) -> Option<bool> {
+        let norm = |s: &Option<String>| {
+            s.as_deref()
+                .map(|v| v.trim().to_ascii_lowercase().replace([':', '-'], ""))
+                .filter(|v| !v.is_empty())
+        };
+        if let (Some(a), Some(b)) = (norm(&self.serial), norm(&other.serial)) {
+            return Some(a == b);
+        }
+        match (norm(&self.mac), norm(&other.mac)) {
+            (Some(a), Some(b)) => Some(a == b),
+            _ => None,
+        }
+    }
+
+    pub fn is_known(&self) -> bool {
+        self.same_as(self).is_some()
+    }
 }
 
 impl PollState {
@@ -60,6 +106,9 @@ impl PollState {
             pruned_below: None,
             paging: Default::default(),
             windows: None,
+            series: SeriesValues::default(),
+            series_since: None,
+            ucm: None,
         }
     }
 
@@ -135,37 +184,72 @@ pub struct WindowRecord {
 /// Outcome of reading a state file.
 #[derive(Debug)]
 pub enum Loaded {
-    Found(PollState),
+    /// A usable state, upgraded to this version's form when it was older. Its `url` may not be
+    /// the target's: the ledger decides whether it is the same UCM.
+    Found(Box<PollState>),
     /// No file: the first start of this target.
     Missing,
     /// A file that could not be used; the reason is logged and a new baseline taken.
     Unusable(String),
+    /// A file written by a later version of the exporter: it is left as it is, and the target
+    /// is not polled until that version runs again or the file is moved away.
+    Newer(String),
 }
 
 pub fn path_for(state_dir: &Path, target: &str) -> PathBuf {
     state_dir.join(format!("{target}.json"))
 }
 
-pub fn load(path: &Path, url: &str) -> Loaded {
+pub fn load(path: &Path) -> Loaded {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Missing,
         Err(e) => return Loaded::Unusable(format!("cannot read {}: {e}", path.display())),
     };
-    match serde_json::from_slice::<PollState>(&bytes) {
-        Ok(s) if s.version != VERSION => Loaded::Unusable(format!(
-            "{} has unknown version {}",
-            path.display(),
-            s.version
-        )),
-        Ok(s) if s.url != url => Loaded::Unusable(format!(
-            "{} belongs to {}, not {url}",
-            path.display(),
-            s.url
-        )),
-        Ok(s) => Loaded::Found(s),
-        Err(e) => Loaded::Unusable(format!("{} is corrupt: {e}", path.display())),
+    let corrupt =
+        |e: &dyn std::fmt::Display| Loaded::Unusable(format!("{} is corrupt: {e}", path.display()));
+    let mut value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return corrupt(&e),
+    };
+    let version = value.get("version").and_then(serde_json::Value::as_u64);
+    match version {
+        Some(v) if v > u64::from(VERSION) => {
+            return Loaded::Newer(format!(
+                "{} is of state format version {v}, written by a later ucm-exporter; this one \
+                 reads versions 1 to {VERSION}. The file is left as it is and the target is not \
+                 polled: run the later version, or move the file away to take a new baseline",
+                path.display()
+            ))
+        }
+        Some(1..) => upgrade(&mut value),
+        _ => return corrupt(&"no version"),
     }
+    match PollState::deserialize(value) {
+        Ok(s) => Loaded::Found(Box::new(s)),
+        Err(e) => corrupt(&e),
+    }
+}
+
+/// Brings a state of any earlier version to this version's form. Version 1 went through these
+/// forms (`tests/fixtures/state/`): the paging record appeared with `cap` and
+/// `short_page_ends` (the largest page shown to end a read, which is a page the UCM served: a
+/// sound `largest_page`), then `largest_page` replaced it; `"paging": null` stands for nothing
+/// learned. Fields added later have defaults.
+fn upgrade(value: &mut serde_json::Value) {
+    let Some(state) = value.as_object_mut() else {
+        return;
+    };
+    if state.get("paging").is_some_and(serde_json::Value::is_null) {
+        state.remove("paging");
+    }
+    if let Some(paging) = state.get_mut("paging").and_then(|p| p.as_object_mut()) {
+        if !paging.contains_key("largest_page") {
+            let largest = paging.remove("short_page_ends").unwrap_or_else(|| 0.into());
+            paging.insert("largest_page".into(), largest);
+        }
+    }
+    state.insert("version".into(), VERSION.into());
 }
 
 /// Writes the state atomically: a crash leaves either the old or the new file, never a torn one.
@@ -214,25 +298,58 @@ mod tests {
         s.calls.insert(2, 4000);
         s.legs.insert(3, 4000);
         save(&p, &s).unwrap();
-        match load(&p, "https://u") {
-            Loaded::Found(l) => assert_eq!(l, s),
+        match load(&p) {
+            Loaded::Found(l) => assert_eq!(*l, s),
             other => panic!("{other:?}"),
         }
         assert_eq!(s.horizon(3600), 1400);
         s.prune(s.horizon(3600));
         assert_eq!(s.calls.len(), 1);
-        assert!(matches!(load(&p, "https://other"), Loaded::Unusable(_)));
     }
 
     #[test]
     fn corrupt_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = path_for(dir.path(), "x");
-        assert!(matches!(load(&p, "u"), Loaded::Missing));
+        assert!(matches!(load(&p), Loaded::Missing));
         std::fs::write(&p, b"{\"version\":1,\"url\":").unwrap();
-        assert!(matches!(load(&p, "u"), Loaded::Unusable(m) if m.contains("corrupt")));
+        assert!(matches!(load(&p), Loaded::Unusable(m) if m.contains("corrupt")));
+        std::fs::write(&p, b"{\"url\":\"u\"}").unwrap();
+        assert!(matches!(load(&p), Loaded::Unusable(m) if m.contains("no version")));
         quarantine(&p);
         assert!(!p.exists());
         assert!(p.with_extension("json.bad").exists());
+    }
+
+    #[test]
+    fn a_later_version_is_refused_with_the_file_and_both_versions_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path_for(dir.path(), "x");
+        std::fs::write(&p, br#"{"version":3,"url":"u","something":"new"}"#).unwrap();
+        match load(&p) {
+            Loaded::Newer(m) => {
+                assert!(m.contains(&p.display().to_string()), "{m}");
+                assert!(m.contains("version 3") && m.contains("1 to 2"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn identities_compare_by_serial_then_mac() {
+        let id = |serial: Option<&str>, mac: Option<&str>| UcmIdentity {
+            serial: serial.map(str::to_string),
+            mac: mac.map(str::to_string),
+        };
+        let a = id(Some("SN1"), Some("00:0B:82:01:02:03"));
+        assert_eq!(a.same_as(&id(Some("sn1"), None)), Some(true));
+        assert_eq!(
+            a.same_as(&id(Some("SN2"), Some("00:0B:82:01:02:03"))),
+            Some(false)
+        );
+        assert_eq!(a.same_as(&id(None, Some("000b82010203"))), Some(true));
+        assert_eq!(a.same_as(&id(None, Some("000b82010204"))), Some(false));
+        assert_eq!(a.same_as(&id(None, None)), None);
+        assert!(a.is_known() && !id(Some(" "), None).is_known());
     }
 }

@@ -84,7 +84,7 @@ fn state_files_load_or_are_set_aside_with_a_reason() {
     let path = dir.path().join("office.json");
     for (_, bytes) in &all {
         std::fs::write(&path, bytes).unwrap();
-        if let Loaded::Unusable(why) = load(&path, "https://ucm:8089") {
+        if let Loaded::Unusable(why) = load(&path) {
             assert!(!why.is_empty());
         }
     }

@@ -235,15 +235,54 @@ async fn restart_counts_the_calls_of_the_downtime_once() {
 
     sim.advance(MIN * 40); // the exporter is down
     let (mut second, m2) = poller(&sim, target.clone(), dir.path());
+    // The counters continue from the state file, before the first poll.
+    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t0, t1));
     let r = second.poll_and_record().await.unwrap();
     assert_eq!(
         r.kind,
         PollKind::Sweep,
         "the saved state is used, and the first poll after a start sweeps"
     );
-    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
+    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t0, sim.now()));
     sweep_after(&sim, &mut second, target.sweep_interval).await;
-    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
+    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t0, sim.now()));
+    sim.shutdown().await;
+}
+
+/// A process killed right after a commit that no scrape saw (here: dropped without its
+/// clean stop) loses nothing: the file holds the commit's counts with its keys, and the next
+/// process shows them before its first poll and counts on. Histograms too.
+#[tokio::test]
+async fn counters_continue_after_a_kill_right_after_a_commit_nobody_scraped() {
+    let sim = start_sim(busy_sim_config(14)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = target_for(&sim, "office");
+    let (mut first, _) = poller(&sim, target.clone(), dir.path());
+    first.poll_and_record().await.unwrap();
+    let t0 = sim.now();
+    let restored_at = sim.now();
+    sweep_after(&sim, &mut first, target.sweep_interval).await;
+    let t1 = sim.now();
+    drop(first); // killed: no clean stop, no scrape of the last commit
+    let (mut second, m) = poller(&sim, target.clone(), dir.path());
+    let s = Scrape::of(&m);
+    assert_matches_truth(&s, &sim.truth(t0, t1));
+    assert_groups_match_truth(&s, &sim.truth(t0, t1));
+    assert!(s.value("ucm_cdr_counters_restored_timestamp_seconds", &[]) > 0.0);
+    let reset = s.value("ucm_cdr_counters_reset_timestamp_seconds", &[]);
+    assert!(reset > 0.0 && reset <= restored_at.and_utc().timestamp() as f64 + 1.0);
+    sim.advance(MIN * 15);
+    second.poll_and_record().await.unwrap();
+    drop(second);
+    let (_third, m) = poller(&sim, target, dir.path());
+    let s = Scrape::of(&m);
+    assert_matches_truth(&s, &sim.truth(t0, sim.now()));
+    assert_groups_match_truth(&s, &sim.truth(t0, sim.now()));
+    assert_eq!(
+        s.value("ucm_cdr_counters_reset_timestamp_seconds", &[]),
+        reset,
+        "the series count since the same moment"
+    );
     sim.shutdown().await;
 }
 

@@ -621,7 +621,7 @@ proptest! {
 fn fuzz_state_seed_is_a_valid_state_file() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/state_file/full.json");
-    match state::load(&path, "https://ucm.example.com:8089") {
+    match state::load(&path) {
         Loaded::Found(s) => {
             assert_eq!(s.watermark, Some(1_700_003_600));
             assert_eq!(s.calls.len(), 2);

@@ -167,8 +167,7 @@ async fn exact_in_mode(ucm: Ucm, seed: u64) {
 
     // A restart (SIGTERM: the poller closes, saving its state): the mode and what the probes
     // found carry over, so no probe is asked before its time; the first poll sweeps the
-    // downtime; nothing counts twice.
-    let t1 = sim.now();
+    // downtime; nothing counts twice, and the counters continue from the state file.
     sim.advance(MIN * 7);
     let (mut second, m2) = common::poller(&sim, target, dir.path());
     assert_eq!(second.window_mode(), ucm.mode(), "restored");
@@ -185,7 +184,7 @@ async fn exact_in_mode(ucm: Ucm, seed: u64) {
         "no end probe before its time"
     );
     sweep_after(&sim, &mut second, MIN * 60).await;
-    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t1, sim.now()));
+    assert_matches_truth(&Scrape::of(&m2), &sim.truth(t0, sim.now()));
     assert_eq!(
         Scrape::of(&m2).value("ucm_cdr_late_records_total", &[]),
         0.0

@@ -1,6 +1,7 @@
 //! A state file's bytes: `state::load` (through a real file, as at start-up) and the decoder
-//! inside it (`serde_json` into `PollState`), which must agree; a state that loads must survive
-//! an encode/decode round trip and `horizon`/`prune` must keep only keys at or after the horizon.
+//! inside it (`serde_json` into `PollState`), which must agree on a file of the current version;
+//! a state that loads must survive an encode/decode round trip and `horizon`/`prune` must keep
+//! only keys at or after the horizon.
 
 #![no_main]
 
@@ -9,7 +10,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use ucm_exporter::clock::{from_local_secs, local_secs};
-use ucm_exporter::state::{load, Loaded, PollState};
+use ucm_exporter::state::{load, Loaded, PollState, VERSION};
 
 /// A file of this process, rewritten for every input; in memory when /dev/shm exists.
 fn state_path() -> &'static Path {
@@ -31,18 +32,18 @@ fuzz_target!(|data: &[u8]| {
     let decoded = serde_json::from_slice::<PollState>(data);
     let path = state_path();
     std::fs::write(path, data).unwrap();
-    let url = decoded
-        .as_ref()
-        .map_or("https://ucm:8089", |s| s.url.as_str());
-    match load(path, url) {
+    match load(path) {
         Loaded::Found(s) => {
-            assert_eq!(s.version, 1);
-            assert_eq!(Some(&s), decoded.as_ref().ok());
+            assert_eq!(s.version, VERSION);
+            if let Ok(d) = decoded.as_ref().filter(|d| d.version == VERSION) {
+                assert_eq!(&s, d);
+            }
         }
         Loaded::Unusable(why) => {
-            assert!(decoded.as_ref().is_err() || decoded.as_ref().unwrap().version != 1);
+            assert!(decoded.as_ref().is_err() || decoded.as_ref().unwrap().version != VERSION);
             assert!(!why.is_empty());
         }
+        Loaded::Newer(why) => assert!(why.contains("later")),
         Loaded::Missing => panic!("the file was just written"),
     }
     let Ok(mut state) = decoded else {

@@ -30,6 +30,13 @@ impl GroupKind {
             GroupKind::Ivr => "ivr",
         }
     }
+
+    /// The kind a label value names.
+    pub fn parse(label: &str) -> Option<GroupKind> {
+        [GroupKind::Queue, GroupKind::RingGroup, GroupKind::Ivr]
+            .into_iter()
+            .find(|k| k.as_str() == label)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]

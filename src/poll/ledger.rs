@@ -1,6 +1,8 @@
 //! What has been counted: the poll state and the counters, changed together by one commit
-//! (docs/design.md §3.4), so a counted call always has its keys on disk and a call whose keys
-//! are on disk is never counted again.
+//! (docs/design.md §3.4): the keys and the series' values go to disk in one atomic write before
+//! any scrape can show the values, so a counted call always has its keys on disk, a call whose
+//! keys are on disk is never counted again, and the counters continue from the file after any
+//! stop (§3.5).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use super::plan::{Plan, PollKind, WATERMARK_SLACK};
 use crate::clock::{from_local_secs, LocalSecs};
 use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
-use crate::state::{self, Loaded, Paging, PollState, WindowRecord};
+use crate::series::SeriesValues;
+use crate::state::{self, Loaded, Paging, PollState, UcmIdentity, WindowRecord};
 
 /// A read other than a baseline commits (state written, counters applied) at least every this
 /// many pages, so a long backlog shows progress and bounds what a crash can lose.
@@ -35,39 +38,200 @@ pub struct Ledger {
     /// How far back keys are kept from the watermark (`Reach::sweep_back`).
     sweep_back: i64,
     metrics: Arc<TargetMetrics>,
+    /// Why the state file is not used or written at all (a later version's): the target is not
+    /// polled.
+    refused: Option<String>,
+    /// Whether the UCM still has to say who it is before the keys can be trusted; with the
+    /// state of another URL held aside until it does.
+    identity: Identity,
+    /// What a state this process begins starts from.
+    fresh: Fresh,
+}
+
+/// What a state this process begins (none was found, or the keys of another UCM were dropped)
+/// starts from: the series at zero or as the target had counted them, since when they count,
+/// and the UCM's identity if it was asked before the state began.
+#[derive(Debug, Default)]
+struct Fresh {
+    series: SeriesValues,
+    since: i64,
+    ucm: Option<UcmIdentity>,
+}
+
+/// Where the check of the UCM's identity stands.
+#[derive(Debug)]
+enum Identity {
+    /// Asked at the first poll; a state of the same URL is in use meanwhile.
+    Unasked,
+    /// Asked at the first poll; the state was saved under another URL and is used only if the
+    /// UCM there is the same one.
+    Moved(Box<PollState>),
+    Settled,
 }
 
 impl Ledger {
-    /// Loads the target's state file; an unusable one is moved aside and a baseline follows.
-    pub fn open(path: PathBuf, url: &str, sweep_back: i64, metrics: Arc<TargetMetrics>) -> Self {
-        let state = match state::load(&path, url) {
-            Loaded::Found(s) => {
-                tracing::info!(
-                    path = %path.display(),
-                    known_calls = s.calls.len(),
-                    "resuming from saved poll state"
-                );
-                metrics.add_trunks(&s.trunks);
-                Some(s)
-            }
-            Loaded::Missing => {
-                tracing::info!("no saved poll state: the first poll takes a baseline and counts only calls after it");
-                None
-            }
-            Loaded::Unusable(why) => {
-                tracing::warn!("{why}; moving it aside and taking a new baseline");
-                state::quarantine(&path);
-                None
-            }
-        };
-        Ledger {
-            state,
+    /// Loads the target's state file and shows its series' values before any scrape; an
+    /// unusable one is moved aside and a baseline follows with the series at zero. `now`: Unix
+    /// time, when the series start from zero if they do.
+    pub fn open(
+        path: PathBuf,
+        url: &str,
+        sweep_back: i64,
+        metrics: Arc<TargetMetrics>,
+        now: i64,
+    ) -> Self {
+        let mut ledger = Ledger {
+            state: None,
             future_warned: None,
             path,
             url: url.to_string(),
             sweep_back,
             metrics,
+            refused: None,
+            identity: Identity::Unasked,
+            fresh: Fresh {
+                since: now,
+                ..Fresh::default()
+            },
+        };
+        match state::load(&ledger.path) {
+            Loaded::Found(s) => ledger.resume(*s, now),
+            Loaded::Missing => {
+                tracing::info!("no saved poll state: the first poll takes a baseline and counts only calls after it; the call series start from zero");
+            }
+            Loaded::Unusable(why) => {
+                tracing::warn!("{why}; moving it aside and taking a new baseline; the call series start from zero");
+                state::quarantine(&ledger.path);
+            }
+            Loaded::Newer(why) => {
+                tracing::error!("{why}");
+                ledger.refused = Some(why);
+            }
         }
+        let since = match (&ledger.state, &ledger.identity) {
+            (Some(s), _) => s.series_since,
+            (None, Identity::Moved(s)) => s.series_since,
+            _ => None,
+        };
+        let since = since.unwrap_or(ledger.fresh.since);
+        ledger.metrics.counters_reset.set(since as f64);
+        ledger
+    }
+
+    /// Takes a loaded state up: its series' values shown, and its keys used (the same URL) or
+    /// held until the UCM says whether it is the same one (another URL).
+    fn resume(&mut self, mut s: PollState, now: i64) {
+        let changed = match self.metrics.check(&s.series) {
+            Ok(changed) => changed,
+            Err(why) => {
+                tracing::warn!(
+                    "{} holds call series this exporter does not have ({why}); moving it aside and taking a new baseline; the call series start from zero",
+                    self.path.display()
+                );
+                state::quarantine(&self.path);
+                return;
+            }
+        };
+        for family in changed {
+            tracing::warn!(family, "the buckets of this histogram changed (groups.service_level_seconds); its series start from zero");
+            s.series.histograms.remove(&family);
+        }
+        if s.series_since.is_none() {
+            tracing::info!("the state file predates kept call series: they start from zero now");
+            s.series_since = Some(now);
+        } else {
+            self.metrics.counters_restored.set(now as f64);
+        }
+        self.metrics.restore(&s.series);
+        self.metrics.add_trunks(&s.trunks);
+        tracing::info!(
+            path = %self.path.display(),
+            known_calls = s.calls.len(),
+            series = s.series.len(),
+            "resuming from saved poll state and call series"
+        );
+        if s.url == self.url {
+            self.state = Some(s);
+        } else if s.ucm.as_ref().is_some_and(UcmIdentity::is_known) {
+            tracing::info!(saved = %s.url, "the state was saved under another URL: it is used if the UCM there says it is the same one");
+            self.identity = Identity::Moved(Box::new(s));
+        } else {
+            tracing::warn!(
+                "{} belongs to {}, not {}, and does not say which UCM that was; moving it aside and taking a new baseline (the call series continue)",
+                self.path.display(),
+                s.url,
+                self.url
+            );
+            state::quarantine(&self.path);
+            self.fresh.series = s.series;
+            self.fresh.since = s.series_since.unwrap_or(now);
+        }
+    }
+
+    /// Why the target is not polled, if its state file is of a later version.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    /// Whether the UCM's identity is still to be asked (once per process).
+    pub fn identity_due(&self) -> bool {
+        !matches!(self.identity, Identity::Settled)
+    }
+
+    /// Whether the keys wait for the identity: the state was saved under another URL.
+    pub fn identity_required(&self) -> bool {
+        matches!(self.identity, Identity::Moved(_))
+    }
+
+    /// What the UCM said of itself (`None`: it may not say). The state of another URL is used
+    /// when this is the UCM it names; a state whose UCM is known to be another is dropped for a
+    /// new baseline. The series continue either way.
+    pub fn settle_identity(&mut self, id: Option<UcmIdentity>) {
+        let held = match std::mem::replace(&mut self.identity, Identity::Settled) {
+            Identity::Moved(s) => Some(*s),
+            _ => self.state.take(),
+        };
+        let Some(mut s) = held else {
+            self.fresh.ucm = id;
+            return;
+        };
+        let same = match (&s.ucm, &id) {
+            (Some(saved), Some(now)) => saved.same_as(now),
+            _ => None,
+        };
+        let moved = s.url != self.url;
+        if same == Some(false) || (moved && same.is_none()) {
+            let why = match (&id, same) {
+                (None, _) => {
+                    "the UCM does not say which it is (getSystemStatus refused)".to_string()
+                }
+                (Some(_), None) => "the state does not say which UCM it was saved for".to_string(),
+                _ => format!(
+                    "the UCM there is another one ({:?}, the state's is {:?})",
+                    id, s.ucm
+                ),
+            };
+            tracing::warn!(
+                saved = %s.url,
+                "{}: {why}; moving the state aside and taking a new baseline (the call series continue)",
+                self.path.display()
+            );
+            state::quarantine(&self.path);
+            self.fresh = Fresh {
+                series: s.series,
+                since: s.series_since.unwrap_or(self.fresh.since),
+                ucm: id,
+            };
+            return;
+        }
+        if moved {
+            tracing::info!(saved = %s.url, url = %self.url, "the UCM at the new URL is the one the state was saved for: counting continues from it");
+            s.url = self.url.clone();
+        }
+        if id.is_some() {
+            s.ucm = id;
+        }
+        self.state = Some(s);
     }
 
     pub fn state(&self) -> Option<&PollState> {
@@ -122,12 +286,20 @@ impl Ledger {
         plan: &Plan,
         paging: Paging,
     ) -> Result<Committed, UcmError> {
+        if let Some(why) = &self.refused {
+            return Err(UcmError::State(why.clone()));
+        }
         let p = std::mem::take(pending);
         let baseline = plan.kind == PollKind::Baseline;
-        let state = self
-            .state
-            .get_or_insert_with(|| PollState::new(&self.url, plan.from));
+        // A baseline counts nothing; the increments are resolved before the state is borrowed.
+        let delta = match baseline {
+            true => SeriesValues::default(),
+            false => self.metrics.resolve(&p.tally),
+        };
+        let state = begin(&mut self.state, &mut self.fresh, &self.url, plan);
         let before = (state.watermark, state.trunks.len(), state.paging);
+        let last_record = state.series.last_record;
+        state.series.add(&delta).map_err(UcmError::State)?;
         if baseline {
             state.baseline_start = state.baseline_start.min(plan.from);
         }
@@ -158,15 +330,23 @@ impl Ledger {
             }
             (state.watermark, state.paging) = (before.0, before.2);
             state.trunks.truncate(before.1);
+            state.series.sub(&delta, last_record);
             if baseline && state.calls.is_empty() && before.0.is_none() {
-                // Half a baseline is no baseline.
-                self.state = None;
+                // Half a baseline is no baseline; what it would have started from stays.
+                if let Some(s) = self.state.take() {
+                    self.fresh = Fresh {
+                        series: s.series,
+                        since: s.series_since.unwrap_or(self.fresh.since),
+                        ucm: s.ucm,
+                    };
+                }
             }
-            return Err(UcmError::State(format!("{e:#}")));
+            return Err(UcmError::State(format!(
+                "cannot save the poll state: {e:#}; the poll's calls are counted once it can"
+            )));
         }
-        if !baseline {
-            self.metrics.apply(&p.tally);
-        }
+        // Only now, with the file holding them, may a scrape see the new values.
+        self.metrics.add(&delta);
         self.metrics.add_trunks(&state.trunks);
         Ok(Committed {
             calls: p.tally.call_count(),
@@ -218,7 +398,7 @@ impl Ledger {
 
     /// Saves the state as it is: the clean-stop path.
     pub fn save(&self) {
-        if let Some(s) = &self.state {
+        if let (Some(s), None) = (&self.state, &self.refused) {
             if let Err(e) = state::save(&self.path, s) {
                 tracing::error!(
                     "cannot save poll state: {e:#}; after a crash some calls may be counted twice"
@@ -226,6 +406,23 @@ impl Ledger {
             }
         }
     }
+}
+
+/// The state a commit changes; a new one when this process has none yet, starting from what
+/// `fresh` holds.
+fn begin<'a>(
+    state: &'a mut Option<PollState>,
+    fresh: &mut Fresh,
+    url: &str,
+    plan: &Plan,
+) -> &'a mut PollState {
+    state.get_or_insert_with(|| {
+        let mut s = PollState::new(url, plan.from);
+        s.series = std::mem::take(&mut fresh.series);
+        s.series_since = Some(fresh.since);
+        s.ucm = fresh.ucm.take();
+        s
+    })
 }
 
 /// Raises the watermark to `newest`, but no further than `ceiling` (docs/design.md §3.4). A

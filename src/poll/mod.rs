@@ -30,11 +30,11 @@ use crate::clock::{local_secs, LocalSecs, SharedClock};
 use crate::config::Target;
 use crate::error::UcmError;
 use crate::metrics::TargetMetrics;
-use crate::state::{self, PollState};
+use crate::state::{self, PollState, UcmIdentity};
 use crate::status::TargetStatus;
 use crate::ucm::budget::{self, PollAllowance};
 use crate::ucm::login_guard::LoginGuard;
-use crate::ucm::{decode_envelope, Session};
+use crate::ucm::{decode_envelope, is_refusal, Session};
 use crate::ucm_clock::UcmClock;
 
 pub use channels::{
@@ -94,7 +94,13 @@ impl Poller {
         );
         let reach = Reach::of(&target);
         let path = state::path_for(state_dir, &target.name);
-        let ledger = Ledger::open(path, &target.url, reach.sweep_back(), metrics.clone());
+        let ledger = Ledger::open(
+            path,
+            &target.url,
+            reach.sweep_back(),
+            metrics.clone(),
+            clock.now().timestamp(),
+        );
         let mut windows = Windows::new(target.window_mode).with_reach(&reach);
         if let Some(r) = ledger.windows() {
             windows.restore(r, clock.now().timestamp(), clock.monotonic(), &reach);
@@ -270,6 +276,12 @@ impl Poller {
     /// The poll itself: the probes spend from the margin the allowance starts with, the reads
     /// from what the plan adds to it.
     async fn poll_within(&mut self, allowance: &PollAllowance) -> Result<PollReport, UcmError> {
+        if let Some(why) = self.ledger.refused() {
+            return Err(UcmError::State(why.to_string()));
+        }
+        if self.ledger.identity_due() {
+            self.ask_identity().await?;
+        }
         if self.ucm_clock.needs_reading() {
             self.ucm_clock.read(&self.session).await?;
         }
@@ -379,6 +391,47 @@ impl Poller {
                 )),
             },
         }
+    }
+
+    /// Asks the UCM who it is, once per process, so that the state is used only for the UCM it
+    /// was saved for (docs/design.md §3.6). A refusal (no permission) is an answer: the UCM may
+    /// not say. Any other failure leaves the question for the next poll, and fails this one
+    /// when the state waits for the answer (it was saved under another URL).
+    async fn ask_identity(&mut self) -> Result<(), UcmError> {
+        let answer = self
+            .session
+            .call("getSystemStatus", Map::new(), |b| decode_envelope(b))
+            .await;
+        let id = match answer {
+            Ok(v) => {
+                // The same answer tells the UCM's clock: no second request for it.
+                self.ucm_clock
+                    .observe(v.get("system-time").and_then(Value::as_str).unwrap_or(""));
+                let text = |k: &str| {
+                    v.get(k)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .filter(|s| !s.trim().is_empty())
+                };
+                Some(UcmIdentity {
+                    serial: text("serial-number"),
+                    mac: text("mac"),
+                })
+                .filter(UcmIdentity::is_known)
+            }
+            Err(e) if is_refusal(&e) => {
+                tracing::debug!("the UCM does not say who it is ({e})");
+                self.ucm_clock.unanswered(&e);
+                None
+            }
+            Err(e) if self.ledger.identity_required() => return Err(e),
+            Err(e) => {
+                tracing::debug!("cannot ask the UCM who it is ({e}); asking again next poll");
+                return Ok(());
+            }
+        };
+        self.ledger.settle_identity(id);
+        Ok(())
     }
 
     /// Asks the UCM for its trunks once, so every trunk's series exist before its first call.

@@ -269,11 +269,14 @@ pub fn system_status(sim: &Sim) -> Value {
         SystemTimeFormat::DayFirst => "%d-%m-%Y %H:%M:%S",
         SystemTimeFormat::YearFirst => "%Y-%m-%d %H:%M:%S",
     };
+    // Each seed is a UCM of its own: no two share a serial number or a MAC.
+    let id = sim.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+    let [_, _, _, _, _, a, b, c] = id.to_be_bytes();
     json!({"response": {
-        "part-number": "9660003912B", "serial-number": "23HQXPEKB11B8E86",
+        "part-number": "9660003912B", "serial-number": format!("23HQXPEKB1{id:06X}"),
         "up-time": up_time, "idle-time": "00:00:00",
         "system-time": format!("{} UTC{}", now.format(date), offset),
-        "mac": "C0:74:AD:1B:8E:86"}, "status": 0})
+        "mac": format!("C0:74:AD:{a:02X}:{b:02X}:{c:02X}")}, "status": 0})
 }
 
 /// Sizes in KiB as decimal strings: the unit a real UCM uses here is not known, KiB is what
