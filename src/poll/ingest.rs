@@ -87,7 +87,7 @@ impl Pending {
 
 /// Converts a naive UCM time to Unix time in the configured zone; ambiguous times (DST
 /// fall-back) take the earlier instant, skipped ones are read as UTC offset-free.
-fn unix_time(tz: chrono_tz::Tz, t: NaiveDateTime) -> i64 {
+pub(crate) fn unix_time(tz: chrono_tz::Tz, t: NaiveDateTime) -> i64 {
     tz.from_local_datetime(&t)
         .earliest()
         .map_or_else(|| t.and_utc().timestamp(), |d| d.timestamp())

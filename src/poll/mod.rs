@@ -38,6 +38,7 @@ pub use channels::{
     merge_windows, parse_rows, snapshot, uid_hash, ChannelWindows, Row, Snapshot, Tracker,
     MAX_TARGETED_READS, MERGE_GAP, READS_PER_ENDED_CALL,
 };
+pub(crate) use ingest::unix_time;
 pub use ingest::{ingest, PageSummary, Pending, ReadNotes, Span};
 pub use ledger::{Ledger, COMMIT_EVERY_PAGES};
 pub use pager::{Next, Pager, PagingError, Slice, Slicer, Step};
