@@ -1,5 +1,5 @@
-//! The exporter as a process and as a server: catch-up after an outage, steady state of ten
-//! targets, what the polls cost the UCM, and scrapes under load. Prints markdown table rows
+//! The exporter as a process and as a server: catch-up after an outage, a week's backfill,
+//! steady state of ten targets, what the polls cost the UCM, and scrapes under load. Prints markdown table rows
 //! (lines starting `| `) that `scripts/bench.sh` collects.
 //!
 //! Needs the release binaries next to the bench (`cargo build --release --bins`, which
@@ -420,6 +420,109 @@ async fn raw_fetch(sim: &SimProc, start: &str) -> anyhow::Result<(f64, f64)> {
 
 fn memchr_count(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+/// Peak RSS and CPU seconds of a child, reaped with `wait4`: its own figures, not the bench's.
+fn wait_rusage(child: &mut Child) -> anyhow::Result<(std::process::ExitStatus, f64, f64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our unreaped child; status and usage are valid for writes.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    anyhow::ensure!(pid > 0, "wait4: {}", std::io::Error::last_os_error());
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok((
+        std::process::ExitStatus::from_raw(status),
+        usage.ru_maxrss as f64 / 1024.0,
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+    ))
+}
+
+/// `ucm-exporter backfill` of a week of 100,000 calls from a separate `ucm-sim`: wall time,
+/// peak RSS, requests; the simulator's bare serving of the same week, in the same run.
+async fn backfill(rows: &mut Vec<String>) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (from, to) = ("2025-06-02T00:00:00", "2025-06-09T00:00:00");
+    let sim = start_sim(
+        dir.path(),
+        &[
+            "--clock-speed",
+            "0",
+            // The history starts at `from` and the clock stands at `to`: every call it served
+            // started within the week.
+            "--history",
+            "168h",
+            "--calls-per-hour",
+            "600",
+            "--flat-traffic",
+            "--start-time",
+            to,
+        ],
+    )
+    .await?;
+    let config = write_config(dir.path(), &sim, 1, "")?;
+    let truth = admin(&format!(
+        "{}/truth?after=2025-06-01T00:00:00&until={to}",
+        sim.admin
+    ))
+    .await?;
+    let before = admin(&format!("{}/stats", sim.admin)).await?;
+    let output = dir.path().join("week.om");
+    let began = Instant::now();
+    let mut child = Command::new(bin("ucm-exporter")?)
+        .args(["backfill", "--config.file"])
+        .arg(&config)
+        .args([
+            "--target",
+            "t0",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--log.level",
+            "warn",
+        ])
+        .arg("--output")
+        .arg(&output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let said = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).map(|_| s)
+    });
+    let (status, rss_mib, cpu) = wait_rusage(&mut child)?;
+    let took = began.elapsed().as_secs_f64();
+    let said = said.join().expect("reader")?;
+    anyhow::ensure!(status.success(), "backfill failed: {said}");
+    let after = admin(&format!("{}/stats", sim.admin)).await?;
+    let requests = |v: &Value, a: &str| v["requests"][a].as_f64().unwrap_or(0.0);
+    let cdrapi = requests(&after, "cdrapi") - requests(&before, "cdrapi");
+    let logins = requests(&after, "login") - requests(&before, "login");
+    let entries = after["cdr_entries_served"].as_f64().unwrap_or(0.0)
+        - before["cdr_entries_served"].as_f64().unwrap_or(0.0);
+    // "out.om: N calls in 7 days, R cdrapi requests"
+    let calls: f64 = said
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next()?.parse().ok())
+        .unwrap_or(f64::NAN);
+    let want = truth["total_calls"].as_f64().unwrap_or(0.0);
+    let size = std::fs::metadata(&output)?.len() as f64 / 1e6;
+    let serve = raw_fetch(&sim, from).await?;
+    rows.push(format!(
+        "| Backfill | a week of {want:.0} calls ({entries:.0} entries served), 5 min step, separate `ucm-sim` and `ucm-exporter backfill` processes | {took:.1} s ({:.0} calls/s, {cpu:.1} s CPU), {calls:.0} calls counted; peak RSS {rss_mib:.1} MiB; {cdrapi:.0} cdrapi requests and {logins:.0} login(s); output {size:.0} MB; simulator alone serves the same week in {:.2} s: backfill/serving = {:.1}x | every call; RSS <= 64 MiB; 1 read per day | {} |",
+        calls / took,
+        serve.0,
+        took / serve.0,
+        holds(calls == want && rss_mib <= 64.0 && cdrapi <= 7.0 * 2000.0),
+    ));
+    Ok(())
 }
 
 /// Ten targets on one shared simulator, 2,000 calls/hour each, 30 s polls, run 10x
@@ -967,6 +1070,9 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     if want("catchup") {
         catch_up(&mut rows).await?;
+    }
+    if want("backfill") {
+        backfill(&mut rows).await?;
     }
     if want("steady") {
         steady(&mut rows, window).await?;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Performance benchmarks: ingest (criterion, against the serde_json floor), the state write
-# against a poll's commit, catch-up after a
-# 24 h outage, steady state of 10 targets, load on the UCM, scrapes under load, and a minimal
-# Python poller on the same work. Prints one markdown table (README "Performance").
+# against a poll's commit, catch-up after a 24 h outage, a week's backfill (100,000 calls),
+# steady state of 10 targets, load on the UCM, scrapes under load, and a minimal Python poller
+# on the same work. Prints one markdown table (README "Performance").
 # Usage: scripts/bench.sh   (about 5 minutes after the build; BENCH_STEADY_SECS=120 sets the
 # steady-state window)
 set -euo pipefail
@@ -21,7 +21,7 @@ echo "ingest (criterion)..." >&2
 BENCH_OUT=$out cargo bench --locked -q --bench ingest >"$out/ingest.txt" 2>&1 || { cat "$out/ingest.txt" >&2; exit 1; }
 echo "state write..." >&2
 cargo bench --locked -q --bench state_write >"$out/state.txt" 2>&1 || { cat "$out/state.txt" >&2; exit 1; }
-echo "catch-up, steady state, load on the UCM, scrape..." >&2
+echo "catch-up, backfill, steady state, load on the UCM, scrape..." >&2
 cargo bench --locked -q --bench load >"$out/load.txt" 2>&1 || { cat "$out/load.txt" >&2; exit 1; }
 
 echo

@@ -118,6 +118,31 @@ pub enum Command {
     },
     /// Start an in-process simulated UCM and the exporter against it, and print the URLs.
     Demo,
+    /// Write a target's past calls as OpenMetrics for `promtool tsdb create-blocks-from
+    /// openmetrics`: the series the exporter serves, at a fixed step (see README: Backfill).
+    Backfill {
+        /// The configured target (its `name`) to read.
+        #[arg(long, value_name = "NAME")]
+        target: String,
+        /// First day to read, in the UCM's local time: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS.
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        /// Where to stop (exclusive), as --from. Default: where the exporter's poll state of the
+        /// target starts counting, so that no call is counted by both.
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// The OpenMetrics file; its progress is kept in FILE.progress, and a stopped run
+        /// continues where it stopped.
+        #[arg(long, value_name = "FILE", default_value = "backfill.om")]
+        output: PathBuf,
+        /// Time between samples.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+        step: Duration,
+        /// A label the scrape adds to the live series (e.g. instance=office), added to every
+        /// sample so that backfilled and live samples form the same series. Repeatable.
+        #[arg(long = "label", value_name = "NAME=VALUE", value_parser = crate::backfill::parse_label)]
+        labels: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -23,9 +23,11 @@
 //!   each target's last poll, for `/probe?target=NAME&debug=true`.
 //! - [`http`]: `/`, `/metrics`, `/probe`, `/-/healthy`, `/-/ready`; [`web_config`] secures it.
 //! - [`exporter`]: wires targets, pollers and the HTTP server; one token stops them all.
+//! - [`backfill`]: `ucm-exporter backfill`, past calls as OpenMetrics for promtool.
 //! - [`check`]: `ucm-exporter check`; `demo` (feature `demo`): the exporter against the
 //!   built-in simulator (crate `ucm-sim`).
 
+pub mod backfill;
 pub mod cdr;
 pub mod check;
 pub mod cli;

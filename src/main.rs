@@ -1,10 +1,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ucm_exporter::check;
 use ucm_exporter::cli::{init_logging, Cli, Command};
 use ucm_exporter::clock::SystemClock;
 use ucm_exporter::exporter::{self, Exporter};
+use ucm_exporter::{backfill, check};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Some(Command::Backfill { .. }) => run_backfill(&cli).await,
         // `demo`, and no subcommand with nothing configured, returned above.
         Some(Command::Demo) | None => {
             let settings = cli.settings(&env)?;
@@ -75,6 +76,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `backfill`: stopped by Ctrl-C or SIGTERM between two writes, it says how to go on.
+async fn run_backfill(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let Some(Command::Backfill {
+        target,
+        from,
+        to,
+        output,
+        step,
+        labels,
+    }) = &cli.command
+    else {
+        unreachable!("called for the backfill subcommand only");
+    };
+    let settings = cli.settings(&|k: &str| std::env::var(k).ok())?;
+    let args = backfill::Args {
+        target: target.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        output: output.clone(),
+        step: *step,
+        labels: labels.clone(),
+    };
+    let summary = tokio::select! {
+        r = backfill::run(&settings, &args, SystemClock::shared()) => r?,
+        _ = exporter::shutdown_signal() => anyhow::bail!(
+            "stopped; the same command continues where it stopped ({}.progress)",
+            args.output.display()
+        ),
+    };
+    if summary.already_done {
+        eprintln!("{} is complete already", args.output.display());
+    } else {
+        eprintln!(
+            "{}: {} calls in {} days, {} cdrapi requests",
+            args.output.display(),
+            summary.calls,
+            summary.slices,
+            summary.requests
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(feature = "demo")]

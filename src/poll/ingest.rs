@@ -88,7 +88,7 @@ impl Pending {
 
 /// Converts a naive UCM time to Unix time in the zone in use; ambiguous times (DST fall-back)
 /// take the earlier instant, skipped ones are read as UTC offset-free.
-fn unix_time(tz: Zone, t: NaiveDateTime) -> i64 {
+pub(crate) fn unix_time(tz: Zone, t: NaiveDateTime) -> i64 {
     tz.instant(t)
         .map_or_else(|| t.and_utc().timestamp(), |d| d.timestamp())
 }

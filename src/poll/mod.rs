@@ -42,6 +42,7 @@ pub use channels::{
     MAX_TARGETED_READS, MERGE_GAP, READS_PER_ENDED_CALL,
 };
 pub use cost::{poll_budget, BASELINE_REQUESTS, POLL_MARGIN, READ_MARGIN};
+pub(crate) use ingest::unix_time;
 pub use ingest::{ingest, PageSummary, Pending, ReadNotes, Span};
 pub use ledger::{Ledger, COMMIT_EVERY_PAGES};
 pub use pager::{Next, Pager, PagingError, Slice, Slicer, Step};

@@ -452,7 +452,25 @@ impl Daemon {
         storage_flag: &str,
         extra: &[&str],
     ) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_on(
+            tempfile::tempdir().unwrap(),
+            programs,
+            hint,
+            config,
+            storage_flag,
+            extra,
+        )
+    }
+
+    /// As [`Daemon::start`], in `dir`, whose `data` may already hold data (TSDB blocks).
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        programs: &[&str],
+        hint: &str,
+        config: &str,
+        storage_flag: &str,
+        extra: &[&str],
+    ) -> Daemon {
         // The port is free when asked; another process could take it before the daemon binds
         // it, which would show as an early exit with "address already in use" in the log.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -501,6 +519,7 @@ impl Daemon {
 
     /// Waits for `/-/ready` (Prometheus and Alertmanager both answer it).
     pub async fn wait_ready(&mut self) {
+        ucm_exporter::ucm::install_crypto_provider();
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -580,6 +599,23 @@ pub fn start_prometheus(config: &str) -> Daemon {
         &["prometheus"],
         PROMETHEUS_HINT,
         config,
+        "--storage.tsdb.path",
+        &[],
+    )
+}
+
+/// A Prometheus server that scrapes nothing, on the TSDB blocks `fill` writes into the
+/// directory it is given (e.g. with `promtool tsdb create-blocks-from`).
+pub fn start_prometheus_on_blocks(fill: impl FnOnce(&Path)) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    fill(&data);
+    Daemon::start_on(
+        dir,
+        &["prometheus"],
+        PROMETHEUS_HINT,
+        "global:\n  scrape_interval: 1m\n",
         "--storage.tsdb.path",
         &[],
     )

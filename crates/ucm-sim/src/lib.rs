@@ -231,11 +231,21 @@ impl Sim {
         until: NaiveDateTime,
         started_from: Option<NaiveDateTime>,
     ) -> Truth {
+        let started = started_from.map_or(i64::MIN, to_secs)..i64::MAX;
+        self.truth_of(after, until, started)
+    }
+
+    fn truth_of(
+        &self,
+        after: NaiveDateTime,
+        until: NaiveDateTime,
+        started: std::ops::Range<i64>,
+    ) -> Truth {
         let now = self.generated_now();
         let steps = self.clock.steps();
         self.store.read().expect("store lock").truth_where(
             (to_secs(after), to_secs(until).min(now.clock)),
-            started_from.map_or(i64::MIN, to_secs),
+            started,
             now,
             &steps,
         )
@@ -676,6 +686,15 @@ impl SimHandle {
         self.inner
             .sim
             .truth(visible_after, visible_until, Some(started_from))
+    }
+
+    /// Truth over the calls visible now that started in `[from, to)` of the UCM's clock: what
+    /// a backfill of that range counts.
+    pub fn truth_started_within(&self, from: NaiveDateTime, to: NaiveDateTime) -> Truth {
+        let started = to_secs(from)..to_secs(to);
+        self.inner
+            .sim
+            .truth_of(NaiveDateTime::MIN, self.now(), started)
     }
 
     pub fn stats(&self) -> Stats {

@@ -413,18 +413,18 @@ impl Store {
     }
 
     /// Truth over the entries visible at `now` whose visible reading lies in `(after, until]`
-    /// and whose start is at or after `started_from`. Each call is classified from all its
-    /// legs, whether or not some are still held back by the late-legs quirk.
+    /// and whose start lies in `started`. Each call is classified from all its legs, whether or
+    /// not some are still held back by the late-legs quirk.
     pub fn truth_where(
         &self,
         (after, until): (LocalSecs, LocalSecs),
-        started_from: LocalSecs,
+        started: std::ops::Range<LocalSecs>,
         now: Reading,
         steps: &[Step],
     ) -> Truth {
         let mut t = Truth::default();
         for e in self.entries.iter().filter(|e| {
-            e.visible_at <= now.steady && e.start >= started_from && {
+            e.visible_at <= now.steady && started.contains(&e.start) && {
                 let r = visible_reading(e, steps);
                 r > after && r <= until
             }
