@@ -36,12 +36,13 @@ fn unix(t: NaiveDateTime) -> i64 {
     ZONE.from_local_datetime(&t).earliest().unwrap().timestamp()
 }
 
-/// A frozen UCM in Paris, six hours into the Monday after the week, with eight days of history.
+/// A frozen UCM in Paris, seven hours into the Monday after the week, with eight days of history
+/// (so that the first poll's baseline, 28 hours back, lies after the night's spring-forward gap).
 fn sim_config() -> SimConfig {
     SimConfig {
         seed: 24,
         timezone: ZONE,
-        start_time: Some(at("2024-04-01 06:00:00")),
+        start_time: Some(at("2024-04-01 07:00:00")),
         clock_speed: 0.0,
         history: Duration::from_secs(8 * 24 * 3600),
         calls_per_hour: 120.0,
