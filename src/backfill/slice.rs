@@ -175,13 +175,7 @@ impl Reader<'_> {
         out: &mut SliceRead,
     ) -> Result<PageSummary, Refusal> {
         let entries = decode_page(body)?;
-        let mut page = PageSummary {
-            entries: entries.len(),
-            fresh: 0,
-            oldest: None,
-            times: None,
-            held: 0,
-        };
+        let mut page = PageSummary::of(entries.len());
         let within = |t: LocalSecs| (grid.from..grid.to).contains(&t);
         for entry in &entries {
             let Some(call) = cdr::classify(entry, self.extensions) else {

@@ -111,6 +111,19 @@ pub struct PageSummary {
     pub held: usize,
 }
 
+impl PageSummary {
+    /// A page of `entries` top-level entries, before any is looked at.
+    pub fn of(entries: usize) -> PageSummary {
+        PageSummary {
+            entries,
+            fresh: 0,
+            oldest: None,
+            times: None,
+            held: 0,
+        }
+    }
+}
+
 /// Decodes one cdrapi page and adds what is new in it to `pending`, within the `plan`'s horizon
 /// and settle time. `read` holds the call keys of the read so far. Public (hidden) so that the
 /// benchmarks measure the exact per-page path a poll runs rather than a copy of it.
@@ -125,13 +138,7 @@ pub fn ingest(
     plan: &Plan,
 ) -> Result<PageSummary, Refusal> {
     let entries = decode_page(body)?;
-    let mut page = PageSummary {
-        entries: entries.len(),
-        fresh: 0,
-        oldest: None,
-        times: None,
-        held: 0,
-    };
+    let mut page = PageSummary::of(entries.len());
     for entry in &entries {
         let Some(call) = cdr::classify(entry, extensions) else {
             // Not a call, so it has no call key; it is new to the read only the first time its
