@@ -304,14 +304,7 @@ async fn a_refused_collector_is_disabled_alone_and_counting_stays_exact() {
     let mut target = live_target(&sim);
     target.sweep_interval = MIN * 10;
     let (mut poller, metrics) = poller(&sim, target.clone(), dir.path());
-    let ext = ExtensionPattern::new(ExtensionPattern::DEFAULT).unwrap();
-    let mut live = Live::new(
-        &target,
-        poller.session(),
-        metrics.clone(),
-        ext,
-        sim_clock(&sim),
-    );
+    let mut live = live_for(&sim, &target, &poller, metrics.clone());
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
     for _ in 0..12 {

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use common::*;
-use ucm_exporter::cdr::ExtensionPattern;
 use ucm_exporter::config::WindowPreference;
-use ucm_exporter::live::Live;
 use ucm_sim::SimConfig;
 
 const MIN: Duration = Duration::from_secs(60);
@@ -64,15 +62,7 @@ async fn run(
     target.safety_sweep_interval = MIN * 60;
     target.collectors.clear();
     let (mut poller, metrics) = poller(&sim, target.clone(), dir.path());
-    let ext = ExtensionPattern::new(ExtensionPattern::DEFAULT).unwrap();
-    let mut live = Live::new(
-        &target,
-        poller.session(),
-        metrics.clone(),
-        ext,
-        sim_clock(&sim),
-    )
-    .with_ucm_clock(poller.ucm_clock());
+    let mut live = live_for(&sim, &target, &poller, metrics.clone());
     poller.poll_and_record().await.unwrap();
     let t0 = sim.now();
     let mut truth = None;

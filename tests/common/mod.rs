@@ -90,6 +90,19 @@ pub fn poller(sim: &SimHandle, target: Target, state_dir: &Path) -> (Poller, Arc
     (p, metrics)
 }
 
+/// The live-status collectors of `poller`'s target: its session, the UCM clock it reads times
+/// with, and `metrics` for their series.
+pub fn live_for(
+    sim: &SimHandle,
+    target: &Target,
+    poller: &Poller,
+    metrics: Arc<TargetMetrics>,
+) -> ucm_exporter::live::Live {
+    let ext = ExtensionPattern::new(ExtensionPattern::DEFAULT).unwrap();
+    ucm_exporter::live::Live::new(target, poller.session(), metrics, ext, sim_clock(sim))
+        .with_ucm_clock(poller.ucm_clock())
+}
+
 /// Polls once, expecting a failure; its `reason` label.
 pub async fn poll_error(poller: &mut Poller) -> &'static str {
     let err = poller.poll_and_record().await.expect_err("the poll fails");
