@@ -525,6 +525,152 @@ async fn backfill(rows: &mut Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fleet config: target `i` logs in as its own user of the simulator (`--users`), so that
+/// logins and challenges behave as on separate UCMs.
+fn write_fleet_config(dir: &Path, sim: &SimProc, targets: usize) -> anyhow::Result<PathBuf> {
+    std::fs::write(dir.join("password"), "cdrapi-secret\n")?;
+    let mut cfg = format!("state_dir: {}\ntargets:\n", dir.join("state").display());
+    for i in 0..targets {
+        let user = match i {
+            0 => "cdrapi".to_string(),
+            i => format!("cdrapi-{i}"),
+        };
+        cfg += &format!(
+            "  - name: t{i}\n    url: {}\n    username: {user}\n    password_file: {}\n    timezone: UTC\n    tls:\n      ca_file: {}\n",
+            sim.api,
+            dir.join("password").display(),
+            sim.ca.display()
+        );
+    }
+    let path = dir.join("config.yml");
+    std::fs::write(&path, cfg)?;
+    Ok(path)
+}
+
+/// One fleet run: `targets` targets on one simulator with default settings (60 s polls, the
+/// default collectors every 30 s), measured over `window` after `warm` (first polls and
+/// baselines). Returns RSS (KiB, at the end), the peak RSS over the window, CPU seconds over
+/// the window, `/probe` latencies (ms, sorted) sampled through the window, and the simulator's
+/// requests over the window.
+struct FleetRun {
+    rss_kib: u64,
+    rss_peak_kib: u64,
+    cpu: f64,
+    window: f64,
+    probe_ms: Vec<f64>,
+    requests: f64,
+    logins: f64,
+}
+
+async fn fleet_run(targets: usize, warm: Duration, window: Duration) -> anyhow::Result<FleetRun> {
+    let dir = tempfile::tempdir()?;
+    let users = targets.to_string();
+    let sim = start_sim(
+        dir.path(),
+        &[
+            "--users",
+            &users,
+            "--calls-per-hour",
+            "60",
+            "--flat-traffic",
+            "--history",
+            "1h",
+        ],
+    )
+    .await?;
+    let config = write_fleet_config(dir.path(), &sim, targets)?;
+    let exp = start_exporter(&config).await?;
+    let pid = exp.proc.pid();
+    tokio::time::sleep(warm).await;
+    let (cpu0, s0) = (cpu_secs(pid), admin(&format!("{}/stats", sim.admin)).await?);
+    let http = reqwest::Client::new();
+    let began = Instant::now();
+    let (mut probe_ms, mut rss_peak, mut i) = (Vec::new(), 0, 0usize);
+    while began.elapsed() < window {
+        // Ten probes a second, round the fleet, as Prometheus spreads its scrapes.
+        for _ in 0..10 {
+            let t = Instant::now();
+            let r = http
+                .get(format!("{}/probe?target=t{}", exp.url, i % targets))
+                .header("Accept-Encoding", "gzip")
+                .send()
+                .await?;
+            anyhow::ensure!(
+                r.status() == 200,
+                "probe of t{} answered {}",
+                i % targets,
+                r.status()
+            );
+            r.bytes().await?;
+            probe_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            i += 1;
+        }
+        rss_peak = rss_peak.max(status_kb(pid, "VmRSS"));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let real = began.elapsed().as_secs_f64();
+    let (cpu1, s1) = (cpu_secs(pid), admin(&format!("{}/stats", sim.admin)).await?);
+    let requests = s1["requests"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| v.as_f64().unwrap_or(0.0) - s0["requests"][k].as_f64().unwrap_or(0.0))
+                .sum::<f64>()
+        })
+        .unwrap_or(0.0);
+    probe_ms.sort_by(f64::total_cmp);
+    let run = FleetRun {
+        rss_kib: status_kb(pid, "VmRSS"),
+        rss_peak_kib: rss_peak,
+        cpu: cpu1 - cpu0,
+        window: real,
+        probe_ms,
+        requests,
+        logins: s1["logins_ok"].as_f64().unwrap_or(0.0) - s0["logins_ok"].as_f64().unwrap_or(0.0),
+    };
+    drop(exp);
+    Ok(run)
+}
+
+/// A thousand targets (`BENCH_FLEET_TARGETS`) on one simulator, each logging in as its own
+/// user, with default settings, against one target measured the same way in the same run: RSS,
+/// CPU, `/probe` latency while all poll, and requests per UCM. `BENCH_FLEET_SECS` (default 300)
+/// is the measured window, after two poll intervals for first polls and baselines.
+async fn fleet(rows: &mut Vec<String>) -> anyhow::Result<()> {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env("BENCH_FLEET_TARGETS", 1000) as usize;
+    let window = Duration::from_secs(env("BENCH_FLEET_SECS", 300));
+    let warm = Duration::from_secs(130);
+    let one = fleet_run(1, warm, Duration::from_secs(60)).await?;
+    let many = fleet_run(n, warm, window).await?;
+    let mib = |k: u64| k as f64 / 1024.0;
+    let per_target = (many.rss_kib as f64 - one.rss_kib as f64) / (n as f64 - 1.0).max(1.0);
+    let core = many.cpu / many.window * 100.0;
+    let q = |v: &[f64], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+    let p99 = q(&many.probe_ms, 0.99);
+    let per_ucm_min = many.requests / n as f64 / (many.window / 60.0);
+    rows.push(format!(
+        "| Fleet | {n} targets on one simulator (each its own API user), 60 s polls, default collectors every 30 s; measured {:.0} s after {:.0} s of first polls; against 1 target run the same way | RSS {:.1} MiB (peak {:.1}; 1 target: {:.1} MiB; {:.0} KiB per added target); CPU {core:.2} % of one core ({:.2} % for 1 target); `/probe` p50 {:.1} ms, p99 {p99:.1} ms over {} probes; {per_ucm_min:.1} requests per UCM per minute, {:.0} logins in the window | RSS <= 256 MiB, <= 5 % core, p99 <= 20 ms | {} |",
+        many.window,
+        warm.as_secs_f64(),
+        mib(many.rss_kib),
+        mib(many.rss_peak_kib),
+        mib(one.rss_kib),
+        per_target,
+        one.cpu / one.window * 100.0,
+        q(&many.probe_ms, 0.5),
+        many.probe_ms.len(),
+        many.logins,
+        holds(many.rss_peak_kib <= 256 * 1024 && core <= 5.0 && p99 <= 20.0),
+    ));
+    Ok(())
+}
+
 /// Ten targets on one shared simulator, 2,000 calls/hour each, 30 s polls, run 10x
 /// time-compressed: the sim clock runs at 10x and every interval of the exporter is divided by
 /// ten (poll 3 s, sweep 60 s, session renewal 54 s; the sim's cookie lifetime is on its clock).
@@ -1085,6 +1231,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("scrape") {
         scrape(&mut rows).await?;
+    }
+    if want("fleet") {
+        fleet(&mut rows).await?;
     }
     for r in rows {
         println!("{r}");

@@ -29,6 +29,10 @@ fn pin_mmap_threshold() {
     // SAFETY: mallopt only sets a parameter of glibc's allocator, which is thread-safe.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+        // One arena per core rather than eight: with a thousand targets' small allocations
+        // spread over many threads (block_in_place hands workers over), extra arenas each keep
+        // their own free space.
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -71,7 +71,7 @@ impl Series {
             let mut started = Vec::new();
             if let Some(tally) = steps.remove(&k) {
                 metrics.apply(&tally);
-                self.update(metrics.prepared().text(), &mut started);
+                self.update(&metrics.prepared().text(), &mut started);
             }
             self.write_step(grid.sample_time(k), grid.sample_time(k + 1), &started, out)?;
         }

@@ -87,6 +87,10 @@ pub struct SimConfig {
     /// Where `ca.pem` is written; None = a fresh temporary directory removed with the handle.
     pub cert_dir: Option<PathBuf>,
     pub username: String,
+    /// API users sharing the password: `username`, then `username-1` … `username-(users-1)`.
+    /// Challenges are kept per user, so a fleet of targets on one simulator, each logging in
+    /// as its own user, logs in as if each had a UCM of its own.
+    pub users: u32,
     pub password: String,
     pub cookie_ttl: Duration,
     pub cookie_mode: CookieMode,
@@ -123,6 +127,7 @@ impl Default for SimConfig {
             tls: true,
             cert_dir: None,
             username: "cdrapi".into(),
+            users: 1,
             password: "cdrapi-secret".into(),
             cookie_ttl: Duration::from_secs(600),
             cookie_mode: CookieMode::Sliding,

@@ -54,6 +54,7 @@ struct Failures {
 
 pub struct Sessions {
     username: String,
+    users: u32,
     password: String,
     ttl: i64,
     mode: CookieMode,
@@ -85,6 +86,7 @@ impl Sessions {
     pub fn new(cfg: &super::SimConfig) -> Self {
         Sessions {
             username: cfg.username.clone(),
+            users: cfg.users.max(1),
             password: cfg.password.clone(),
             ttl: secs(cfg.cookie_ttl),
             mode: cfg.cookie_mode,
@@ -112,6 +114,17 @@ impl Sessions {
         c
     }
 
+    /// The configured user name, or one of its numbered siblings (`SimConfig::users`).
+    fn is_user(&self, user: &str) -> bool {
+        user == self.username
+            || user
+                .strip_prefix(self.username.as_str())
+                .and_then(|r| r.strip_prefix('-'))
+                .filter(|n| !n.starts_with('0'))
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n < self.users)
+    }
+
     /// Checks `token == md5(challenge + password)` against the user's outstanding challenges;
     /// the matching challenge is consumed, so replaying a login fails.
     pub fn login(
@@ -131,7 +144,8 @@ impl Sessions {
             }
             *f = Failures::default();
         }
-        let matched = (user == self.username)
+        let matched = self
+            .is_user(user)
             .then(|| self.challenges.get_mut(user))
             .flatten()
             .and_then(|list| {
@@ -239,6 +253,32 @@ mod tests {
             s.login(ip(), "cdrapi", &t, 0, false),
             LoginOutcome::Denied { remain_num: 4 }
         );
+    }
+
+    #[test]
+    fn numbered_users_keep_their_own_challenges() {
+        let cfg = SimConfig {
+            users: 3,
+            ..SimConfig::default()
+        };
+        let mut s = Sessions::new(&cfg);
+        let mine = s.challenge("cdrapi-2");
+        // Another user's challenges, past the number kept per user, do not push mine out.
+        for _ in 0..MAX_CHALLENGES + 1 {
+            s.challenge("cdrapi-1");
+        }
+        let ok = |s: &mut Sessions, user: &str, c: &str| {
+            matches!(
+                s.login(ip(), user, &token(c, &cfg.password), 0, false),
+                LoginOutcome::Ok(_)
+            )
+        };
+        assert!(ok(&mut s, "cdrapi-2", &mine));
+        // Past the number of users, or spelled otherwise, a name is no user.
+        for other in ["cdrapi-3", "cdrapi-02", "cdrapi2", "cdrapi-"] {
+            let c = s.challenge(other);
+            assert!(!ok(&mut s, other, &c), "{other}");
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ struct Args {
     /// API user name.
     #[arg(long, default_value = "cdrapi")]
     username: String,
+    /// Number of API users sharing the password: the user name, then NAME-1 … NAME-(N-1) (for a
+    /// fleet of targets on one simulator, one user each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    users: u32,
     /// API password.
     #[arg(
         long,
@@ -219,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
         tls: !args.plain_http,
         cert_dir: args.cert_dir,
         username: args.username,
+        users: args.users,
         password: args.password,
         cookie_ttl: args.cookie_ttl,
         cookie_mode: match args.cookie_mode {
