@@ -333,9 +333,11 @@ async fn sighup_reloads_the_running_binary() {
     wait_until(
         &format!("{base}/probe?target=second"),
         "second added",
-        |s, b| s == 200 && b.contains("ucm_up 1"),
+        |s, _| s == 200,
     )
     .await;
+    // Ready once its first poll, and so its login, is done.
+    wait_exporter_ready(&base).await;
     let logins = sim.stats().logins_ok;
     // Its file removed: it stops and logs out, and first is not touched.
     std::fs::remove_file(customers.join("second.yml")).unwrap();
@@ -346,7 +348,8 @@ async fn sighup_reloads_the_running_binary() {
         |s, _| s == 400,
     )
     .await;
-    assert_eq!(logouts(&sim), 1);
+    let log: Vec<String> = rx.try_iter().collect();
+    assert_eq!(logouts(&sim), 1, "{}", log.join("\n"));
     assert_eq!(sim.stats().logins_ok, logins);
     wait_until(&format!("{base}/metrics"), "reload metric", |_, b| {
         b.contains("ucm_exporter_config_last_reload_successful 1")
