@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,36 +16,9 @@ use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::config::{Settings, Target};
+use crate::http::{TargetView, Targets};
 use crate::metrics::TargetMetrics;
 use crate::poll::Poller;
-use crate::status::TargetStatus;
-
-/// What the HTTP side shows of one target.
-#[derive(Clone)]
-pub struct TargetView {
-    pub name: String,
-    pub metrics: Arc<TargetMetrics>,
-    pub status: Arc<TargetStatus>,
-}
-
-/// The targets the HTTP side serves, in configuration order.
-#[derive(Default)]
-pub struct Targets(RwLock<Arc<Vec<TargetView>>>);
-
-impl Targets {
-    pub fn new(views: Vec<TargetView>) -> Self {
-        Targets(RwLock::new(Arc::new(views)))
-    }
-
-    /// The current set; later reloads do not change it.
-    pub fn snapshot(&self) -> Arc<Vec<TargetView>> {
-        self.0.read().expect("not poisoned").clone()
-    }
-
-    fn replace(&self, views: Vec<TargetView>) {
-        *self.0.write().expect("not poisoned") = Arc::new(views);
-    }
-}
 
 /// Everything that decides how a target runs: its own settings and the exporter-wide ones its
 /// poller and metrics are built with. Two equal keys run identically, so an unchanged key is

@@ -8,7 +8,7 @@
 //! the exporter contact another host or send credentials anywhere.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,12 +23,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::exposition;
-use crate::fleet::{TargetView, Targets};
-use crate::reload::Reloader;
+use crate::metrics::TargetMetrics;
+use crate::status::TargetStatus;
 use crate::web_config::WebSecurity;
 
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -46,6 +46,59 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// Even a busy connection is closed after this long: a client that stops reading its response
 /// cannot hold a connection slot for ever.
 const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+
+/// What the HTTP side shows of one target.
+#[derive(Clone)]
+pub struct TargetView {
+    pub name: String,
+    pub metrics: Arc<TargetMetrics>,
+    pub status: Arc<TargetStatus>,
+}
+
+/// The targets the HTTP side serves, in configuration order.
+#[derive(Default)]
+pub struct Targets(RwLock<Arc<Vec<TargetView>>>);
+
+impl Targets {
+    pub fn new(views: Vec<TargetView>) -> Self {
+        Targets(RwLock::new(Arc::new(views)))
+    }
+
+    /// The current set; later reloads do not change it.
+    pub fn snapshot(&self) -> Arc<Vec<TargetView>> {
+        self.0.read().expect("not poisoned").clone()
+    }
+
+    pub(crate) fn replace(&self, views: Vec<TargetView>) {
+        *self.0.write().expect("not poisoned") = Arc::new(views);
+    }
+}
+
+/// Asks for a configuration reload and waits for its outcome; the reload itself is the
+/// wiring's (`reload.rs`), which holds the other end.
+#[derive(Clone)]
+pub struct Reloader(mpsc::Sender<ReloadReply>);
+
+/// Where the outcome of one reload goes: `Err` is the reason it was refused or failed.
+pub type ReloadReply = oneshot::Sender<Result<(), String>>;
+
+impl Reloader {
+    /// A reloader and the receiving end its requests arrive at.
+    pub fn channel() -> (Self, mpsc::Receiver<ReloadReply>) {
+        let (tx, rx) = mpsc::channel(8);
+        (Reloader(tx), rx)
+    }
+
+    /// Reloads; `Err` is the reason it was refused or failed, as the log and `/-/reload` say.
+    pub async fn reload(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(tx).await.is_err() {
+            return Err("the exporter is shutting down".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the exporter is shutting down".into()))
+    }
+}
 
 pub struct App {
     pub exporter: Registry,

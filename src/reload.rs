@@ -8,31 +8,15 @@
 use std::sync::Arc;
 
 use prometheus::{Gauge, IntGauge, Registry};
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::fleet::Fleet;
+pub use crate::http::Reloader;
 
 /// Reads the settings again, from the same sources as at start.
 pub type SettingsSource = Arc<dyn Fn() -> anyhow::Result<Settings> + Send + Sync>;
-
-/// Asks the reload task for a reload and waits for its outcome.
-#[derive(Clone)]
-pub struct Reloader(mpsc::Sender<oneshot::Sender<Result<(), String>>>);
-
-impl Reloader {
-    /// Reloads; `Err` is the reason it was refused or failed, as the log and `/-/reload` say.
-    pub async fn reload(&self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        if self.0.send(tx).await.is_err() {
-            return Err("the exporter is shutting down".into());
-        }
-        rx.await
-            .unwrap_or_else(|_| Err("the exporter is shutting down".into()))
-    }
-}
 
 /// `ucm_exporter_config_last_reload_*`, named as Prometheus names its own.
 struct ReloadMetrics {
@@ -84,7 +68,7 @@ pub fn supervise(
 ) -> (Reloader, tokio::task::JoinHandle<()>) {
     let metrics = ReloadMetrics::register(registry);
     metrics.record(true, &clock);
-    let (tx, mut rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(8);
+    let (reloader, mut rx) = Reloader::channel();
     let task = tokio::spawn(async move {
         loop {
             let reply = tokio::select! {
@@ -100,7 +84,7 @@ pub fn supervise(
         }
         fleet.stop_all().await;
     });
-    (Reloader(tx), task)
+    (reloader, task)
 }
 
 async fn reload(fleet: &mut Fleet, source: Option<&SettingsSource>) -> Result<(), String> {
