@@ -564,7 +564,7 @@ pub fn resolve(
     });
     let mut origin: Vec<String> = vec![src.clone(); targets.len()];
     if let Some(dir) = &targets_dir {
-        for (path, tf) in load_targets_dir(dir)? {
+        for (path, tf) in load_targets_dir(dir).with_context(|| src.clone())? {
             for (i, t) in tf.targets.iter().enumerate() {
                 let resolved = resolve_file_target(t, &defaults, env).and_then(|target| {
                     target.validate()?;
@@ -979,6 +979,73 @@ mod tests {
     /// Every file in `tests/fixtures/config/` goes through what `--config.file` does:
     /// `invalid-*.yml` must fail with an error that names the file and contains what its first
     /// line, `# error: <substring>`, promises; `valid-*.yml` must resolve.
+    #[test]
+    fn targets_dir_files_are_read_in_order_and_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("main.yml");
+        std::fs::write(&main, "targets_dir: t.d\ntargets: []\n").unwrap();
+        let td = dir.path().join("t.d");
+        std::fs::create_dir(&td).unwrap();
+        let entry = |n: &str| {
+            format!("  - {{name: {n}, url: \"https://{n}:8089\", username: u, password_env: OFFICE_PW}}\n")
+        };
+        let resolve_main = || {
+            let fc = load_file(&main).unwrap();
+            resolve(
+                Some((&fc, &main)),
+                None,
+                &FlagOverrides::default(),
+                &test_env,
+            )
+        };
+        std::fs::write(td.join("b.yaml"), format!("targets:\n{}", entry("bee"))).unwrap();
+        std::fs::write(td.join("a.yml"), format!("targets:\n{}", entry("ay"))).unwrap();
+        std::fs::write(td.join("empty.yml"), "# no UCM yet\n").unwrap();
+        for ignored in [
+            ".a.yml.swp",
+            "c.yml~",
+            "d.yml.bak",
+            "notes.txt",
+            ".hidden.yml",
+        ] {
+            std::fs::write(td.join(ignored), "not: [yaml").unwrap();
+        }
+        let s = resolve_main().unwrap();
+        let names: Vec<&str> = s.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["ay", "bee"]);
+        assert_eq!(s.targets_dir.as_deref(), Some(td.as_path()));
+        // A bad value names the file, the entry and the key.
+        std::fs::write(
+            td.join("c.yml"),
+            "targets:\n  - {name: cee, url: \"https://c:8089\", username: u, password_env: OFFICE_PW, poll_interval: 1ms}\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", resolve_main().unwrap_err());
+        assert!(
+            err.contains("c.yml: targets[0] (cee)") && err.contains("poll_interval"),
+            "{err}"
+        );
+        std::fs::write(
+            td.join("c.yml"),
+            "targets:\n  - {name: cee, url: x, typo: 1}\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", resolve_main().unwrap_err());
+        assert!(
+            err.contains("c.yml") && err.contains("unknown field `typo`"),
+            "{err}"
+        );
+        // The same name in two files names both.
+        std::fs::write(td.join("c.yml"), format!("targets:\n{}", entry("ay"))).unwrap();
+        let err = format!("{:#}", resolve_main().unwrap_err());
+        assert!(
+            err.contains("\"ay\" is used in both")
+                && err.contains("a.yml")
+                && err.contains("c.yml"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn config_fixtures_fail_or_resolve_as_named() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
