@@ -10,7 +10,7 @@ command -v faketime >/dev/null 2>&1 || {
 }
 # The binaries whose tests run the simulator and the exporter, in-process or as child processes;
 # the longest ones (bending, windows) only exercise the same clock paths again, and are left out.
-names=(polling faults dispositions groups http zone cli)
+names=(polling faults dispositions groups http zone cli reload)
 mapfile -t bins < <(cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import json, sys

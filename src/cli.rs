@@ -105,6 +105,11 @@ pub struct Cli {
     /// Directory for the per-target poll state (default /var/lib/ucm-exporter).
     #[arg(long = "state.dir", value_name = "PATH", global = true)]
     pub state_dir: Option<PathBuf>,
+
+    /// Directory of YAML files (*.yml, *.yaml), each with a `targets:` list, read at start and
+    /// on every reload (SIGHUP, POST /-/reload); overrides the config file's targets_dir.
+    #[arg(long = "targets.dir", value_name = "PATH", global = true)]
+    pub targets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,7 +167,7 @@ pub enum LogFormat {
 impl Cli {
     /// True when no UCM is configured at all: plain `ucm-exporter` then runs the demo.
     pub fn nothing_configured(&self) -> bool {
-        self.config_file.is_none() && self.ucm_url.is_none()
+        self.config_file.is_none() && self.ucm_url.is_none() && self.targets_dir.is_none()
     }
 
     /// Resolves the settings from the file and flags; the password comes from `UCM_PASSWORD`
@@ -185,6 +190,7 @@ impl Cli {
         let overrides = FlagOverrides {
             poll_interval: self.poll_interval,
             state_dir: self.state_dir.clone(),
+            targets_dir: self.targets_dir.clone(),
         };
         let settings = config::resolve(
             file.as_ref().map(|(f, p)| (f, p.as_path())),
@@ -192,7 +198,7 @@ impl Cli {
             &overrides,
             env,
         )?;
-        if settings.targets.is_empty() {
+        if settings.targets.is_empty() && settings.targets_dir.is_none() {
             anyhow::bail!(
                 "no UCM configured: add targets to {} or pass --ucm.url",
                 self.config_file

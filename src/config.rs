@@ -121,6 +121,17 @@ pub struct FileConfig {
     pub max_queues_per_run: Option<usize>,
     #[serde(default)]
     pub collectors: CollectorSwitches,
+    /// A directory of files each holding a `targets:` list (see [`load_targets_dir`]), read
+    /// at start and on every reload; relative to the config file's directory.
+    pub targets_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub targets: Vec<TargetFile>,
+}
+
+/// One file of a `targets_dir`: a customer's UCMs, in the main file's `targets:` format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsFile {
     #[serde(default)]
     pub targets: Vec<TargetFile>,
 }
@@ -244,6 +255,9 @@ pub struct Settings {
     pub extension_max: usize,
     /// `groups.service_level_seconds`: buckets of `ucm_group_wait_seconds`.
     pub service_levels: Vec<u64>,
+    /// Where more targets come from (`targets_dir`); with it, an empty target list is a valid
+    /// configuration (a fleet exporter waiting for its first customer).
+    pub targets_dir: Option<PathBuf>,
     pub targets: Vec<Target>,
 }
 
@@ -256,6 +270,7 @@ impl Settings {
             extension_pattern: default_extension_pattern(),
             extension_max: DEFAULT_EXTENSION_MAX,
             service_levels: DEFAULT_SERVICE_LEVELS.to_vec(),
+            targets_dir: None,
             targets,
         }
     }
@@ -265,8 +280,9 @@ fn default_extension_pattern() -> ExtensionPattern {
     ExtensionPattern::new(ExtensionPattern::DEFAULT).expect("the default pattern compiles")
 }
 
-/// One UCM to poll.
-#[derive(Debug, Clone)]
+/// One UCM to poll. Compared whole on reload: a target whose settings differ in any way
+/// (its password included) is restarted.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub name: String,
     /// Base URL; requests go to `<url>/api`.
@@ -426,6 +442,7 @@ pub struct FlagTarget {
 pub struct FlagOverrides {
     pub poll_interval: Option<Duration>,
     pub state_dir: Option<PathBuf>,
+    pub targets_dir: Option<PathBuf>,
 }
 
 /// Parses a YAML config file. `source` names the file in every error.
@@ -540,6 +557,30 @@ pub fn resolve(
             resolved.with_context(|| format!("{src}: targets[{i}] ({})", display_name(&t.name)))?,
         );
     }
+    let targets_dir = overrides.targets_dir.clone().or_else(|| {
+        let dir = fc.targets_dir.as_ref()?;
+        let base = file.and_then(|(_, p)| p.parent()).unwrap_or(Path::new(""));
+        Some(base.join(dir))
+    });
+    let mut origin: Vec<String> = vec![src.clone(); targets.len()];
+    if let Some(dir) = &targets_dir {
+        for (path, tf) in load_targets_dir(dir).with_context(|| src.clone())? {
+            for (i, t) in tf.targets.iter().enumerate() {
+                let resolved = resolve_file_target(t, &defaults, env).and_then(|target| {
+                    target.validate()?;
+                    Ok(target)
+                });
+                targets.push(resolved.with_context(|| {
+                    format!(
+                        "{}: targets[{i}] ({})",
+                        path.display(),
+                        display_name(&t.name)
+                    )
+                })?);
+                origin.push(path.display().to_string());
+            }
+        }
+    }
     if let Some(ft) = flag_target {
         let target = resolve_flag_target(ft, &defaults)?;
         target.validate().with_context(|| {
@@ -549,12 +590,19 @@ pub fn resolve(
             )
         })?;
         targets.push(target);
+        origin.push("command line".into());
     }
-    let mut names = std::collections::HashSet::new();
-    for t in &targets {
-        if !names.insert(t.name.clone()) {
+    let mut names = std::collections::HashMap::new();
+    for (t, from) in targets.iter().zip(&origin) {
+        if let Some(first) = names.insert(t.name.as_str(), from) {
+            if first == from {
+                bail!(
+                    "{from}: target name {:?} is used twice; names must be unique",
+                    t.name
+                );
+            }
             bail!(
-                "{src}: target name {:?} is used twice; names must be unique",
+                "target name {:?} is used in both {first} and {from}; names must be unique",
                 t.name
             );
         }
@@ -564,8 +612,49 @@ pub fn resolve(
         extension_pattern,
         extension_max,
         service_levels,
+        targets_dir,
         targets,
     })
+}
+
+/// Reads the files of a `targets_dir`, sorted by name. Only `*.yml` and `*.yaml` files are
+/// read; hidden files (an editor's `.name.yml.swp`, a half-written `.tmp`) and anything else
+/// are left alone, so that saving a file in place or copying one in never reads half a file
+/// under a name that counts.
+pub fn load_targets_dir(dir: &Path) -> Result<Vec<(PathBuf, TargetsFile)>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read targets_dir {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read targets_dir {}", dir.display()))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let yaml = name.ends_with(".yml") || name.ends_with(".yaml");
+        if yaml && !name.starts_with('.') && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read targets file {}", path.display()))?;
+            // An empty file is a customer with no UCM yet, not a mistake.
+            let blank = text.lines().all(|l| {
+                let l = l.trim();
+                l.is_empty() || l.starts_with('#')
+            });
+            let tf = if blank {
+                TargetsFile::default()
+            } else {
+                serde_yaml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?
+            };
+            Ok((path, tf))
+        })
+        .collect()
 }
 
 /// The top-level values a target inherits unless it overrides them.
@@ -890,6 +979,73 @@ mod tests {
     /// Every file in `tests/fixtures/config/` goes through what `--config.file` does:
     /// `invalid-*.yml` must fail with an error that names the file and contains what its first
     /// line, `# error: <substring>`, promises; `valid-*.yml` must resolve.
+    #[test]
+    fn targets_dir_files_are_read_in_order_and_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("main.yml");
+        std::fs::write(&main, "targets_dir: t.d\ntargets: []\n").unwrap();
+        let td = dir.path().join("t.d");
+        std::fs::create_dir(&td).unwrap();
+        let entry = |n: &str| {
+            format!("  - {{name: {n}, url: \"https://{n}:8089\", username: u, password_env: OFFICE_PW}}\n")
+        };
+        let resolve_main = || {
+            let fc = load_file(&main).unwrap();
+            resolve(
+                Some((&fc, &main)),
+                None,
+                &FlagOverrides::default(),
+                &test_env,
+            )
+        };
+        std::fs::write(td.join("b.yaml"), format!("targets:\n{}", entry("bee"))).unwrap();
+        std::fs::write(td.join("a.yml"), format!("targets:\n{}", entry("ay"))).unwrap();
+        std::fs::write(td.join("empty.yml"), "# no UCM yet\n").unwrap();
+        for ignored in [
+            ".a.yml.swp",
+            "c.yml~",
+            "d.yml.bak",
+            "notes.txt",
+            ".hidden.yml",
+        ] {
+            std::fs::write(td.join(ignored), "not: [yaml").unwrap();
+        }
+        let s = resolve_main().unwrap();
+        let names: Vec<&str> = s.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["ay", "bee"]);
+        assert_eq!(s.targets_dir.as_deref(), Some(td.as_path()));
+        // A bad value names the file, the entry and the key.
+        std::fs::write(
+            td.join("c.yml"),
+            "targets:\n  - {name: cee, url: \"https://c:8089\", username: u, password_env: OFFICE_PW, poll_interval: 1ms}\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", resolve_main().unwrap_err());
+        assert!(
+            err.contains("c.yml: targets[0] (cee)") && err.contains("poll_interval"),
+            "{err}"
+        );
+        std::fs::write(
+            td.join("c.yml"),
+            "targets:\n  - {name: cee, url: x, typo: 1}\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", resolve_main().unwrap_err());
+        assert!(
+            err.contains("c.yml") && err.contains("unknown field `typo`"),
+            "{err}"
+        );
+        // The same name in two files names both.
+        std::fs::write(td.join("c.yml"), format!("targets:\n{}", entry("ay"))).unwrap();
+        let err = format!("{:#}", resolve_main().unwrap_err());
+        assert!(
+            err.contains("\"ay\" is used in both")
+                && err.contains("a.yml")
+                && err.contains("c.yml"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn config_fixtures_fail_or_resolve_as_named() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");

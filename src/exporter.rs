@@ -8,21 +8,22 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
-use crate::http::{self, App, TargetView};
+use crate::fleet::Fleet;
+use crate::http::{self, App};
 use crate::metrics::{exporter_registry, TargetMetrics};
-use crate::poll::Poller;
+use crate::reload::{self, Reloader, SettingsSource};
 use crate::web_config::WebSecurity;
 
-/// A running exporter: its address and the one token that stops everything.
+/// A running exporter: its address, the one token that stops everything, and the way to reload.
 pub struct Running {
     addr: SocketAddr,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     app: Arc<App>,
+    reloader: Reloader,
 }
 
 impl Running {
@@ -34,6 +35,7 @@ impl Running {
     pub fn target_metrics(&self, name: &str) -> Option<Arc<TargetMetrics>> {
         self.app
             .targets
+            .snapshot()
             .iter()
             .find(|t| t.name == name)
             .map(|t| t.metrics.clone())
@@ -41,6 +43,11 @@ impl Running {
 
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Asks for reloads, as SIGHUP and `POST /-/reload` do.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Stops polling (saving state and logging out) and the HTTP server, and waits for both.
@@ -84,6 +91,7 @@ pub struct Exporter {
     telemetry_path: String,
     web_config: Option<PathBuf>,
     clock: SharedClock,
+    source: Option<SettingsSource>,
 }
 
 impl Exporter {
@@ -96,6 +104,7 @@ impl Exporter {
             telemetry_path: "/metrics".into(),
             web_config: None,
             clock: SystemClock::shared(),
+            source: None,
         }
     }
 
@@ -122,7 +131,14 @@ impl Exporter {
         self
     }
 
-    /// Starts one poller per target and the HTTP server.
+    /// Where a reload reads the settings again (the same file and flags as at start). Without
+    /// it, a reload is refused: the settings were built in code.
+    pub fn reload_from(mut self, source: SettingsSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Starts one poller per target, the reload task and the HTTP server.
     pub async fn start(self) -> Result<Running> {
         let Exporter {
             settings,
@@ -130,85 +146,41 @@ impl Exporter {
             telemetry_path,
             web_config,
             clock,
+            source,
         } = self;
         let web = web_config.as_deref().map(WebSecurity::load).transpose()?;
         prepare_state_dir(&settings.state_dir)?;
-        let extensions = &settings.extension_pattern;
         let shutdown = CancellationToken::new();
-        let mut views = Vec::new();
-        let mut pollers = Vec::new();
-        for target in &settings.targets {
-            let metrics = Arc::new(TargetMetrics::with_service_levels(
-                settings.extension_max,
-                &settings.service_levels,
-            ));
-            let span = tracing::info_span!("poll", ucm = %target.name);
-            let poller = span
-                .in_scope(|| {
-                    Poller::new(
-                        target.clone(),
-                        metrics.clone(),
-                        extensions.clone(),
-                        &settings.state_dir,
-                        clock.clone(),
-                    )
-                })
-                .with_context(|| format!("target {}", target.name))?;
-            views.push(TargetView {
-                name: target.name.clone(),
-                metrics,
-                status: poller.status(),
-            });
-            crate::journal::attach(&span, poller.status().journal());
-            let live = crate::live::Live::new(
-                target,
-                poller.session(),
-                views.last().expect("just pushed").metrics.clone(),
-                extensions.clone(),
-                clock.clone(),
-            )
-            .with_ucm_clock(poller.ucm_clock());
-            pollers.push((poller, live, span));
-        }
+        let (mut fleet, pending) = Fleet::build(&settings, clock.clone(), shutdown.clone())?;
         let listener = TcpListener::bind(parse_listen(&listen)?)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        let exporter = exporter_registry();
+        let targets = fleet.views();
+        fleet.run_started(pending);
+        let (reloader, supervisor) =
+            reload::supervise(fleet, source, &exporter, clock, shutdown.clone());
         let app = Arc::new(App {
-            exporter: exporter_registry(),
-            targets: views,
+            exporter,
+            targets,
             telemetry_path,
+            reloader: Some(reloader.clone()),
         });
-        let mut tasks = Vec::new();
-        let n = pollers.len() as u32;
-        for (i, (poller, live, span)) in (0u32..).zip(pollers) {
-            let phase = poller.poll_interval() * i / n;
-            let status_interval = poller.target().status_interval;
-            // Status runs half an interval after the poll, so the two rarely queue for the
-            // session at once.
-            let status_phase = phase + status_interval / 2;
-            let live_span = tracing::info_span!("live", ucm = %poller.name());
-            tasks.push(tokio::spawn(
-                live.run(status_interval, status_phase, shutdown.clone())
-                    .instrument(live_span),
-            ));
-            tasks.push(tokio::spawn(
-                poller.run(shutdown.clone(), phase).instrument(span),
-            ));
-        }
         let server_app = app.clone();
         let server_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             if let Err(e) = http::serve(listener, server_app, web, server_shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
-        }));
+        });
         tracing::info!(address = %addr, targets = settings.targets.len(), "listening");
         Ok(Running {
             addr,
             shutdown,
-            tasks,
+            tasks: vec![supervisor, server],
             app,
+            reloader,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! The exporter's HTTP side: `/metrics`, `/probe`, the landing page and the health endpoints.
+//! The exporter's HTTP side: `/metrics`, `/probe`, `/sd`, the landing page, the health
+//! endpoints and `/-/reload`.
 //!
 //! A scrape only encodes what the pollers have already gathered, so it never waits on a UCM; and
 //! of that it encodes only the poll health and process metrics, the call series being encoded
@@ -7,22 +8,22 @@
 //! the exporter contact another host or send credentials anywhere.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
-    WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE,
+    HOST, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::exposition;
@@ -47,23 +48,68 @@ pub const MAX_CONNECTIONS: usize = 512;
 const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 
 /// What the HTTP side shows of one target.
+#[derive(Clone)]
 pub struct TargetView {
     pub name: String,
     pub metrics: Arc<TargetMetrics>,
     pub status: Arc<TargetStatus>,
 }
 
+/// The targets the HTTP side serves, in configuration order.
+#[derive(Default)]
+pub struct Targets(RwLock<Arc<Vec<TargetView>>>);
+
+impl Targets {
+    pub fn new(views: Vec<TargetView>) -> Self {
+        Targets(RwLock::new(Arc::new(views)))
+    }
+
+    /// The current set; later reloads do not change it.
+    pub fn snapshot(&self) -> Arc<Vec<TargetView>> {
+        self.0.read().expect("not poisoned").clone()
+    }
+
+    pub(crate) fn replace(&self, views: Vec<TargetView>) {
+        *self.0.write().expect("not poisoned") = Arc::new(views);
+    }
+}
+
+/// Asks for a configuration reload and waits for its outcome; the reload itself is the
+/// wiring's (`reload.rs`), which holds the other end.
+#[derive(Clone)]
+pub struct Reloader(mpsc::Sender<ReloadReply>);
+
+/// Where the outcome of one reload goes: `Err` is the reason it was refused or failed.
+pub type ReloadReply = oneshot::Sender<Result<(), String>>;
+
+impl Reloader {
+    /// A reloader and the receiving end its requests arrive at.
+    pub fn channel() -> (Self, mpsc::Receiver<ReloadReply>) {
+        let (tx, rx) = mpsc::channel(8);
+        (Reloader(tx), rx)
+    }
+
+    /// Reloads; `Err` is the reason it was refused or failed, as the log and `/-/reload` say.
+    pub async fn reload(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(tx).await.is_err() {
+            return Err("the exporter is shutting down".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the exporter is shutting down".into()))
+    }
+}
+
 pub struct App {
     pub exporter: Registry,
-    pub targets: Vec<TargetView>,
+    /// Swapped whole by a reload; each request reads one snapshot.
+    pub targets: Arc<Targets>,
     pub telemetry_path: String,
+    /// `None`: `/-/reload` is refused (nothing to reload from).
+    pub reloader: Option<Reloader>,
 }
 
 impl App {
-    fn target(&self, name: &str) -> Option<&TargetView> {
-        self.targets.iter().find(|t| t.name == name)
-    }
-
     pub fn handle(
         &self,
         method: &Method,
@@ -77,8 +123,10 @@ impl App {
                 "only GET and HEAD are served\n",
             );
         }
+        let targets = self.targets.snapshot();
+        let target = |name: &str| targets.iter().find(|t| t.name == name);
         if path == self.telemetry_path {
-            let body = match self.targets.as_slice() {
+            let body = match targets.as_slice() {
                 [only] => only.metrics.body(&[&self.exporter], gzip),
                 _ => exposition::body(None, &exposition::gather(&[&self.exporter]), gzip),
             };
@@ -93,7 +141,7 @@ impl App {
                         StatusCode::BAD_REQUEST,
                         "missing parameter: target (a configured target name)\n",
                     ),
-                    Some(n) => match self.target(n) {
+                    Some(n) => match target(n) {
                         Some(t) if debug => text(StatusCode::OK, &debug_page(t)),
                         Some(t) => metrics_response(t.metrics.body(&[], gzip), gzip),
                         None => text(
@@ -103,11 +151,10 @@ impl App {
                     },
                 }
             }
-            "/" => html(self.landing_page()),
+            "/" => html(landing_page(&self.telemetry_path, &targets)),
             "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
             "/-/ready" => {
-                let waiting: Vec<&str> = self
-                    .targets
+                let waiting: Vec<&str> = targets
                     .iter()
                     .filter(|t| !t.status.is_ready())
                     .map(|t| t.name.as_str())
@@ -127,68 +174,69 @@ impl App {
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+}
 
-    /// One row per target with what an operator asks first: is it polled, and if not, why.
-    fn landing_page(&self) -> String {
-        let mut rows = String::new();
-        for t in &self.targets {
-            let s = t.status.snapshot();
-            let name = html_escape(&t.name);
-            let probe = format!("/probe?target={}", html_escape(&url_encode(&t.name)));
-            let last_poll = match s.up {
-                None => "none yet",
-                Some(true) => "ok",
-                Some(false) => "failed",
-            };
-            let success = s.last_success.map_or_else(|| "never".into(), timestamp);
-            let error = match &s.last_error {
-                None => "none".into(),
-                Some(e) => format!(
-                    "<code>{}</code> at {}: {}",
-                    html_escape(e.reason.as_str()),
-                    timestamp(e.at),
-                    html_escape(&e.message)
-                ),
-            };
-            let (mode, collectors) = t.metrics.summary();
-            let mode = html_escape(mode.as_deref().unwrap_or("start"));
-            let failing: Vec<&str> = collectors
-                .iter()
-                .filter(|(_, up)| !up)
-                .map(|(c, _)| c.as_str())
-                .collect();
-            let live = match (collectors.len(), failing.is_empty()) {
-                (0, _) => "off".to_string(),
-                (n, true) => format!("{n} of {n} working"),
-                (n, false) => format!(
-                    "{} of {n} working; not: {}",
-                    n - failing.len(),
-                    html_escape(&failing.join(", "))
-                ),
-            };
-            rows.push_str(&format!(
+/// One row per target with what an operator asks first: is it polled, and if not, why.
+fn landing_page(telemetry_path: &str, targets: &[TargetView]) -> String {
+    let mut rows = String::new();
+    for t in targets {
+        let s = t.status.snapshot();
+        let name = html_escape(&t.name);
+        let probe = format!("/probe?target={}", html_escape(&url_encode(&t.name)));
+        let last_poll = match s.up {
+            None => "none yet",
+            Some(true) => "ok",
+            Some(false) => "failed",
+        };
+        let success = s.last_success.map_or_else(|| "never".into(), timestamp);
+        let error = match &s.last_error {
+            None => "none".into(),
+            Some(e) => format!(
+                "<code>{}</code> at {}: {}",
+                html_escape(e.reason.as_str()),
+                timestamp(e.at),
+                html_escape(&e.message)
+            ),
+        };
+        let (mode, collectors) = t.metrics.summary();
+        let mode = html_escape(mode.as_deref().unwrap_or("start"));
+        let failing: Vec<&str> = collectors
+            .iter()
+            .filter(|(_, up)| !up)
+            .map(|(c, _)| c.as_str())
+            .collect();
+        let live = match (collectors.len(), failing.is_empty()) {
+            (0, _) => "off".to_string(),
+            (n, true) => format!("{n} of {n} working"),
+            (n, false) => format!(
+                "{} of {n} working; not: {}",
+                n - failing.len(),
+                html_escape(&failing.join(", "))
+            ),
+        };
+        rows.push_str(&format!(
                 "<tr><td>{name}</td><td>{ready}</td><td>{last_poll}</td><td>{success}</td><td>{error}</td>\
                  <td>{mode}</td><td>{live}</td><td>{clock}</td>\
                  <td><a href=\"{probe}\">{probe}</a> (<a href=\"{probe}&amp;debug=true\">debug</a>)</td></tr>\n",
                 ready = if t.status.is_ready() { "yes" } else { "no" },
                 clock = html_escape(&t.status.clock()),
             ));
-        }
-        format!(
+    }
+    format!(
             "<!DOCTYPE html>\n<html><head><title>UCM Exporter</title>\n\
              <style>table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style>\n\
              </head><body>\n\
              <h1>UCM Exporter</h1>\n<p>Prometheus exporter for Grandstream UCM call detail records, version {}.</p>\n\
              <ul>\n<li><a href=\"{tp}\">{tp}</a> (exporter metrics{single})</li>\n\
+             <li><a href=\"/sd\">/sd</a> (the targets as Prometheus HTTP service discovery)</li>\n\
              <li><a href=\"/-/healthy\">/-/healthy</a></li>\n<li><a href=\"/-/ready\">/-/ready</a></li>\n</ul>\n\
              <h2>Targets</h2>\n<p>Times are the exporter's clock, UTC. A target's debug page shows the log of its last poll.</p>\n\
              <table>\n<tr><th>Target</th><th>Ready</th><th>Last poll</th><th>Last success</th><th>Last error</th><th>CDR windows</th><th>Live status</th><th>UCM clock</th><th>Probe</th></tr>\n\
              {rows}</table>\n</body></html>\n",
             env!("CARGO_PKG_VERSION"),
-            tp = html_escape(&self.telemetry_path),
-            single = if self.targets.len() == 1 { " and the one target's metrics" } else { "" },
+            tp = html_escape(telemetry_path),
+            single = if targets.len() == 1 { " and the one target's metrics" } else { "" },
         )
-    }
 }
 
 /// `/probe?target=NAME&debug=true`, after blackbox_exporter's: the log of the target's last
@@ -347,6 +395,10 @@ async fn respond(
                 .insert(CONNECTION, HeaderValue::from_static("close"));
             r
         }
+        _ if req.uri().path() == "/-/reload" => reload(&app, req.method()).await,
+        _ if req.uri().path() == "/sd" && matches!(*req.method(), Method::GET | Method::HEAD) => {
+            service_discovery(&app, req.headers().get(HOST))
+        }
         _ => {
             let gzip = accepts_gzip(&req);
             app.handle(req.method(), req.uri().path(), req.uri().query(), gzip)
@@ -358,6 +410,49 @@ async fn respond(
         }
     }
     resp
+}
+
+/// `POST /-/reload`, as in Prometheus: 200 once the running targets follow the configuration
+/// read again, 500 with the reason when it was refused (the old targets keep running).
+async fn reload(app: &App, method: &Method) -> Response<Full<Bytes>> {
+    if method != Method::POST {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "/-/reload takes POST\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    let outcome = match &app.reloader {
+        Some(r) => r.reload().await,
+        None => Err("this exporter cannot reload".into()),
+    };
+    match outcome {
+        Ok(()) => text(StatusCode::OK, "configuration reloaded\n"),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("failed to reload config: {e}\n"),
+        ),
+    }
+}
+
+/// `/sd`: the current targets, addressed as the scraper reached the exporter.
+fn service_discovery(app: &App, host: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    let Some(host) = host
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| crate::sd::valid_host(h))
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "/sd needs a Host header naming this exporter (HOST:PORT)\n",
+        );
+    };
+    let targets = app.targets.snapshot();
+    let mut r = Response::new(Full::new(Bytes::from(crate::sd::document(
+        host,
+        targets.iter().map(|t| t.name.as_str()),
+    ))));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 /// Serves HTTP/1.1 on one accepted connection (plain TCP or TLS).
@@ -466,13 +561,18 @@ mod tests {
     fn app(name: &str) -> App {
         App {
             exporter: Registry::new(),
-            targets: vec![TargetView {
+            targets: Arc::new(Targets::new(vec![TargetView {
                 name: name.into(),
-                metrics: Arc::new(TargetMetrics::new(10)),
+                metrics: Arc::new(crate::metrics::TargetMetrics::new(10)),
                 status: Arc::default(),
-            }],
+            }])),
             telemetry_path: "/metrics".into(),
+            reloader: None,
         }
+    }
+
+    fn landing(app: &App) -> String {
+        landing_page(&app.telemetry_path, &app.targets.snapshot())
     }
 
     #[test]
@@ -481,11 +581,11 @@ mod tests {
         let hostile = "<b onclick='x'>\"&";
         let app = app(hostile);
         let at = chrono::DateTime::from_timestamp(1_772_618_400, 0).unwrap();
-        app.targets[0].status.failed(
+        app.targets.snapshot()[0].status.failed(
             at,
             &UcmError::Protocol("<script>alert('pwned')</script> & more".into()),
         );
-        let page = app.landing_page();
+        let page = landing(&app);
         assert!(
             !page.contains("<script>") && !page.contains("<b "),
             "{page}"
@@ -497,12 +597,11 @@ mod tests {
         assert!(page.contains("<td>&lt;b onclick=&#39;x&#39;&gt;&quot;&amp;</td>"));
         assert!(page.contains("<td>never</td>"));
         // The UCM's clock, as the target's poller last described it, escaped too.
-        app.targets[0]
+        app.targets.snapshot()[0]
             .status
             .set_clock("CDR times read in UTC+05:00 (the UCM's) <now>".into());
-        assert!(app.landing_page().contains("<th>UCM clock</th>"));
-        assert!(app
-            .landing_page()
+        assert!(landing(&app).contains("<th>UCM clock</th>"));
+        assert!(landing(&app)
             .contains("<td>CDR times read in UTC+05:00 (the UCM&#39;s) &lt;now&gt;</td>"));
         let link = "/probe?target=%3Cb%20onclick%3D%27x%27%3E%22%26";
         assert!(page.contains(&format!("href=\"{link}&amp;debug=true\"")));
@@ -532,7 +631,7 @@ mod tests {
         let r = get("target=office&debug=true");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
-        let t = &app.targets[0];
+        let t = &app.targets.snapshot()[0];
         t.status.poll_started();
         t.status.journal().push("logged in to the UCM".into());
         t.status.succeeded(chrono::Utc::now());

@@ -21,8 +21,10 @@
 //!   `histogram`: histograms that can be restored.
 //! - [`status`]: each target's readiness, last success and last error; [`journal`]: the log of
 //!   each target's last poll, for `/probe?target=NAME&debug=true`.
-//! - [`http`]: `/`, `/metrics`, `/probe`, `/-/healthy`, `/-/ready`; [`web_config`] secures it.
+//! - [`http`]: `/`, `/metrics`, `/probe`, `/sd`, `/-/healthy`, `/-/ready`, `/-/reload`; [`web_config`] secures it.
 //! - [`exporter`]: wires targets, pollers and the HTTP server; one token stops them all.
+//!   `fleet`: the running targets, one task group each; [`reload`]: SIGHUP and `/-/reload`
+//!   move them to the configuration read again.
 //! - [`backfill`]: `ucm-exporter backfill`, past calls as OpenMetrics for promtool.
 //! - [`check`]: `ucm-exporter check`; `demo` (feature `demo`): the exporter against the
 //!   built-in simulator (crate `ucm-sim`).
@@ -38,12 +40,15 @@ pub mod demo;
 pub mod error;
 pub mod exporter;
 mod exposition;
+mod fleet;
 mod histogram;
 mod http;
 pub mod journal;
 pub mod live;
 pub mod metrics;
 pub mod poll;
+pub mod reload;
+mod sd;
 pub mod series;
 pub mod state;
 pub mod status;

@@ -1,10 +1,11 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use ucm_exporter::cli::{init_logging, Cli, Command};
 use ucm_exporter::clock::SystemClock;
 use ucm_exporter::exporter::{self, Exporter};
-use ucm_exporter::{backfill, check};
+use ucm_exporter::{backfill, check, reload};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -64,12 +65,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // `demo`, and no subcommand with nothing configured, returned above.
         Some(Command::Demo) | None => {
             let settings = cli.settings(&env)?;
+            let listen = cli.listen_address.clone();
+            let telemetry_path = cli.telemetry_path.clone();
+            let web_config = cli.web_config_file.clone();
+            // A reload reads the same file and flags again.
+            let cli = Arc::new(cli);
+            let source = move || cli.settings(&|k: &str| std::env::var(k).ok());
             let running = Exporter::new(settings)
-                .listen(&cli.listen_address)
-                .telemetry_path(&cli.telemetry_path)
-                .web_config(cli.web_config_file.as_deref())
+                .listen(&listen)
+                .telemetry_path(&telemetry_path)
+                .web_config(web_config.as_deref())
+                .reload_from(Arc::new(source))
                 .start()
                 .await?;
+            tokio::spawn(reload::on_hangup(running.reloader()));
             let token = running.shutdown_token();
             tokio::spawn(async move {
                 exporter::shutdown_signal().await;

@@ -81,6 +81,7 @@ async fn basic_auth_rejects_wrong_password_and_accepts_right_one_on_every_path()
         "/",
         "/-/healthy",
         "/-/ready",
+        "/sd",
     ] {
         let url = format!("{base}{path}");
         let r = client.get(&url).send().await.unwrap();
@@ -111,6 +112,26 @@ async fn basic_auth_rejects_wrong_password_and_accepts_right_one_on_every_path()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let r = client
+        .get(format!("{base}/sd"))
+        .basic_auth("prom", Some("s3cret pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("\"__param_target\":\"office\""));
+    // Nobody reloads without credentials.
+    let r = client
+        .post(format!("{base}/-/reload"))
+        .basic_auth("prom", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 
     // A changed user list applies to the next request, without a restart.
     let hash2 = bcrypt::hash("other", 4).unwrap();

@@ -27,6 +27,11 @@ impl ExtensionPattern {
         })
     }
 
+    /// The pattern as written, so that two settings can be compared.
+    pub fn as_str(&self) -> &str {
+        self.re.as_str()
+    }
+
     /// Trunk channels (`trunk_N`) are excluded whatever the pattern, so that a permissive pattern cannot turn
     /// trunks into extensions.
     pub fn is_local(&self, ext: &str) -> bool {
