@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Performance benchmarks: ingest (criterion, against the serde_json floor), the state write
 # against a poll's commit, catch-up after a 24 h outage, a week's backfill (100,000 calls),
-# steady state of 10 targets, load on the UCM, scrapes under load, and a minimal Python poller
-# on the same work. Prints one markdown table (README "Performance").
-# Usage: scripts/bench.sh   (about 5 minutes after the build; BENCH_STEADY_SECS=120 sets the
-# steady-state window)
+# steady state of 10 targets, load on the UCM, scrapes under load, a fleet of 1,000 targets, and
+# a minimal Python poller on the same work. Prints one markdown table (README "Performance").
+# Usage: scripts/bench.sh   (about 15 minutes after the build, 10 of them the fleet;
+# BENCH_STEADY_SECS=120 sets the steady-state window, BENCH_FLEET_TARGETS=1000 and
+# BENCH_FLEET_SECS=300 the fleet's size and measured window)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
