@@ -174,6 +174,17 @@ struct ExporterProc {
 }
 
 fn write_config(dir: &Path, sim: &SimProc, targets: usize, extra: &str) -> anyhow::Result<PathBuf> {
+    write_config_as(dir, sim, targets, extra, |_| "cdrapi".to_string())
+}
+
+/// As [`write_config`], target `i` logging in as `user(i)`.
+fn write_config_as(
+    dir: &Path,
+    sim: &SimProc,
+    targets: usize,
+    extra: &str,
+    user: impl Fn(usize) -> String,
+) -> anyhow::Result<PathBuf> {
     std::fs::write(dir.join("password"), "cdrapi-secret\n")?;
     let mut cfg = format!(
         "state_dir: {}\n{extra}targets:\n",
@@ -181,8 +192,9 @@ fn write_config(dir: &Path, sim: &SimProc, targets: usize, extra: &str) -> anyho
     );
     for i in 0..targets {
         cfg += &format!(
-            "  - name: t{i}\n    url: {}\n    username: cdrapi\n    password_file: {}\n    timezone: UTC\n    tls:\n      ca_file: {}\n",
+            "  - name: t{i}\n    url: {}\n    username: {}\n    password_file: {}\n    timezone: UTC\n    tls:\n      ca_file: {}\n",
             sim.api,
+            user(i),
             dir.join("password").display(),
             sim.ca.display()
         );
@@ -525,28 +537,6 @@ async fn backfill(rows: &mut Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fleet config: target `i` logs in as its own user of the simulator (`--users`), so that
-/// logins and challenges behave as on separate UCMs.
-fn write_fleet_config(dir: &Path, sim: &SimProc, targets: usize) -> anyhow::Result<PathBuf> {
-    std::fs::write(dir.join("password"), "cdrapi-secret\n")?;
-    let mut cfg = format!("state_dir: {}\ntargets:\n", dir.join("state").display());
-    for i in 0..targets {
-        let user = match i {
-            0 => "cdrapi".to_string(),
-            i => format!("cdrapi-{i}"),
-        };
-        cfg += &format!(
-            "  - name: t{i}\n    url: {}\n    username: {user}\n    password_file: {}\n    timezone: UTC\n    tls:\n      ca_file: {}\n",
-            sim.api,
-            dir.join("password").display(),
-            sim.ca.display()
-        );
-    }
-    let path = dir.join("config.yml");
-    std::fs::write(&path, cfg)?;
-    Ok(path)
-}
-
 /// One fleet run: `targets` targets on one simulator with default settings (60 s polls, the
 /// default collectors every 30 s), measured over `window` after `warm` (first polls and
 /// baselines). Returns RSS (KiB, at the end), the peak RSS over the window, CPU seconds over
@@ -578,7 +568,12 @@ async fn fleet_run(targets: usize, warm: Duration, window: Duration) -> anyhow::
         ],
     )
     .await?;
-    let config = write_fleet_config(dir.path(), &sim, targets)?;
+    // Target `i` logs in as its own user of the simulator (`--users`), so that logins and
+    // challenges behave as on separate UCMs.
+    let config = write_config_as(dir.path(), &sim, targets, "", |i| match i {
+        0 => "cdrapi".to_string(),
+        i => format!("cdrapi-{i}"),
+    })?;
     let exp = start_exporter(&config).await?;
     let pid = exp.proc.pid();
     tokio::time::sleep(warm).await;
