@@ -14,8 +14,8 @@
 //! result is one ordinary gzip member that any decoder accepts.
 //!
 //! Only the compressed part is kept. Prometheus always asks for gzip; a plain answer (curl, a
-//! browser) inflates it again, which costs a fraction of a millisecond, while keeping the text
-//! too would cost a fleet of a thousand targets over 200 MiB.
+//! browser) inflates it again, while keeping the text too cost a fleet of a thousand targets
+//! over 200 MiB.
 
 use std::io::Write;
 

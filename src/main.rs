@@ -9,7 +9,7 @@ use ucm_exporter::{backfill, check, reload};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    pin_mmap_threshold();
+    tune_malloc();
     let cli = Cli::parse();
     init_logging(cli.log_level, cli.log_format);
     match run(cli).await {
@@ -25,14 +25,14 @@ async fn main() -> ExitCode {
 /// its mmap threshold past such a block once one is freed, after which they come from the
 /// per-thread arenas and stay resident for good (twice the RSS in a 10-target steady state).
 /// Pinning the threshold at glibc's own default keeps them in mmap, returned when freed.
-fn pin_mmap_threshold() {
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a parameter of glibc's allocator, which is thread-safe.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-        // One arena per core rather than eight: with a thousand targets' small allocations
-        // spread over many threads (block_in_place hands workers over), extra arenas each keep
-        // their own free space.
+        // Two arenas rather than glibc's eight per core: with a thousand targets' small
+        // allocations spread over many threads (block_in_place hands workers over), each extra
+        // arena keeps free space of its own.
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
