@@ -59,7 +59,7 @@ impl IntHistogramVec {
     pub fn add(&self, labels: &[&str], v: &HistValue) {
         let mut series = self.0.series.lock().expect("not poisoned");
         let have = series
-            .entry(labels.iter().map(|l| l.to_string()).collect())
+            .entry(Labels::new(labels))
             .or_insert_with(|| HistValue::zero(&self.0.bounds));
         for (a, b) in have.buckets.iter_mut().zip(&v.buckets) {
             *a += b;
@@ -82,11 +82,11 @@ impl Collector for IntHistogramVec {
                 .0
                 .names
                 .iter()
-                .zip(labels)
+                .zip(labels.iter())
                 .map(|(n, l)| {
                     let mut p = LabelPair::default();
                     p.set_name(n.clone());
-                    p.set_value(l.clone());
+                    p.set_value(l.to_string());
                     p
                 })
                 .collect();

@@ -851,7 +851,7 @@ impl TargetMetrics {
         }
         for (family, series) in &v.counters {
             for (labels, n) in &series.0 {
-                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let labels = labels.to_vec();
                 match family.as_str() {
                     "ucm_cdr_records_total" => self.cdr_records.inc_by(*n),
                     "ucm_cdr_late_records_total" => self.cdr_late_records.inc_by(*n),
@@ -872,7 +872,7 @@ impl TargetMetrics {
                 continue;
             };
             for (labels, value) in &h.series.0 {
-                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let labels = labels.to_vec();
                 vec.add(&labels, value);
             }
         }
@@ -891,7 +891,7 @@ impl TargetMetrics {
     pub fn check(&self, v: &SeriesValues) -> Result<Vec<String>, String> {
         for (family, series) in &v.counters {
             for labels in series.0.keys() {
-                let l: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let l = labels.to_vec();
                 let fits = match family.as_str() {
                     "ucm_cdr_records_total" | "ucm_cdr_late_records_total" => l.is_empty(),
                     f => self
@@ -936,14 +936,14 @@ impl TargetMetrics {
         };
         for (family, series) in &v.counters {
             for l in series.0.keys() {
-                match (family.as_str(), l.as_slice()) {
+                match (family.as_str(), l.to_vec().as_slice()) {
                     ("ucm_extension_calls_total" | "ucm_extension_talk_seconds_total", [e, ..]) => {
-                        exts.known.insert(e.clone());
+                        exts.known.insert(e.to_string());
                     }
                     ("ucm_group_calls_total", [k, g, _]) => group(GroupKind::parse(k), g),
                     ("ucm_group_member_calls_total", [k, g, e, _]) => {
                         group(GroupKind::parse(k), g);
-                        exts.known.insert(e.clone());
+                        exts.known.insert(e.to_string());
                     }
                     ("ucm_ivr_calls_total", [g, _]) => group(Some(GroupKind::Ivr), g),
                     _ => {}

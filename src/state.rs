@@ -19,8 +19,9 @@ use crate::series::SeriesValues;
 
 /// The format this exporter writes. 1: keys, watermark and what the UCM showed, in the forms
 /// of `tests/fixtures/state/v1-*.json`; 2: also the call series' values, since when they
-/// count, and the UCM's identity. Every earlier format loads; a later one is refused.
-pub const VERSION: u32 = 2;
+/// count, and the UCM's identity; 3: the keys packed (see [`packed_keys`]). Every earlier
+/// format loads; a later one is refused.
+pub const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PollState {
@@ -32,9 +33,11 @@ pub struct PollState {
     /// Newest call start seen.
     pub watermark: Option<LocalSecs>,
     /// Call keys seen, with their start, for de-duplication across overlapping windows.
+    #[serde(with = "packed_keys")]
     pub calls: HashMap<u64, LocalSecs>,
     /// Leg keys seen: a call whose legs were all seen is not counted again even if its
     /// entry-level id changed.
+    #[serde(with = "packed_keys")]
     pub legs: HashMap<u64, LocalSecs>,
     /// Trunks seen or listed by the UCM, so their zero series exist after a restart.
     #[serde(default)]
@@ -59,6 +62,19 @@ pub struct PollState {
     /// The UCM's identity as it reported it, so a changed URL to the same UCM keeps the state.
     #[serde(default)]
     pub ucm: Option<UcmIdentity>,
+}
+
+/// See [`PollState::head`].
+#[derive(Debug, PartialEq)]
+pub struct Head {
+    url: String,
+    baseline_start: LocalSecs,
+    watermark: Option<LocalSecs>,
+    trunks: Vec<String>,
+    paging: Paging,
+    windows: Option<Box<WindowRecord>>,
+    series_since: Option<i64>,
+    ucm: Option<UcmIdentity>,
 }
 
 /// Who a UCM is, whatever its URL: its serial number and MAC address as
@@ -121,6 +137,23 @@ impl PollState {
             .max(self.pruned_below.unwrap_or(LocalSecs::MIN))
     }
 
+    /// What the file holds besides the keys, the series and what pruning forgot: a commit
+    /// that adds no key and no count and leaves this as the last write left it need not write
+    /// at all, since the file then holds a state that differs only in keys the poller no longer
+    /// needs (docs/design.md §4).
+    pub fn head(&self) -> Head {
+        Head {
+            url: self.url.clone(),
+            baseline_start: self.baseline_start,
+            watermark: self.watermark,
+            trunks: self.trunks.clone(),
+            paging: self.paging,
+            windows: self.windows.clone(),
+            series_since: self.series_since,
+            ucm: self.ucm.clone(),
+        }
+    }
+
     /// Forgets keys older than `horizon`, and remembers that it did.
     pub fn prune(&mut self, horizon: LocalSecs) {
         if self.pruned_below.is_some_and(|p| p >= horizon) {
@@ -135,6 +168,80 @@ impl PollState {
             if map.capacity() > 4 * map.len().max(1024) {
                 map.shrink_to_fit();
             }
+        }
+    }
+}
+
+/// Call and leg keys in the file. From version 3, one base64 string of every key and its start
+/// as two little-endian 64-bit integers, 16 bytes a pair: the state is written at every commit,
+/// and tens of thousands of keys formatted as a JSON object of decimal numbers took a third of
+/// that write. Versions 1 and 2 wrote an object of `"key": start`, which still loads.
+mod packed_keys {
+    use super::{HashMap, HashMapExt, LocalSecs};
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+    use serde::Serializer;
+
+    const PAIR: usize = 16;
+
+    pub fn serialize<S: Serializer>(
+        keys: &HashMap<u64, LocalSecs>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::with_capacity(keys.len() * PAIR);
+        for (key, start) in keys {
+            bytes.extend_from_slice(&key.to_le_bytes());
+            bytes.extend_from_slice(&start.to_le_bytes());
+        }
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<u64, LocalSecs>, D::Error> {
+        d.deserialize_any(Keys)
+    }
+
+    struct Keys;
+
+    impl<'de> Visitor<'de> for Keys {
+        type Value = HashMap<u64, LocalSecs>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("packed keys (a base64 string) or an object of key: start")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let bytes = STANDARD
+                .decode(v)
+                .map_err(|e| E::custom(format!("keys: not base64: {e}")))?;
+            if bytes.len() % PAIR != 0 {
+                return Err(E::custom(format!(
+                    "keys: {} bytes is not a whole number of {PAIR}-byte pairs",
+                    bytes.len()
+                )));
+            }
+            let mut keys = HashMap::with_capacity(bytes.len() / PAIR);
+            for pair in bytes.chunks_exact(PAIR) {
+                let (key, start) = pair.split_at(8);
+                keys.insert(
+                    u64::from_le_bytes(key.try_into().expect("8 bytes")),
+                    i64::from_le_bytes(start.try_into().expect("8 bytes")),
+                );
+            }
+            Ok(keys)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut keys = HashMap::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some((key, start)) = map.next_entry::<String, LocalSecs>()? {
+                let key = key
+                    .parse()
+                    .map_err(|_| de::Error::custom(format!("keys: {key:?} is not a key")))?;
+                keys.insert(key, start);
+            }
+            Ok(keys)
         }
     }
 }
@@ -252,17 +359,36 @@ fn upgrade(value: &mut serde_json::Value) {
     state.insert("version".into(), VERSION.into());
 }
 
+thread_local! {
+    /// The encoded state, reused from write to write: a state of a few MB encoded into a new
+    /// buffer each time pays for growing it and for the kernel's fresh pages.
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest buffer [`ENCODED`] keeps between writes, per thread.
+const ENCODED_KEEP: usize = 8 << 20;
+
 /// Writes the state atomically: a crash leaves either the old or the new file, never a torn one.
 pub fn save(path: &Path, state: &PollState) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create state dir {}", dir.display()))?;
     let tmp = path.with_extension("json.tmp");
-    let data = serde_json::to_vec(state).expect("state encodes");
     let mut f =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(&data)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    ENCODED.with_borrow_mut(|data| {
+        data.clear();
+        // sonic-rs encodes the state in half the time serde_json takes, and every commit
+        // writes it (`benches/state_write.rs`); serde_json reads it back.
+        sonic_rs::to_writer(&mut *data, state).context("cannot encode the state")?;
+        f.write_all(data)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        // Kept for the next write, unless a state far larger than usual grew it.
+        if data.capacity() > ENCODED_KEEP {
+            *data = Vec::new();
+        }
+        anyhow::Ok(())
+    })?;
     f.sync_all()
         .with_context(|| format!("cannot sync {}", tmp.display()))?;
     drop(f);
@@ -308,6 +434,75 @@ mod tests {
     }
 
     #[test]
+    fn keys_load_packed_or_as_the_object_of_versions_1_and_2_and_garbage_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path_for(dir.path(), "office");
+        let mut s = PollState::new("https://u", 1000);
+        s.calls.insert(u64::MAX, -5);
+        s.calls.insert(7, 1_772_618_310);
+        s.legs.insert(0, 0);
+        save(&p, &s).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(file["calls"].is_string(), "{text}");
+        let mut old = file.clone();
+        old["version"] = 2.into();
+        old["calls"] = serde_json::json!({"18446744073709551615": -5, "7": 1_772_618_310});
+        old["legs"] = serde_json::json!({"0": 0});
+        std::fs::write(&p, old.to_string()).unwrap();
+        match load(&p) {
+            Loaded::Found(l) => assert_eq!(*l, s),
+            other => panic!("{other:?}"),
+        }
+        for (calls, why) in [
+            (serde_json::json!("not base64!"), "not base64"),
+            (serde_json::json!("AAAA"), "3 bytes"),
+            (serde_json::json!({"x": 1}), "\"x\" is not a key"),
+        ] {
+            let mut bad = file.clone();
+            bad["calls"] = calls;
+            std::fs::write(&p, bad.to_string()).unwrap();
+            assert!(
+                matches!(load(&p), Loaded::Unusable(m) if m.contains(why)),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_field_but_keys_and_counts_is_in_the_head_that_decides_a_write() {
+        let file = serde_json::to_value(PollState::new("https://u", 0)).unwrap();
+        let fields: Vec<&str> = file
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        // A field added to the state must be added to `Head` too, or a commit that changes
+        // only it would not be written; then it belongs in this list.
+        let not_in_head = ["version", "calls", "legs", "pruned_below", "series"];
+        let in_head = [
+            "url",
+            "baseline_start",
+            "watermark",
+            "trunks",
+            "paging",
+            "windows",
+            "series_since",
+            "ucm",
+        ];
+        let mut want: Vec<&str> = not_in_head.iter().chain(&in_head).copied().collect();
+        want.sort_unstable();
+        let mut fields = fields;
+        fields.sort_unstable();
+        assert_eq!(fields, want);
+        let head = format!("{:?}", PollState::new("https://u", 0).head());
+        for f in in_head {
+            assert!(head.contains(&format!("{f}:")), "{f} missing from {head}");
+        }
+    }
+
+    #[test]
     fn corrupt_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = path_for(dir.path(), "x");
@@ -325,11 +520,11 @@ mod tests {
     fn a_later_version_is_refused_with_the_file_and_both_versions_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = path_for(dir.path(), "x");
-        std::fs::write(&p, br#"{"version":3,"url":"u","something":"new"}"#).unwrap();
+        std::fs::write(&p, br#"{"version":4,"url":"u","something":"new"}"#).unwrap();
         match load(&p) {
             Loaded::Newer(m) => {
                 assert!(m.contains(&p.display().to_string()), "{m}");
-                assert!(m.contains("version 3") && m.contains("1 to 2"), "{m}");
+                assert!(m.contains("version 4") && m.contains("1 to 3"), "{m}");
             }
             other => panic!("{other:?}"),
         }

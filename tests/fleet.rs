@@ -148,3 +148,66 @@ async fn prometheus_discovers_every_target_through_sd_and_scrapes_it_via_probe()
         s.shutdown().await;
     }
 }
+
+/// How long a test waits for what a poll of a second or less shows.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A UCM that accepts connections and never answers delays no other target: the other target
+/// polls on and counts every call, and both targets' scrapes answer, while the dead one's
+/// requests wait out a timeout far longer than the test.
+#[tokio::test]
+async fn a_ucm_that_never_answers_delays_no_other_target() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let b = start_sim(busy_sim_config(55)).await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut stuck = target_for(&b, "stuck");
+    stuck.url = format!("https://{}", dead.local_addr().unwrap());
+    stuck.request_timeout = Duration::from_secs(3600);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let holding = {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (conn, _) = dead.accept().await.unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.push(conn);
+            }
+        })
+    };
+    let mut bravo = target_for(&b, "bravo");
+    bravo.sweep_interval = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    // Not `start_exporter`, which waits until every target has finished its first poll.
+    let running =
+        ucm_exporter::exporter::Exporter::new(Settings::new(dir.path(), vec![stuck, bravo]))
+            .listen("127.0.0.1:0")
+            .clock(sim_clock(&b))
+            .start()
+            .await
+            .unwrap();
+    let base = format!("http://{}", running.addr());
+    let probe = |n: &str| format!("{base}/probe?target={n}");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = get(&probe("bravo")).await.text().await.unwrap();
+        if Scrape::parse(&text).value("ucm_up", &[]) == 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bravo never polled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t0 = b.now();
+    b.advance(Duration::from_secs(4 * 60));
+    wait_for_calls(&probe("bravo"), b.truth(t0, b.now()).total_calls, PATIENCE).await;
+    let stuck = Scrape::parse(&get(&probe("stuck")).await.text().await.unwrap());
+    assert_eq!(stuck.value("ucm_up", &[]), 0.0);
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 1,
+        "the dead UCM was asked"
+    );
+    holding.abort();
+    running.shutdown().await;
+    b.shutdown().await;
+}

@@ -1,4 +1,6 @@
-//! The Debian package: `cargo deb` builds it (profile `deb`, the exporter without the demo),
+//! The Debian package: `cargo deb` builds it (profile `deb`: the exporter without the demo,
+//! unoptimised so that its build from nothing stays short; files and metadata as a release
+//! build packages them),
 //! `dpkg -i` installs it on this machine, and what an operator relies on is checked for real:
 //! the files, the conffile, the system user and the state dir it owns, the unit
 //! (`systemd-analyze verify`), `ucm-exporter --version`, the example config (refused until a

@@ -286,6 +286,53 @@ async fn counters_continue_after_a_kill_right_after_a_commit_nobody_scraped() {
     sim.shutdown().await;
 }
 
+/// A poll that finds nothing new leaves the state file as the last write left it, so a quiet
+/// UCM's polls cost no write; the next call counted is written before it shows, and a process
+/// killed after quiet polls counts on exactly from the file they left.
+#[tokio::test]
+async fn a_poll_that_finds_nothing_new_writes_no_state_and_loses_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let sim = start_sim(ucm_sim::SimConfig {
+        calls_per_hour: 0.0,
+        ..busy_sim_config(16)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = target_for(&sim, "office");
+    let file = dir.path().join("office.json");
+    // Each write replaces the file: a new inode, never the one a second link still holds.
+    let links = std::cell::Cell::new(0);
+    let written = || {
+        links.set(links.get() + 1);
+        let held = dir.path().join(format!("held-{}", links.get()));
+        std::fs::hard_link(&file, held).unwrap();
+        std::fs::metadata(&file).unwrap().ino()
+    };
+    let (mut first, metrics) = poller(&sim, target.clone(), dir.path());
+    let t0 = sim.now();
+    poll_every(&sim, &mut first, MIN, 3).await;
+    let quiet = written();
+    poll_every(&sim, &mut first, MIN, 4).await;
+    assert_eq!(written(), quiet, "quiet polls wrote the state");
+    sim.add_call(flat_call("2001", sim.now(), 30, "one"));
+    sim.advance(MIN * 2);
+    first.poll_and_record().await.unwrap();
+    assert_ne!(written(), quiet, "a counted call is written");
+    assert_eq!(Scrape::of(&metrics).sum("ucm_calls_total"), 1.0);
+    let counted = written();
+    poll_every(&sim, &mut first, MIN, 3).await;
+    assert_eq!(written(), counted);
+    drop(first); // killed
+    let (mut second, m) = poller(&sim, target, dir.path());
+    assert_eq!(Scrape::of(&m).sum("ucm_calls_total"), 1.0);
+    sim.add_call(flat_call("2002", sim.now(), 30, "two"));
+    sim.advance(MIN * 2);
+    second.poll_and_record().await.unwrap();
+    assert_matches_truth(&Scrape::of(&m), &sim.truth(t0, sim.now()));
+    assert_eq!(Scrape::of(&m).sum("ucm_calls_total"), 2.0);
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_corrupt_state_file_means_a_new_baseline_not_a_crash() {
     let sim = start_sim(busy_sim_config(12)).await;

@@ -35,7 +35,7 @@ fn json(path: &Path) -> Value {
 #[test]
 fn every_earlier_format_loads_as_written() {
     let all = fixtures();
-    assert_eq!(all.len(), 8, "{all:?}");
+    assert_eq!(all.len(), 9, "{all:?}");
     for path in all {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let s = match state::load(&path) {
@@ -50,11 +50,28 @@ fn every_earlier_format_loads_as_written() {
             "{name}"
         );
         assert_eq!((s.calls.len(), s.legs.len()), (2, 3), "{name}");
-        assert!(s.series.is_empty() && s.series_since.is_none() && s.ucm.is_none());
+        assert_eq!(
+            s.calls.get(&8_017_072_134_411_529_121),
+            Some(&1_772_618_310)
+        );
+        if name.starts_with("v1-") {
+            assert!(s.series.is_empty() && s.series_since.is_none() && s.ucm.is_none());
+        } else {
+            assert_eq!(
+                (s.series.len(), s.series.last_record),
+                (5, Some(1_772_618_310))
+            );
+            assert_eq!(s.series_since, Some(1_772_604_000));
+            assert_eq!(s.ucm.unwrap().serial.as_deref(), Some("SIM0000000042"));
+        }
         let want_largest = match name.as_str() {
             n if n.contains("short-page-ends") => 37,
             n if n.contains("filter-reads-utc") => 500,
-            n if n.contains("largest-page") || n.contains("offset") || n.contains("windows") => {
+            n if n.contains("largest-page")
+                || n.contains("offset")
+                || n.contains("windows")
+                || n.starts_with("v2-") =>
+            {
                 1000
             }
             _ => 0,
@@ -69,7 +86,7 @@ fn every_earlier_format_loads_as_written() {
         assert_eq!(s.paging.offset_ignored, name.contains("offset-ignored"));
         assert_eq!(
             s.windows.as_ref().map(|w| w.mode.as_str()),
-            name.contains("windows").then_some("end"),
+            (name.contains("windows") || name.starts_with("v2-")).then_some("end"),
             "{name}"
         );
         assert_eq!(
@@ -81,12 +98,21 @@ fn every_earlier_format_loads_as_written() {
 }
 
 /// A real state written into the form of `fixture`: only the fields the fixture has, its
-/// paging record as the fixture spells it, version 1.
+/// version, its paging record as the fixture spells it, and the keys as an object of
+/// `"key": start` as versions 1 and 2 wrote them.
 fn in_form_of(real: &Value, fixture: &Value) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("real.json");
+    std::fs::write(&path, real.to_string()).unwrap();
+    let Loaded::Found(keys) = state::load(&path) else {
+        panic!("the real state loads");
+    };
     let mut out = serde_json::Map::new();
     for (k, v) in fixture.as_object().unwrap() {
         let value = match (k.as_str(), v) {
-            ("version", _) => 1.into(),
+            ("version", v) => v.clone(),
+            ("calls", _) => serde_json::to_value(&keys.calls).unwrap(),
+            ("legs", _) => serde_json::to_value(&keys.legs).unwrap(),
             ("paging", Value::Null) => Value::Null,
             ("paging", Value::Object(form)) => {
                 let have = &real["paging"];
@@ -118,12 +144,14 @@ async fn every_earlier_format_goes_on_counting_without_a_new_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let target = target_for(&sim, "office");
     let (mut first, _) = poller(&sim, target.clone(), dir.path());
+    let t0 = sim.now();
     first.poll_and_record().await.unwrap();
     sweep_after(&sim, &mut first, target.sweep_interval).await;
     let t1 = sim.now();
     first.close().await;
     let real = json(&dir.path().join("office.json"));
-    assert_eq!(real["version"], 2);
+    assert_eq!(real["version"], VERSION);
+    assert!(real["calls"].is_string(), "keys packed");
     sim.advance(MIN * 30);
     for fixture in fixtures() {
         let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
@@ -135,9 +163,15 @@ async fn every_earlier_format_goes_on_counting_without_a_new_baseline() {
         assert_ne!(r.kind, PollKind::Baseline, "{name}: {r:?}");
         assert!(!d.path().join("office.json.bad").exists(), "{name}");
         // Version 1 kept no counters: they start from zero at the upgrade, and count on.
-        assert_matches_truth(&Scrape::of(&m), &sim.truth(t1, sim.now()));
+        // Version 2 kept them: they continue.
+        let since = if name.starts_with("v1-") { t1 } else { t0 };
+        assert_matches_truth(&Scrape::of(&m), &sim.truth(since, sim.now()));
         p.close().await;
-        assert_eq!(json(&d.path().join("office.json"))["version"], 2, "{name}");
+        assert_eq!(
+            json(&d.path().join("office.json"))["version"],
+            VERSION,
+            "{name}"
+        );
     }
     sim.shutdown().await;
 }
@@ -149,7 +183,7 @@ async fn every_earlier_format_goes_on_counting_without_a_new_baseline() {
 async fn a_later_version_is_refused_left_in_place_and_stops_only_its_target() {
     let sim = start_sim(busy_sim_config(32)).await;
     let dir = tempfile::tempdir().unwrap();
-    let later = br#"{"version":3,"url":"whatever","holds":"what this version cannot know"}"#;
+    let later = br#"{"version":4,"url":"whatever","holds":"what this version cannot know"}"#;
     let path = dir.path().join("office.json");
     std::fs::write(&path, later).unwrap();
     let (mut refused, m) = poller(&sim, target_for(&sim, "office"), dir.path());
@@ -159,7 +193,7 @@ async fn a_later_version_is_refused_left_in_place_and_stops_only_its_target() {
         let msg = err.to_string();
         assert_eq!(err.reason().as_str(), "state");
         assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(msg.contains("version 3") && msg.contains("1 to 2"), "{msg}");
+        assert!(msg.contains("version 4") && msg.contains("1 to 3"), "{msg}");
         sim.advance(MIN);
     }
     let s = Scrape::of(&m);

@@ -46,6 +46,10 @@ pub struct Ledger {
     identity: Identity,
     /// What a state this process begins starts from.
     fresh: Fresh,
+    /// What the file holds besides keys and series, as this process last wrote it; `None`
+    /// until it has, so the first commit of a process always writes. A commit that adds
+    /// nothing and changes none of it is not written: a quiet UCM's polls cost no write.
+    written: Option<state::Head>,
 }
 
 /// What a state this process begins (none was found, or the keys of another UCM were dropped)
@@ -93,6 +97,7 @@ impl Ledger {
                 since: now,
                 ..Fresh::default()
             },
+            written: None,
         };
         match state::load(&ledger.path) {
             Loaded::Found(s) => ledger.resume(*s, now),
@@ -321,6 +326,14 @@ impl Ledger {
             filter_reads_utc: state.paging.filter_reads_utc,
             ..paging
         };
+        let quiet = !baseline && delta.is_empty() && p.calls.is_empty() && p.legs.is_empty();
+        let head = state.head();
+        if quiet && self.written.as_ref() == Some(&head) {
+            return Ok(Committed {
+                notes: p.notes,
+                ..Committed::default()
+            });
+        }
         if let Err(e) = state::save(&self.path, state) {
             for (k, _) in &p.calls {
                 state.calls.remove(k);
@@ -345,6 +358,7 @@ impl Ledger {
                 "cannot save the poll state: {e:#}; the poll's calls are counted once it can"
             )));
         }
+        self.written = Some(head);
         // Only now, with the file holding them, may a scrape see the new values.
         self.metrics.add(&delta);
         self.metrics.add_trunks(&state.trunks);
@@ -396,13 +410,17 @@ impl Ledger {
         self.metrics.add_trunks(names);
     }
 
-    /// Saves the state as it is: the clean-stop path.
-    pub fn save(&self) {
+    /// Saves the state as it is: the clean-stop path, and a window fallback kept at once.
+    pub fn save(&mut self) {
         if let (Some(s), None) = (&self.state, &self.refused) {
-            if let Err(e) = state::save(&self.path, s) {
-                tracing::error!(
-                    "cannot save poll state: {e:#}; after a crash some calls may be counted twice"
-                );
+            match state::save(&self.path, s) {
+                Ok(()) => self.written = Some(s.head()),
+                Err(e) => {
+                    self.written = None;
+                    tracing::error!(
+                        "cannot save poll state: {e:#}; after a crash some calls may be counted twice"
+                    );
+                }
             }
         }
     }

@@ -469,7 +469,7 @@ impl Poller {
     }
 
     /// Saves the state and logs out: the clean-stop path.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         self.ledger.save();
         self.session.logout().await;
     }
