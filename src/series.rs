@@ -36,7 +36,15 @@ impl Labels {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.split_terminator('\0')
+        // A byte scan: the values are short, and `str::split` on a char costs more per value
+        // than finding its end (a third of the series' share of a state write).
+        let mut rest: &str = &self.0;
+        std::iter::from_fn(move || {
+            let end = rest.bytes().position(|b| b == 0)?;
+            let (value, tail) = rest.split_at(end);
+            rest = &tail[1..];
+            Some(value)
+        })
     }
 
     pub fn len(&self) -> usize {
