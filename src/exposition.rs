@@ -148,7 +148,8 @@ impl Encoded {
 
 /// Escapes as the text format wants: backslash and newline, and in label values the double quote.
 fn escape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
-    if !s.contains(['\\', '\n']) && !(quote && s.contains('"')) {
+    let special = |c: char| c == '\\' || c == '\n' || (quote && c == '"');
+    if !s.contains(special) {
         return s.into();
     }
     let mut out = String::with_capacity(s.len() + 8);
