@@ -92,18 +92,114 @@ fn encode(families: &[MetricFamily], out: &mut Vec<u8>) {
         .expect("encoding gathered families into a Vec cannot fail");
 }
 
+/// One family already in the text format: what a live-status run leaves for every scrape until
+/// the next, so that a scrape copies bytes instead of building and encoding protobufs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    name: &'static str,
+    text: Box<str>,
+}
+
+impl Encoded {
+    /// A family as [`TextEncoder`] writes it once a registry gathered it: `labels` are the label
+    /// names in sorted order, and `series` their values in that order, sorted by them (a
+    /// registry's order), each with its value. `kind` is the `# TYPE` word.
+    pub fn new<L, S>(
+        name: &'static str,
+        help: &str,
+        kind: &str,
+        labels: &[&str],
+        series: impl IntoIterator<Item = (L, f64)>,
+    ) -> Self
+    where
+        L: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut t = format!(
+            "# HELP {name} {}\n# TYPE {name} {kind}\n",
+            escape(help, false)
+        );
+        for (values, v) in series {
+            t.push_str(name);
+            for (i, (l, v)) in labels.iter().zip(values).enumerate() {
+                t.push(if i == 0 { '{' } else { ',' });
+                t.push_str(l);
+                t.push_str("=\"");
+                t.push_str(&escape(v.as_ref(), true));
+                t.push('"');
+            }
+            if !labels.is_empty() {
+                t.push('}');
+            }
+            t.push(' ');
+            t.push_str(&v.to_string());
+            t.push('\n');
+        }
+        Encoded {
+            name,
+            text: t.into_boxed_str(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// Escapes as the text format wants: backslash and newline, and in label values the double quote.
+fn escape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| c == '\\' || c == '\n' || (quote && c == '"');
+    if !s.contains(special) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// `fresh` and `encoded` (each sorted by name, no name in both) as one text sorted by name.
+fn merged_text(fresh: &[MetricFamily], encoded: &[&Encoded], out: &mut Vec<u8>) {
+    let mut encoded = encoded.iter().peekable();
+    for f in fresh {
+        while let Some(e) = encoded.next_if(|e| e.name < f.name()) {
+            out.extend_from_slice(e.text.as_bytes());
+        }
+        encode(std::slice::from_ref(f), out);
+    }
+    for e in encoded {
+        out.extend_from_slice(e.text.as_bytes());
+    }
+}
+
 /// A response body: the prepared families (if any), then `fresh` encoded now; gzip-compressed
 /// when `gzip`. `fresh` must be sorted by name; the two parts are each sorted, not merged, which
 /// the text format allows as long as no family appears in both.
 pub fn body(prepared: Option<&Prepared>, fresh: &[MetricFamily], gzip: bool) -> Vec<u8> {
+    body_with(prepared, fresh, &[], gzip)
+}
+
+/// [`body`] with families already encoded merged into `fresh` by name.
+pub fn body_with(
+    prepared: Option<&Prepared>,
+    fresh: &[MetricFamily],
+    encoded: &[&Encoded],
+    gzip: bool,
+) -> Vec<u8> {
     if !gzip {
         let mut out = prepared.map(Prepared::text).unwrap_or_default();
         out.reserve(16 * 1024);
-        encode(fresh, &mut out);
+        merged_text(fresh, encoded, &mut out);
         return out;
     }
     let mut text = Vec::with_capacity(16 * 1024);
-    encode(fresh, &mut text);
+    merged_text(fresh, encoded, &mut text);
     let deflated = prepared.map_or(&[][..], |p| &p.deflated[..]);
     let mut out = Vec::with_capacity(GZIP_HEADER.len() + deflated.len() + text.len() / 4 + 64);
     out.extend_from_slice(&GZIP_HEADER);
@@ -263,5 +359,94 @@ mod tests {
             );
             assert_eq!(out.stdout, plain);
         }
+    }
+
+    /// The families a gauge and a counter vector give, gathered, and the same as [`Encoded`]:
+    /// labels given out of order, values a label must escape, and values of every shape.
+    #[test]
+    fn encoded_families_are_what_the_text_encoder_writes() {
+        let r = Registry::new();
+        let g = prometheus::GaugeVec::new(
+            Opts::new(
+                "m_gauge",
+                "Help with a \\ backslash,\na newline and \"quotes\".",
+            ),
+            &["zone", "a_name"],
+        )
+        .unwrap();
+        let c = IntCounterVec::new(Opts::new("m_total", "Counted."), &["reason"]).unwrap();
+        let lone = prometheus::Gauge::new("m_lone", "No labels.").unwrap();
+        r.register(Box::new(g.clone())).unwrap();
+        r.register(Box::new(c.clone())).unwrap();
+        r.register(Box::new(lone.clone())).unwrap();
+        let rows: [(&str, &str, f64); 6] = [
+            ("b", "x\"y", 1.0),
+            ("a", "back\\slash", 0.5),
+            ("a", "new\nline", -3.0),
+            ("", "é ü", 1e21),
+            ("b", "", 123_456_789.0),
+            ("a", "a", 0.1 + 0.2),
+        ];
+        let mut series: Vec<(Vec<String>, f64)> = Vec::new();
+        for (zone, name, v) in rows {
+            g.with_label_values(&[zone, name]).set(v);
+            // Sorted label names: a_name, zone.
+            series.push((vec![name.to_string(), zone.to_string()], v));
+        }
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        c.with_label_values(&["timeout"]).inc_by(7);
+        c.with_label_values(&["connect"]);
+        lone.set(42.0);
+        let want = TextEncoder::new().encode_to_string(&r.gather()).unwrap();
+        let mine = [
+            Encoded::new(
+                "m_gauge",
+                "Help with a \\ backslash,\na newline and \"quotes\".",
+                "gauge",
+                &["a_name", "zone"],
+                series.iter().map(|(k, v)| (&k[..], *v)),
+            ),
+            Encoded::new("m_lone", "No labels.", "gauge", &[], [([""; 0], 42.0)]),
+            Encoded::new(
+                "m_total",
+                "Counted.",
+                "counter",
+                &["reason"],
+                [(["connect"], 0.0), (["timeout"], 7.0)],
+            ),
+        ];
+        let mut got = Vec::new();
+        merged_text(&[], &mine.iter().collect::<Vec<_>>(), &mut got);
+        assert_eq!(String::from_utf8(got).unwrap(), want);
+    }
+
+    /// Encoded families fall into their place by name among the families encoded per scrape.
+    #[test]
+    fn encoded_families_merge_by_name() {
+        let (big, small) = registries(3);
+        let all = gather(&[&big, &small]);
+        let want = TextEncoder::new().encode_to_string(&all).unwrap();
+        // b_calls_total from the big registry, already encoded; a_ and c_ encoded per scrape.
+        let one = |name: &str| -> Vec<MetricFamily> {
+            all.iter().filter(|f| f.name() == name).cloned().collect()
+        };
+        let calls = Encoded {
+            name: "b_calls_total",
+            text: TextEncoder::new()
+                .encode_to_string(&one("b_calls_total"))
+                .unwrap()
+                .into(),
+        };
+        let fresh: Vec<MetricFamily> = all
+            .iter()
+            .filter(|f| f.name() != "b_calls_total")
+            .cloned()
+            .collect();
+        let plain = body_with(None, &fresh, &[&calls], false);
+        assert_eq!(String::from_utf8(plain.clone()).unwrap(), want);
+        assert_eq!(
+            gunzip(&body_with(None, &fresh, &[&calls], true)).unwrap(),
+            plain
+        );
     }
 }

@@ -17,8 +17,9 @@
 //! - [`live`]: the live status collectors (trunks, extensions, active calls, queues, system).
 //! - [`ucm_clock`]: the UCM's reported UTC offset and skew, and the zone its times are read in.
 //! - [`state`]: the poll state and its file; [`series`]: the call series' values it keeps.
-//! - [`metrics`]: per-target series; `exposition` encodes call series once per change;
-//!   `histogram`: histograms that can be restored.
+//! - [`metrics`]: per-target series; `exposition` encodes call series once per change and
+//!   live-status series once per run; `histogram`: histograms that can be restored;
+//!   `collector_health`: whether each live-status collector works.
 //! - [`status`]: each target's readiness, last success and last error; [`journal`]: the log of
 //!   each target's last poll, for `/probe?target=NAME&debug=true`.
 //! - [`http`]: `/`, `/metrics`, `/probe`, `/sd`, `/-/healthy`, `/-/ready`, `/-/reload`; [`web_config`] secures it.
@@ -34,6 +35,7 @@ pub mod cdr;
 pub mod check;
 pub mod cli;
 pub mod clock;
+mod collector_health;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

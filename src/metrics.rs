@@ -15,15 +15,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use foldhash::HashMap;
 
-use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::cdr::{
     Direction, Disposition, GroupKind, GroupOutcome, IvrOutcome, MemberOutcome, Role, Skip,
 };
+use crate::collector_health::Health;
 use crate::config::DEFAULT_SERVICE_LEVELS;
 use crate::error::Reason;
-use crate::exposition::{self, Prepared};
+use crate::exposition::{self, Encoded, Prepared};
 use crate::histogram::IntHistogramVec;
 use crate::series::SeriesValues;
 
@@ -240,11 +240,10 @@ pub struct TargetMetrics {
     /// The UCM's clock minus this host's, as of its last `system-time`; no series before.
     pub clock_skew: IntGaugeVec,
     /// Whether each live-status collector's last run succeeded, and why runs failed.
-    pub collector_up: IntGaugeVec,
-    pub collector_errors: IntCounterVec,
-    /// The live-status series of each collector as its last run left them, replaced whole so a
-    /// scrape never sees half a run (docs/design.md §9).
-    live: RwLock<BTreeMap<&'static str, Vec<MetricFamily>>>,
+    pub collectors: Health,
+    /// The live-status series of each collector as its last run left them, encoded, replaced
+    /// whole so a scrape never sees half a run (docs/design.md §9).
+    live: RwLock<BTreeMap<&'static str, Vec<Encoded>>>,
     /// Call series: changed only by [`Self::apply`] and [`Self::add_trunk`], which publish them.
     calls_registry: Registry,
     cdr_records: IntCounter,
@@ -416,24 +415,6 @@ impl TargetMetrics {
         status
             .register(Box::new(clock_skew.clone()))
             .expect("unique metric");
-        let collector_up = IntGaugeVec::new(
-            Opts::new(
-                "ucm_collector_up",
-                "1 if the live-status collector's last run succeeded, 0 if it failed or is disabled \
-                 for this API user or firmware.",
-            ),
-            &["collector"],
-        )
-        .expect("valid metric");
-        status
-            .register(Box::new(collector_up.clone()))
-            .expect("unique metric");
-        let collector_errors = counter_vec(
-            &status,
-            "ucm_collector_errors_total",
-            "Failed live-status collector runs, by collector and reason (as ucm_poll_errors_total).",
-            &["collector", "reason"],
-        );
         let cdr_skipped = counter_vec(
             &calls_registry,
             "ucm_cdr_skipped_total",
@@ -576,8 +557,7 @@ impl TargetMetrics {
             window_fallback_until,
             utc_offset,
             clock_skew,
-            collector_up,
-            collector_errors,
+            collectors: Health::default(),
             live: RwLock::default(),
             calls_registry,
             cdr_records,
@@ -987,23 +967,18 @@ impl TargetMetrics {
     pub fn body(&self, also: &[&Registry], gzip: bool) -> Vec<u8> {
         let mut registries = vec![&self.status];
         registries.extend_from_slice(also);
-        let mut families = exposition::gather(&registries);
-        families.extend(
-            self.live
-                .read()
-                .expect("not poisoned")
-                .values()
-                .flatten()
-                .cloned(),
-        );
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        exposition::body(Some(&self.prepared()), &families, gzip)
+        let families = exposition::gather(&registries);
+        let health = self.collectors.encode();
+        let live = self.live.read().expect("not poisoned");
+        let mut encoded: Vec<&Encoded> = live.values().flatten().chain(&health).collect();
+        encoded.sort_by_key(|e| e.name());
+        exposition::body_with(Some(&self.prepared()), &families, &encoded, gzip)
     }
 
     /// What the landing page shows beside the poll health: the CDR window mode in use, and
     /// whether each enabled live-status collector's last run worked.
     pub fn summary(&self) -> (Option<String>, Vec<(String, bool)>) {
-        let (mut mode, mut collectors) = (None, Vec::new());
+        let mut mode = None;
         let label = |m: &prometheus::proto::Metric| {
             m.get_label()
                 .first()
@@ -1013,18 +988,16 @@ impl TargetMetrics {
         for f in self.status.gather() {
             for m in f.get_metric() {
                 let on = m.get_gauge().value() == 1.0;
-                match f.name() {
-                    "ucm_cdr_window_mode" if on => mode = Some(label(m)),
-                    "ucm_collector_up" => collectors.push((label(m), on)),
-                    _ => {}
+                if on && f.name() == "ucm_cdr_window_mode" {
+                    mode = Some(label(m));
                 }
             }
         }
-        (mode, collectors)
+        (mode, self.collectors.up())
     }
 
     /// Replaces the series of one live-status collector with those of its latest run.
-    pub fn set_live(&self, collector: &'static str, families: Vec<MetricFamily>) {
+    pub fn set_live(&self, collector: &'static str, families: Vec<Encoded>) {
         self.live
             .write()
             .expect("not poisoned")

@@ -1,12 +1,11 @@
 //! One run of each live-status collector: its requests, and the series they give.
 //!
-//! Each run builds its families in a registry of its own and hands them over whole, so that a
-//! trunk that disappeared leaves no stale series and a scrape never sees half a run.
+//! Each run builds its families as plain data, encodes them once and hands them over whole, so
+//! that a trunk that disappeared leaves no stale series, a scrape never sees half a run, and a
+//! scrape only copies the text.
 
 use std::collections::BTreeMap;
 
-use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, Opts, Registry};
 use serde_json::{Map, Value};
 
 use super::values;
@@ -14,25 +13,81 @@ use crate::cdr::{ExtensionPattern, GroupKind};
 use crate::clock::Zone;
 use crate::clock::{local_secs, LocalSecs};
 use crate::error::UcmError;
+use crate::exposition::Encoded;
 use crate::metrics::{TargetMetrics, MAX_GROUPS};
 use crate::ucm::is_refusal;
 use crate::ucm::lists::{all_rows, rows_of};
 use crate::ucm::{decode_envelope, Session};
 use crate::ucm_clock::UcmClock;
 
-/// A run's series, built in a registry of their own.
-#[derive(Default)]
-pub struct Families(Registry);
+/// One gauge family of a run: its series by label values, kept in the order of the sorted label
+/// names, which is how the text format writes them and a registry sorts them.
+pub struct Gauge {
+    name: &'static str,
+    help: &'static str,
+    sorted: Vec<&'static str>,
+    /// For each sorted label name, where it is among the names the family was made with.
+    order: Vec<usize>,
+    series: BTreeMap<Vec<String>, f64>,
+}
 
-impl Families {
-    pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-        let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-        self.0.register(Box::new(g.clone())).expect("unique metric");
-        g
+impl Gauge {
+    pub fn new(name: &'static str, help: &'static str, labels: &[&'static str]) -> Self {
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.sort_by_key(|&i| labels[i]);
+        Gauge {
+            name,
+            help,
+            sorted: order.iter().map(|&i| labels[i]).collect(),
+            order,
+            series: BTreeMap::new(),
+        }
     }
 
-    pub fn into_families(self) -> Vec<MetricFamily> {
-        self.0.gather()
+    /// `values` in the order of the names the family was made with.
+    fn key(&self, values: &[&str]) -> Vec<String> {
+        assert_eq!(
+            values.len(),
+            self.order.len(),
+            "{}: label values",
+            self.name
+        );
+        self.order.iter().map(|&i| values[i].to_string()).collect()
+    }
+
+    pub fn set(&mut self, values: &[&str], v: f64) {
+        let k = self.key(values);
+        self.series.insert(k, v);
+    }
+
+    pub fn inc(&mut self, values: &[&str]) {
+        let k = self.key(values);
+        *self.series.entry(k).or_default() += 1.0;
+    }
+}
+
+/// A run's families, each encoded once it is complete.
+#[derive(Default)]
+pub struct Families(Vec<Encoded>);
+
+impl Families {
+    /// Adds a family; one without series is left out, as a registry leaves it out.
+    pub fn add(&mut self, g: Gauge) {
+        if !g.series.is_empty() {
+            self.0.push(Encoded::new(
+                g.name,
+                g.help,
+                "gauge",
+                &g.sorted,
+                g.series.iter().map(|(k, v)| (k, *v)),
+            ));
+        }
+    }
+
+    /// The families sorted by name, as the text format has them.
+    pub fn into_encoded(mut self) -> Vec<Encoded> {
+        self.0.sort_by_key(Encoded::name);
+        self.0
     }
 }
 
@@ -83,32 +138,35 @@ async fn envelope(
 pub async fn system(cx: &Context<'_>) -> Result<Families, UcmError> {
     let general = envelope(cx.session, "getSystemGeneralStatus", Map::new()).await?;
     let status = envelope(cx.session, "getSystemStatus", Map::new()).await?;
-    let f = Families::default();
+    let mut f = Families::default();
     let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    f.gauge(
+    let mut info = Gauge::new(
         "ucm_info",
         "Model, firmware, serial number and MAC address of the UCM (getSystemGeneralStatus, getSystemStatus); always 1.",
         &["model", "firmware", "serial_number", "mac"],
-    )
-    .with_label_values(&[
-        &words(text(&general, "product-model")),
-        text(&general, "prog-version"),
-        text(&status, "serial-number"),
-        &text(&status, "mac").to_ascii_lowercase(),
-    ])
-    .set(1.0);
+    );
+    info.set(
+        &[
+            &words(text(&general, "product-model")),
+            text(&general, "prog-version"),
+            text(&status, "serial-number"),
+            &text(&status, "mac").to_ascii_lowercase(),
+        ],
+        1.0,
+    );
+    f.add(info);
     cx.ucm_clock.observe(text(&status, "system-time"));
     let now = values::system_time(text(&status, "system-time"), cx.tz);
     let up = values::uptime(&scalar(&status, "up-time"));
     match (now, up) {
         (Some(now), Some(up)) => {
-            f.gauge(
+            let mut boot = Gauge::new(
                 "ucm_boot_time_seconds",
                 "Unix time the UCM booted: its system-time minus its up-time (getSystemStatus).",
                 &[],
-            )
-            .with_label_values::<&str>(&[])
-            .set((now - i64::try_from(up).unwrap_or(0)) as f64);
+            );
+            boot.set(&[], (now - i64::try_from(up).unwrap_or(0)) as f64);
+            f.add(boot);
         }
         _ => tracing::debug!(
             up_time = %scalar(&status, "up-time"),
@@ -153,13 +211,12 @@ pub async fn trunks(
             Err(e) => return Err(e),
         },
     };
-    let f = Families::default();
-    let up = f.gauge(
+    let mut up = Gauge::new(
         "ucm_trunk_up",
         "1 if the trunk is registered or reachable, 0 if not; absent while unmonitored or disabled (listAllTrunk).",
         &["trunk", "type"],
     );
-    let status = f.gauge(
+    let mut status = Gauge::new(
         "ucm_trunk_status",
         "1 for the trunk's current status, normalised (listAllTrunk; README, Metrics).",
         &["trunk", "status"],
@@ -175,12 +232,14 @@ pub async fn trunks(
         }
         .to_ascii_lowercase();
         let (label, is_up) = values::trunk_status(text(r, "status"), yes(r, "out_of_service"));
-        status.with_label_values(&[name, label]).set(1.0);
+        status.set(&[name, label], 1.0);
         if let Some(u) = is_up {
-            up.with_label_values(&[name, &kind])
-                .set(f64::from(u8::from(u)));
+            up.set(&[name, &kind], f64::from(u8::from(u)));
         }
     }
+    let mut f = Families::default();
+    f.add(up);
+    f.add(status);
     Ok(f)
 }
 
@@ -216,13 +275,12 @@ pub async fn extensions(cx: &Context<'_>) -> Result<Families, UcmError> {
     let mut params = Map::new();
     params.insert("options".into(), "extension,status,out_of_service".into());
     let rows = all_rows(cx.session, "listAccount", &params, "account").await?;
-    let f = Families::default();
-    let by_status = f.gauge(
+    let mut by_status = Gauge::new(
         "ucm_extensions",
         "Local extensions by status: idle, inuse, ringing, busy, hold, unavailable, disabled, … (listAccount).",
         &["status"],
     );
-    let registered = f.gauge(
+    let mut registered = Gauge::new(
         "ucm_extension_registered",
         "1 if the extension is registered, 0 if not or out of service (listAccount), under extensions.max.",
         &["extension"],
@@ -236,14 +294,15 @@ pub async fn extensions(cx: &Context<'_>) -> Result<Families, UcmError> {
         let st = values::extension_status(text(r, "status"), yes(r, "out_of_service"));
         *counts.entry(st).or_default() += 1;
         if let Some(label) = cx.metrics.extension_label(&ext) {
-            registered
-                .with_label_values(&[&label])
-                .set(f64::from(u8::from(values::registered(st))));
+            registered.set(&[&label], f64::from(u8::from(values::registered(st))));
         }
     }
     for (st, n) in counts {
-        by_status.with_label_values(&[st]).set(n as f64);
+        by_status.set(&[st], n as f64);
     }
+    let mut f = Families::default();
+    f.add(by_status);
+    f.add(registered);
     Ok(f)
 }
 
@@ -251,40 +310,39 @@ pub async fn extensions(cx: &Context<'_>) -> Result<Families, UcmError> {
 pub async fn channels(cx: &Context<'_>) -> Result<Families, UcmError> {
     let bridged = all_rows(cx.session, "listBridgedChannels", &Map::new(), "channel").await?;
     let unbridged = all_rows(cx.session, "listUnBridgedChannels", &Map::new(), "channel").await?;
-    let f = Families::default();
-    f.gauge(
+    let mut f = Families::default();
+    let mut calls = Gauge::new(
         "ucm_active_calls",
         "Calls in progress with two parties connected (listBridgedChannels).",
         &[],
-    )
-    .with_label_values::<&str>(&[])
-    .set(bridged.len() as f64);
-    let states = f.gauge(
+    );
+    calls.set(&[], bridged.len() as f64);
+    f.add(calls);
+    let mut states = Gauge::new(
         "ucm_active_channels",
         "Channels in progress by state: bridged, and the unbridged ones the UCM's Active Calls page shows (ringing, dialing, up, …).",
         &["state"],
     );
-    states
-        .with_label_values(&["bridged"])
-        .set((bridged.len() * 2) as f64);
+    states.set(&["bridged"], (bridged.len() * 2) as f64);
     for r in &unbridged {
         if let Some(st) =
             values::channel_state(text(r, "state"), text(r, "channel"), text(r, "service"))
         {
-            states.with_label_values(&[st]).inc();
+            states.inc(&[st]);
         }
     }
+    f.add(states);
     let oldest = bridged
         .iter()
         .filter_map(|r| local_time(text(r, "bridge_time")))
         .min();
-    f.gauge(
+    let mut age = Gauge::new(
         "ucm_active_call_oldest_seconds",
         "Age of the oldest bridged call (since its bridge_time), 0 with none.",
         &[],
-    )
-    .with_label_values::<&str>(&[])
-    .set(oldest.map_or(0, |t| (cx.now - t).max(0)) as f64);
+    );
+    age.set(&[], oldest.map_or(0, |t| (cx.now - t).max(0)) as f64);
+    f.add(age);
     Ok(f)
 }
 
@@ -312,14 +370,14 @@ pub async fn queues(cx: &Context<'_>, max_queues: usize) -> Result<Families, Ucm
     queues.dedup();
     let skipped = queues.len().saturating_sub(max_queues);
     queues.truncate(max_queues);
-    let f = Families::default();
-    f.gauge(
+    let mut f = Families::default();
+    let mut skipped_gauge = Gauge::new(
         "ucm_queues_skipped",
         "Call queues not read because the UCM has more than max_queues_per_run of them (getCallQueuesMessage).",
         &[],
-    )
-    .with_label_values::<&str>(&[])
-    .set(skipped as f64);
+    );
+    skipped_gauge.set(&[], skipped as f64);
+    f.add(skipped_gauge);
     if skipped > 0 {
         tracing::debug!(
             skipped,
@@ -327,17 +385,17 @@ pub async fn queues(cx: &Context<'_>, max_queues: usize) -> Result<Families, Ucm
             "more call queues than max_queues_per_run: the rest are not read"
         );
     }
-    let waiting = f.gauge(
+    let mut waiting = Gauge::new(
         "ucm_queue_callers_waiting",
         "Callers waiting in the call queue now (getQueueCalling).",
         &["queue"],
     );
-    let longest = f.gauge(
+    let mut longest = Gauge::new(
         "ucm_queue_longest_wait_seconds",
         "How long the caller waiting longest has waited, 0 with none (getQueueCalling).",
         &["queue"],
     );
-    let member_states = f.gauge(
+    let mut member_states = Gauge::new(
         "ucm_queue_members",
         "Members of the call queue by status (getCallQueuesMemberMessage).",
         &["queue", "status"],
@@ -347,14 +405,12 @@ pub async fn queues(cx: &Context<'_>, max_queues: usize) -> Result<Families, Ucm
         p.insert("extension".into(), q.clone().into());
         let calling = envelope(cx.session, "getQueueCalling", p.clone()).await?;
         let rows = members(calling.get("CallQueues"));
-        waiting.with_label_values(&[q]).set(rows.len() as f64);
+        waiting.set(&[q], rows.len() as f64);
         let first = rows
             .iter()
             .filter_map(|r| local_time(text(r, "starttime")))
             .min();
-        longest
-            .with_label_values(&[q])
-            .set(first.map_or(0, |t| (cx.now - t).max(0)) as f64);
+        longest.set(&[q], first.map_or(0, |t| (cx.now - t).max(0)) as f64);
         let m = envelope(cx.session, "getCallQueuesMemberMessage", p).await?;
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for r in members(m.get("CallQueueMembersMessage")) {
@@ -363,9 +419,12 @@ pub async fn queues(cx: &Context<'_>, max_queues: usize) -> Result<Families, Ucm
                 .or_default() += 1;
         }
         for (st, n) in counts {
-            member_states.with_label_values(&[q, st]).set(n as f64);
+            member_states.set(&[q, st], n as f64);
         }
     }
+    f.add(waiting);
+    f.add(longest);
+    f.add(member_states);
     Ok(f)
 }
 
@@ -388,8 +447,7 @@ pub async fn groups(cx: &Context<'_>) -> Result<Families, UcmError> {
         ),
         (GroupKind::Ivr, "listIVR", "ivr", &["ivr_name", "name"]),
     ];
-    let f = Families::default();
-    let info = f.gauge(
+    let mut info = Gauge::new(
         "ucm_group_info",
         "Names of queues, ring groups and IVRs, always 1 (listQueue, listRingGroup, listIVR); join on kind and group.",
         &["kind", "group", "name"],
@@ -422,14 +480,17 @@ pub async fn groups(cx: &Context<'_>) -> Result<Families, UcmError> {
             .add_groups(listed.iter().map(|(g, _)| (kind, g.as_str())));
         for (group, name) in &listed {
             if !name.is_empty() {
-                info.with_label_values(&[kind.as_str(), group, name])
-                    .set(1.0);
+                info.set(&[kind.as_str(), group, name], 1.0);
             }
         }
     }
     match refused.pop() {
         Some(e) if refused.len() + 1 == LISTS.len() => Err(e),
-        _ => Ok(f),
+        _ => {
+            let mut f = Families::default();
+            f.add(info);
+            Ok(f)
+        }
     }
 }
 
@@ -455,22 +516,24 @@ pub async fn storage(cx: &Context<'_>) -> Result<Families, UcmError> {
             "getStorageUsage answered without disk-total".into(),
         ));
     }
-    let f = Families::default();
-    let size = f.gauge(
+    let mut size = Gauge::new(
         "ucm_storage_size_bytes",
         "Size of the UCM's storage partition (getStorageUsage; the unit on the wire is taken as KiB).",
         &["partition"],
     );
-    let used = f.gauge(
+    let mut used = Gauge::new(
         "ucm_storage_used_bytes",
         "Used space of the UCM's storage partition (getStorageUsage).",
         &["partition"],
     );
     for (disk, t) in &total {
-        size.with_label_values(&[disk]).set(*t);
+        size.set(&[disk], *t);
         if let Some(a) = avail.get(disk) {
-            used.with_label_values(&[disk]).set((t - a).max(0.0));
+            used.set(&[disk], (t - a).max(0.0));
         }
     }
+    let mut f = Families::default();
+    f.add(size);
+    f.add(used);
     Ok(f)
 }

@@ -108,13 +108,7 @@ impl Live {
     ) -> Self {
         let on: Vec<Collector> = target.collectors.iter().copied().collect();
         for c in &on {
-            metrics.collector_up.with_label_values(&[c.as_str()]).set(0);
-            // Created at 0, so that increase() sees a collector's first failure.
-            for r in crate::error::Reason::ALL {
-                metrics
-                    .collector_errors
-                    .with_label_values(&[c.as_str(), r.as_str()]);
-            }
+            metrics.collectors.enable(c.as_str());
         }
         let ucm_clock = Arc::new(UcmClock::new(
             target,
@@ -168,7 +162,7 @@ impl Live {
                         tracing::info!(collector = name, "live-status collector works again");
                     }
                     self.metrics.set_live(name, families);
-                    self.metrics.collector_up.with_label_values(&[name]).set(1);
+                    self.metrics.collectors.set_up(name, true);
                     read_time |= c == Collector::System;
                     if let Some(every) = every(c) {
                         self.next_run.insert(c, now + every);
@@ -250,18 +244,11 @@ impl Live {
         }
     }
 
-    fn count_error(&self, name: &str, reason: crate::error::Reason) {
-        self.metrics.collector_up.with_label_values(&[name]).set(0);
-        self.metrics
-            .collector_errors
-            .with_label_values(&[name, reason.as_str()])
-            .inc();
+    fn count_error(&self, name: &'static str, reason: crate::error::Reason) {
+        self.metrics.collectors.failed(name, reason);
     }
 
-    async fn collect(
-        &mut self,
-        c: Collector,
-    ) -> Result<Vec<prometheus::proto::MetricFamily>, UcmError> {
+    async fn collect(&mut self, c: Collector) -> Result<Vec<crate::exposition::Encoded>, UcmError> {
         let zone = self.ucm_clock.zone();
         let cx = collect::Context {
             session: &self.session,
@@ -280,7 +267,7 @@ impl Live {
             Collector::Groups => collect::groups(&cx).await?,
             Collector::Storage => collect::storage(&cx).await?,
         };
-        Ok(f.into_families())
+        Ok(f.into_encoded())
     }
 
     /// Runs the collectors first after `phase`, then every `interval`, until `shutdown`.

@@ -183,6 +183,11 @@ pub struct Stats {
     /// `cdr_entries_served`.
     #[serde(default)]
     pub cdr_entries_end_filtered: u64,
+    /// TLS handshakes done in full, and those that resumed a session from a ticket.
+    #[serde(default)]
+    pub tls_full_handshakes: u64,
+    #[serde(default)]
+    pub tls_resumed: u64,
     /// cdrapi requests whose window applied to the call's end and was bounded by an
     /// `endTime`: the questions an end probe asks (an end-window poll sends no `endTime`).
     #[serde(default)]
@@ -325,6 +330,15 @@ impl Sim {
 
     fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
         self.stats.lock().expect("stats lock")
+    }
+
+    fn count_handshake(&self, resumed: bool) {
+        let mut s = self.stats();
+        if resumed {
+            s.tls_resumed += 1;
+        } else {
+            s.tls_full_handshakes += 1;
+        }
     }
 
     fn device(&self) -> std::sync::MutexGuard<'_, device::Device> {

@@ -53,7 +53,12 @@ pub async fn serve(
                 conns.spawn(async move {
                     match tls {
                         Some(acceptor) => match acceptor.accept(tcp).await {
-                            Ok(stream) => connection(stream, peer.ip(), sim).await,
+                            Ok(stream) => {
+                                let resumed = stream.get_ref().1.handshake_kind()
+                                    == Some(rustls::HandshakeKind::Resumed);
+                                sim.count_handshake(resumed);
+                                connection(stream, peer.ip(), sim).await
+                            }
                             Err(e) => tracing::debug!(target: "ucm_sim", %peer, error = %e, "TLS handshake failed"),
                         },
                         None => connection(tcp, peer.ip(), sim).await,

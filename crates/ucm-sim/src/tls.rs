@@ -22,7 +22,7 @@ pub fn make(dir: &Path) -> anyhow::Result<(Tls, std::path::PathBuf)> {
     let path = dir.join("ca.pem");
     std::fs::write(&path, &cert_pem).with_context(|| format!("writing {}", path.display()))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -30,6 +30,13 @@ pub fn make(dir: &Path) -> anyhow::Result<(Tls, std::path::PathBuf)> {
     .with_no_client_auth()
     .with_single_cert(vec![ck.cert.der().clone()], key)
     .context("TLS server configuration")?;
+    // Stateless tickets and no session cache: any number of clients can resume, and a client
+    // resumes only if it keeps its tickets. A cache (rustls keeps 256 sessions by default) is
+    // too small for a fleet served by one simulator, whose clients would then pay a full
+    // handshake on every reconnect, which a fleet of real UCMs, each caching its one client's
+    // session, would not ask of them.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().context("TLS session tickets")?;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok((
         Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
