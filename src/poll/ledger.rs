@@ -335,29 +335,12 @@ impl Ledger {
             });
         }
         if let Err(e) = state::save(&self.path, state) {
-            for (k, _) in &p.calls {
-                state.calls.remove(k);
-            }
-            for (k, _) in &p.legs {
-                state.legs.remove(k);
-            }
-            (state.watermark, state.paging) = (before.0, before.2);
-            state.trunks.truncate(before.1);
-            state.series.sub(&delta, last_record);
-            if baseline && state.calls.is_empty() && before.0.is_none() {
-                // Half a baseline is no baseline; what it would have started from stays.
-                if let Some(s) = self.state.take() {
-                    self.fresh = Fresh {
-                        series: s.series,
-                        since: s.series_since.unwrap_or(self.fresh.since),
-                        ucm: s.ucm,
-                    };
-                }
-            }
+            self.undo(&p, &delta, before, last_record, baseline);
             return Err(UcmError::State(format!(
                 "cannot save the poll state: {e:#}; the poll's calls are counted once it can"
             )));
         }
+        let state = self.state.as_ref().expect("begun");
         self.written = Some(head);
         // Only now, with the file holding them, may a scrape see the new values.
         self.metrics.add(&delta);
@@ -368,6 +351,40 @@ impl Ledger {
             late_records: p.tally.late_records,
             notes: p.notes,
         })
+    }
+
+    /// Takes back in memory what a commit whose state could not be written changed: its keys,
+    /// watermark, paging, trunks and increments; half a baseline leaves no state at all.
+    fn undo(
+        &mut self,
+        p: &Pending,
+        delta: &SeriesValues,
+        before: (Option<LocalSecs>, usize, Paging),
+        last_record: Option<i64>,
+        baseline: bool,
+    ) {
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        for (k, _) in &p.calls {
+            state.calls.remove(k);
+        }
+        for (k, _) in &p.legs {
+            state.legs.remove(k);
+        }
+        (state.watermark, state.paging) = (before.0, before.2);
+        state.trunks.truncate(before.1);
+        state.series.sub(delta, last_record);
+        if baseline && state.calls.is_empty() && before.0.is_none() {
+            // Half a baseline is no baseline; what it would have started from stays.
+            if let Some(s) = self.state.take() {
+                self.fresh = Fresh {
+                    series: s.series,
+                    since: s.series_since.unwrap_or(self.fresh.since),
+                    ucm: s.ucm,
+                };
+            }
+        }
     }
 
     /// The UCM reads `startTime` as UTC: every later window is sent converted (saved with the
