@@ -41,6 +41,8 @@ pub const MAX_GROUPS: usize = 200;
 pub const OTHER_GROUP: &str = "other";
 /// API actions whose request counters exist from the start.
 pub const ACTIONS: [&str; 4] = ["challenge", "login", "cdrapi", "logout"];
+/// The values of `ucm_cdr_window_mode`'s `mode` label.
+const WINDOW_MODES: [&str; 3] = ["end", "channels", "start"];
 /// The label value that stands for every extension past `extensions.max`.
 pub const OTHER_EXTENSION: &str = "other";
 
@@ -375,7 +377,7 @@ impl TargetMetrics {
         status
             .register(Box::new(window_mode.clone()))
             .expect("unique metric");
-        for m in ["end", "channels", "start"] {
+        for m in WINDOW_MODES {
             window_mode
                 .with_label_values(&[m])
                 .set(i64::from(m == "start"));
@@ -693,7 +695,7 @@ impl TargetMetrics {
 
     /// Shows which window mode the target's polls use now.
     pub fn set_window_mode(&self, mode: &str) {
-        for m in ["end", "channels", "start"] {
+        for m in WINDOW_MODES {
             self.window_mode
                 .with_label_values(&[m])
                 .set(i64::from(m == mode));
@@ -978,21 +980,10 @@ impl TargetMetrics {
     /// What the landing page shows beside the poll health: the CDR window mode in use, and
     /// whether each enabled live-status collector's last run worked.
     pub fn summary(&self) -> (Option<String>, Vec<(String, bool)>) {
-        let mut mode = None;
-        let label = |m: &prometheus::proto::Metric| {
-            m.get_label()
-                .first()
-                .map(|l| l.value().to_string())
-                .unwrap_or_default()
-        };
-        for f in self.status.gather() {
-            for m in f.get_metric() {
-                let on = m.get_gauge().value() == 1.0;
-                if on && f.name() == "ucm_cdr_window_mode" {
-                    mode = Some(label(m));
-                }
-            }
-        }
+        let mode = WINDOW_MODES
+            .into_iter()
+            .find(|m| self.window_mode.with_label_values(&[m]).get() == 1)
+            .map(str::to_string);
         (mode, self.collectors.up())
     }
 
