@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use foldhash::HashMap;
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 
+use crate::counter::{desc, family, label_pairs};
 use crate::series::{HistValue, Labels};
 
 /// Clones share their series, as the `prometheus` crate's vectors do.
@@ -19,20 +20,14 @@ pub struct IntHistogramVec(Arc<Inner>);
 
 struct Inner {
     desc: Desc,
-    /// Label names in the order `with` takes values.
-    names: Vec<String>,
     bounds: Vec<f64>,
     series: Mutex<HashMap<Labels, HistValue>>,
 }
 
 impl IntHistogramVec {
     pub fn new(name: &str, help: &str, labels: &[&str], bounds: &[f64]) -> Self {
-        let names: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
-        let desc = Desc::new(name.into(), help.into(), names.clone(), Default::default())
-            .expect("valid metric");
         IntHistogramVec(Arc::new(Inner {
-            desc,
-            names,
+            desc: desc(name, help, labels),
             bounds: bounds.to_vec(),
             series: Mutex::default(),
         }))
@@ -47,7 +42,7 @@ impl IntHistogramVec {
     }
 
     pub fn label_count(&self) -> usize {
-        self.0.names.len()
+        self.0.desc.variable_labels.len()
     }
 
     /// Creates the series at zero if it does not exist.
@@ -78,19 +73,6 @@ impl Collector for IntHistogramVec {
         let series = self.0.series.lock().expect("not poisoned");
         let mut metrics = Vec::with_capacity(series.len());
         for (labels, v) in series.iter() {
-            let mut pairs: Vec<LabelPair> = self
-                .0
-                .names
-                .iter()
-                .zip(labels.iter())
-                .map(|(n, l)| {
-                    let mut p = LabelPair::default();
-                    p.set_name(n.clone());
-                    p.set_value(l.to_string());
-                    p
-                })
-                .collect();
-            pairs.sort_by(|a, b| a.name().cmp(b.name()));
             let mut cumulative = 0;
             let buckets = self
                 .0
@@ -110,15 +92,10 @@ impl Collector for IntHistogramVec {
             h.set_sample_sum(v.sum as f64);
             h.set_bucket(buckets);
             let mut m = Metric::default();
-            m.set_label(pairs);
+            m.set_label(label_pairs(&self.0.desc, labels));
             m.set_histogram(h);
             metrics.push(m);
         }
-        let mut family = MetricFamily::default();
-        family.set_name(self.0.desc.fq_name.clone());
-        family.set_help(self.0.desc.help.clone());
-        family.set_field_type(MetricType::HISTOGRAM);
-        family.set_metric(metrics);
-        vec![family]
+        vec![family(&self.0.desc, MetricType::HISTOGRAM, metrics)]
     }
 }

@@ -37,6 +37,7 @@ pub mod cli;
 pub mod clock;
 mod collector_health;
 pub mod config;
+mod counter;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;

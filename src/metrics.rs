@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use foldhash::HashMap;
 
-use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::counter::IntCounterVec;
 
 use crate::cdr::{
     Direction, Disposition, GroupKind, GroupOutcome, IvrOutcome, MemberOutcome, Role, Skip,
@@ -274,7 +276,7 @@ pub struct TargetMetrics {
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    let c = IntCounterVec::new(name, help, labels);
     reg.register(Box::new(c.clone())).expect("unique metric");
     c
 }
@@ -426,7 +428,7 @@ impl TargetMetrics {
             &["reason"],
         );
         for s in Skip::ALL {
-            cdr_skipped.with_label_values(&[s.as_str()]);
+            cdr_skipped.touch(&[s.as_str()]);
         }
         let last_record = reg!(
             calls_registry,
@@ -455,7 +457,7 @@ impl TargetMetrics {
             &["scope"],
         );
         for s in crate::ucm::budget::Scope::ALL {
-            budget_exhausted.with_label_values(&[s.as_str()]);
+            budget_exhausted.touch(&[s.as_str()]);
         }
         let poll_requests = reg!(
             status,
@@ -536,10 +538,10 @@ impl TargetMetrics {
             &["ivr", "outcome"],
         );
         for r in Reason::ALL.map(Reason::as_str) {
-            poll_errors.with_label_values(&[r]);
+            poll_errors.touch(&[r]);
         }
         for a in ACTIONS {
-            api_requests.with_label_values(&[a]);
+            api_requests.touch(&[a]);
         }
         let m = TargetMetrics {
             status,
@@ -622,8 +624,7 @@ impl TargetMetrics {
             }
             self.talk.touch(&[dir.as_str(), trunk]);
             for disp in Disposition::ALL {
-                self.calls
-                    .with_label_values(&[dir.as_str(), trunk, disp.as_str()]);
+                self.calls.touch(&[dir.as_str(), trunk, disp.as_str()]);
                 self.wait.touch(&[dir.as_str(), trunk, disp.as_str()]);
             }
         }
@@ -670,12 +671,12 @@ impl TargetMetrics {
     fn create_group_series(&self, kind: GroupKind, label: &str) {
         if kind == GroupKind::Ivr {
             for o in IvrOutcome::ALL {
-                self.ivr_calls.with_label_values(&[label, o.as_str()]);
+                self.ivr_calls.touch(&[label, o.as_str()]);
             }
         } else {
             for o in GroupOutcome::ALL {
                 let l = [kind.as_str(), label, o.as_str()];
-                self.group_calls.with_label_values(&l);
+                self.group_calls.touch(&l);
                 self.group_wait.touch(&l);
             }
         }
@@ -839,11 +840,11 @@ impl TargetMetrics {
                     "ucm_cdr_late_records_total" => self.cdr_late_records.inc_by(*n),
                     "ucm_calls_total" => {
                         self.create_trunk_series(labels[1]);
-                        self.calls.with_label_values(&labels).inc_by(*n);
+                        self.calls.inc_by(&labels, *n);
                     }
                     f => {
                         if let Some(c) = self.counter_vec(f) {
-                            c.with_label_values(&labels).inc_by(*n);
+                            c.inc_by(&labels, *n);
                         }
                     }
                 }
@@ -879,8 +880,8 @@ impl TargetMetrics {
                     f => self
                         .counter_vec(f)
                         .ok_or_else(|| format!("unknown counter {f}"))?
-                        .get_metric_with_label_values(&l)
-                        .is_ok(),
+                        .label_count()
+                        == l.len(),
                 };
                 if !fits {
                     return Err(format!("{family} with label values {labels:?}"));
@@ -1047,7 +1048,7 @@ pub fn exporter_registry() -> Registry {
 /// The session's requests and logins, counted in the target's own metrics.
 impl crate::ucm::ClientEvents for TargetMetrics {
     fn request(&self, action: &str) {
-        self.api_requests.with_label_values(&[action]).inc();
+        self.api_requests.inc(&[action]);
     }
 
     fn login(&self, ok: bool) {
@@ -1058,7 +1059,7 @@ impl crate::ucm::ClientEvents for TargetMetrics {
     }
 
     fn over_budget(&self, scope: &str) {
-        self.budget_exhausted.with_label_values(&[scope]).inc();
+        self.budget_exhausted.inc(&[scope]);
     }
 }
 
@@ -1147,7 +1148,7 @@ mod tests {
         let m = TargetMetrics::new(10);
         let published = m.prepared();
         m.up.set(1);
-        m.api_requests.with_label_values(&["cdrapi"]).inc();
+        m.api_requests.inc(&["cdrapi"]);
         let t = text(&m);
         assert!(t.contains("ucm_up 1\n"));
         assert!(t.contains("ucm_api_requests_total{action=\"cdrapi\"} 1\n"));

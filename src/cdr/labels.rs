@@ -3,6 +3,8 @@
 //! (`classify`) and queue, ring group and IVR visits (`groups`), build on these, so neither
 //! needs the other's internals.
 
+use std::sync::Arc;
+
 use regex::Regex;
 
 use super::parse::Leg;
@@ -10,10 +12,10 @@ use super::parse::Leg;
 /// Which dialled/dialling numbers are the PBX's own extensions, i.e. may become `extension` label values.
 #[derive(Debug, Clone)]
 pub struct ExtensionPattern {
-    re: Regex,
-    /// The pattern is [`Self::DEFAULT`], checked by hand: it runs several times per leg, and the
-    /// regex engine's per-search setup costs more than the check itself.
-    default: bool,
+    /// `None` for [`Self::DEFAULT`], checked by hand: it runs several times per leg, the regex
+    /// engine's per-search setup costs more than the check itself, and a compiled regex and its
+    /// caches are kilobytes that a fleet of a thousand targets would hold a thousand times.
+    re: Option<Arc<Regex>>,
 }
 
 impl ExtensionPattern {
@@ -21,28 +23,30 @@ impl ExtensionPattern {
     pub const DEFAULT: &'static str = "^[0-9]{2,7}$";
 
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        if pattern == Self::DEFAULT {
+            return Ok(Self { re: None });
+        }
         Regex::new(pattern).map(|re| Self {
-            re,
-            default: pattern == Self::DEFAULT,
+            re: Some(Arc::new(re)),
         })
     }
 
     /// The pattern as written, so that two settings can be compared.
     pub fn as_str(&self) -> &str {
-        self.re.as_str()
+        self.re.as_ref().map_or(Self::DEFAULT, |re| re.as_str())
     }
 
     /// Trunk channels (`trunk_N`) are excluded whatever the pattern, so that a permissive pattern cannot turn
     /// trunks into extensions.
     pub fn is_local(&self, ext: &str) -> bool {
-        if self.default {
+        let Some(re) = &self.re else {
             // `^[0-9]{2,7}$`: Rust's `$` matches only at the very end, so no trailing newline.
             return (2..=7).contains(&ext.len()) && ext.bytes().all(|c| c.is_ascii_digit());
-        }
+        };
         let trunk = ext
             .get(..6)
             .is_some_and(|p| p.eq_ignore_ascii_case("trunk_"));
-        !ext.is_empty() && !trunk && self.re.is_match(ext)
+        !ext.is_empty() && !trunk && re.is_match(ext)
     }
 }
 

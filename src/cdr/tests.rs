@@ -670,6 +670,14 @@ fn extension_pattern() {
     assert!(!any.is_local(""));
     assert!(any.is_local("sales"));
     assert!(ExtensionPattern::new("(").is_err());
+    // The default is checked by hand, without a regex: it must agree with the regex it names.
+    let re = regex::Regex::new(ExtensionPattern::DEFAULT).unwrap();
+    assert_eq!(p.as_str(), ExtensionPattern::DEFAULT);
+    for ext in [
+        "", "1", "12", "1234567", "12345678", "12\n", "\n12", "1 2", "١٢", "00", "+123", "trunk_12",
+    ] {
+        assert_eq!(p.is_local(ext), re.is_match(ext), "{ext:?}");
+    }
 }
 
 #[test]

@@ -348,11 +348,11 @@ pub async fn channels(cx: &Context<'_>) -> Result<Families, UcmError> {
 
 /// The queue rows of `getQueueCalling`/`getCallQueuesMemberMessage`: under `member` of an
 /// object, or the array itself (firmware differ).
-fn members(v: Option<&Value>) -> Vec<Value> {
+fn members(v: Option<&Value>) -> &[Value] {
     match v {
-        Some(Value::Array(rows)) => rows.clone(),
+        Some(Value::Array(rows)) => rows,
         Some(o @ Value::Object(_)) => rows_of(o, "member"),
-        _ => Vec::new(),
+        _ => &[],
     }
 }
 

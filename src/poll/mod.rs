@@ -215,10 +215,7 @@ impl Poller {
             }
             Err(e) => {
                 self.metrics.up.set(0);
-                self.metrics
-                    .poll_errors
-                    .with_label_values(&[e.reason().as_str()])
-                    .inc();
+                self.metrics.poll_errors.inc(&[e.reason().as_str()]);
                 self.status.failed(now, e);
                 tracing::warn!(reason = %e.reason(), "poll failed: {e}");
             }

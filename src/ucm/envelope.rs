@@ -79,7 +79,7 @@ pub fn refusal_error(action: &str, refusal: Refusal) -> UcmError {
 
 /// Decodes a generic envelope into its `response`.
 pub fn decode_envelope(body: &[u8]) -> Result<Value, Refusal> {
-    let v: Value = match serde_json::from_slice(body) {
+    let mut v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
             return Err(if looks_like_forbidden_page(body) {
@@ -93,7 +93,7 @@ pub fn decode_envelope(body: &[u8]) -> Result<Value, Refusal> {
         return Err(refusal);
     }
     match v.get("status").and_then(lenient_i64) {
-        Some(_) => Ok(v.get("response").cloned().unwrap_or(Value::Null)),
+        Some(_) => Ok(v.get_mut("response").map(Value::take).unwrap_or(Value::Null)),
         None => Err(Refusal::Garbage("JSON without a status field".into())),
     }
 }

@@ -25,11 +25,21 @@ pub fn number(v: Option<&Value>) -> Option<u64> {
     }
 }
 
-/// The rows under `key` of one answer: an array, a single object, or nothing.
-pub fn rows_of(response: &Value, key: &str) -> Vec<Value> {
+/// The rows under `key` of one answer: an array, a single object, or nothing. Borrowed, because
+/// a fleet reads thousands of rows a minute and copying each tree was a tenth of its CPU.
+pub fn rows_of<'a>(response: &'a Value, key: &str) -> &'a [Value] {
     match response.get(key) {
-        Some(Value::Array(rows)) => rows.clone(),
-        Some(Value::Object(o)) => vec![Value::Object(o.clone())],
+        Some(Value::Array(rows)) => rows,
+        Some(o @ Value::Object(_)) => std::slice::from_ref(o),
+        _ => &[],
+    }
+}
+
+/// The rows under `key`, taken out of the answer.
+fn take_rows(response: &mut Value, key: &str) -> Vec<Value> {
+    match response.get_mut(key).map(Value::take) {
+        Some(Value::Array(rows)) => rows,
+        Some(o @ Value::Object(_)) => vec![o],
         _ => Vec::new(),
     }
 }
@@ -47,8 +57,8 @@ pub async fn all_rows(
         let mut p = params.clone();
         p.insert("item_num".into(), ITEMS_PER_PAGE.to_string().into());
         p.insert("page".into(), page.to_string().into());
-        let resp = session.call(action, p, |b| decode_envelope(b)).await?;
-        rows.extend(rows_of(&resp, key));
+        let mut resp = session.call(action, p, |b| decode_envelope(b)).await?;
+        rows.append(&mut take_rows(&mut resp, key));
         let total = number(resp.get("total_page")).unwrap_or(1);
         if page >= total || page >= MAX_PAGES {
             return Ok(rows);
@@ -65,7 +75,10 @@ mod tests {
     #[test]
     fn rows_and_numbers_in_every_shape() {
         assert_eq!(rows_of(&json!({"a": [{"x": 1}, {"x": 2}]}), "a").len(), 2);
-        assert_eq!(rows_of(&json!({"a": {"x": 1}}), "a"), vec![json!({"x": 1})]);
+        assert_eq!(rows_of(&json!({"a": {"x": 1}}), "a"), [json!({"x": 1})]);
+        assert_eq!(take_rows(&mut json!({"a": [{"x": 1}, {"x": 2}]}), "a").len(), 2);
+        assert_eq!(take_rows(&mut json!({"a": {"x": 1}}), "a"), [json!({"x": 1})]);
+        assert!(take_rows(&mut json!({"a": 1}), "a").is_empty());
         assert!(rows_of(&json!({"a": "none"}), "a").is_empty());
         assert!(rows_of(&json!({}), "a").is_empty());
         assert_eq!(number(Some(&json!(3))), Some(3));

@@ -36,9 +36,11 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(target: &Target) -> anyhow::Result<Self> {
+        // Checked and read even where OpenSSL does the TLS, so that both refuse the same files.
+        let tls = super::tls::client_config(target)?;
         Ok(Transport {
-            http: http_client(target, None)?,
-            bulk: http_client(target, Some(BULK_IDLE_TIMEOUT))?,
+            http: http_client(target, &tls, None)?,
+            bulk: http_client(target, &tls, Some(BULK_IDLE_TIMEOUT))?,
             api_url: target.api_url(),
             timeout: target.request_timeout,
         })
@@ -90,33 +92,35 @@ impl Transport {
     }
 }
 
-/// Builds an HTTP client of one target with its TLS trust settings; `idle` closes its
-/// connections sooner than reqwest's default.
-fn http_client(target: &Target, idle: Option<Duration>) -> anyhow::Result<reqwest::Client> {
-    install_crypto_provider();
+/// Builds an HTTP client of one target with its TLS trust settings (`tls`, shared by its
+/// clients); `idle` closes its connections sooner than reqwest's default.
+fn http_client(
+    target: &Target,
+    #[allow(unused_variables)] tls: &rustls::ClientConfig,
+    idle: Option<Duration>,
+) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .timeout(target.request_timeout)
         .connect_timeout(target.request_timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(1)
         .user_agent(concat!("ucm-exporter/", env!("CARGO_PKG_VERSION")));
+    #[cfg(not(feature = "native-tls"))]
+    {
+        b = b.tls_backend_preconfigured(tls.clone());
+    }
     #[cfg(feature = "native-tls")]
     {
         b = b.tls_backend_native();
-    }
-    if let Some(ca) = &target.ca_file {
-        let pem = std::fs::read(ca)
-            .map_err(|e| anyhow::anyhow!("cannot read CA file {}: {e}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| anyhow::anyhow!("CA file {} is not PEM: {e}", ca.display()))?;
-        if certs.is_empty() {
-            anyhow::bail!("CA file {} holds no certificate", ca.display());
+        if let Some(ca) = &target.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| anyhow::anyhow!("cannot read CA file {}: {e}", ca.display()))?;
+            // Pin: trust only the given CA, so a UCM's self-signed certificate is trusted and
+            // nothing else is.
+            b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
         }
-        // Pin: trust only the given CA, so a UCM's self-signed certificate is trusted and
-        // nothing else is.
-        b = b.tls_certs_only(certs);
-    }
-    if target.insecure_skip_verify {
-        b = b.tls_danger_accept_invalid_certs(true);
+        if target.insecure_skip_verify {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
     }
     if let Some(idle) = idle {
         b = b.pool_idle_timeout(idle);
