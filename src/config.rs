@@ -37,9 +37,6 @@ pub const DEFAULT_SAFETY_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// Re-login before the UCM's ten-minute cookie lifetime runs out, so a poll rarely meets -6.
 pub const DEFAULT_SESSION_RENEW: Duration = Duration::from_secs(540);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often the live status (trunks, extensions, active calls, …) is read: often enough that a
-/// trunk down for two minutes alerts, rarely enough to stay a small share of the UCM's requests.
-pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(30);
 /// The most requests a target may send in any hour, polls and live status together: about
 /// four times what a busy UCM costs at the default intervals (docs/design.md §2.5), so it only
 /// ever stops a defect or a misconfiguration from hammering the UCM.
@@ -308,6 +305,9 @@ pub struct Target {
     pub safety_sweep_interval: Duration,
     pub session_renew_after: Duration,
     pub request_timeout: Duration,
+    /// How often the live status is read; unless set, the poll interval: one status read per
+    /// poll keeps a UCM at about ten requests a minute, and the exporter's share of a core for
+    /// a thousand of them small (README, Performance). Set `30s` for quicker trunk alerts.
     pub status_interval: Duration,
     /// See [`DEFAULT_MAX_REQUESTS_PER_HOUR`].
     pub max_requests_per_hour: usize,
@@ -347,7 +347,7 @@ impl Target {
             safety_sweep_interval: DEFAULT_SAFETY_SWEEP_INTERVAL,
             session_renew_after: DEFAULT_SESSION_RENEW,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            status_interval: DEFAULT_STATUS_INTERVAL,
+            status_interval: DEFAULT_POLL_INTERVAL,
             max_requests_per_hour: DEFAULT_MAX_REQUESTS_PER_HOUR,
             max_queues_per_run: DEFAULT_MAX_QUEUES_PER_RUN,
             collectors: Collector::ALL
@@ -534,7 +534,7 @@ pub fn resolve(
             .unwrap_or(DEFAULT_SAFETY_SWEEP_INTERVAL),
         session_renew_after: fc.session_renew_after.unwrap_or(DEFAULT_SESSION_RENEW),
         request_timeout: fc.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
-        status_interval: fc.status_interval.unwrap_or(DEFAULT_STATUS_INTERVAL),
+        status_interval: fc.status_interval,
         max_requests_per_hour: fc
             .max_requests_per_hour
             .unwrap_or(DEFAULT_MAX_REQUESTS_PER_HOUR),
@@ -669,7 +669,8 @@ struct TargetDefaults {
     safety_sweep_interval: Duration,
     session_renew_after: Duration,
     request_timeout: Duration,
-    status_interval: Duration,
+    /// Unset: each target's own poll interval (see [`Target::status_interval`]).
+    status_interval: Option<Duration>,
     max_requests_per_hour: usize,
     max_queues_per_run: usize,
     collectors: CollectorSwitches,
@@ -695,7 +696,7 @@ impl TargetDefaults {
         t.safety_sweep_interval = self.safety_sweep_interval;
         t.session_renew_after = self.session_renew_after;
         t.request_timeout = self.request_timeout;
-        t.status_interval = self.status_interval;
+        t.status_interval = self.status_interval.unwrap_or(t.poll_interval);
         t.max_requests_per_hour = self.max_requests_per_hour;
         t.max_queues_per_run = self.max_queues_per_run;
         self.collectors.apply(&mut t.collectors);
@@ -849,9 +850,11 @@ fn resolve_file_target(
     if let Some(v) = t.window_mode {
         target.window_mode = v;
     }
-    if let Some(v) = t.status_interval {
-        target.status_interval = v;
-    }
+    // After the poll interval, which it follows unless set.
+    target.status_interval = t
+        .status_interval
+        .or(d.status_interval)
+        .unwrap_or(target.poll_interval);
     t.collectors.apply(&mut target.collectors);
     if let Some(v) = t.request_timeout {
         target.request_timeout = v;
@@ -1090,6 +1093,41 @@ mod tests {
         assert!(
             invalid >= 20 && valid >= 2,
             "{invalid} invalid, {valid} valid"
+        );
+    }
+
+    #[test]
+    fn the_status_interval_follows_each_targets_poll_interval_unless_set() {
+        let target = |name: &str, extra: &str| {
+            format!(
+                "  - name: {name}\n    url: https://{name}\n    username: u\n    \
+                 password_env: OFFICE_PW\n{extra}"
+            )
+        };
+        let intervals = |text: &str| -> Vec<(u64, u64)> {
+            let s = resolve_text(text).unwrap();
+            s.targets
+                .iter()
+                .map(|t| (t.poll_interval.as_secs(), t.status_interval.as_secs()))
+                .collect()
+        };
+        let targets = [
+            target("a", ""),
+            target("b", "    poll_interval: 2m\n"),
+            target("c", "    status_interval: 20s\n"),
+        ]
+        .concat();
+        assert_eq!(
+            intervals(&format!("targets:\n{targets}")),
+            [(60, 60), (120, 120), (60, 20)]
+        );
+        assert_eq!(
+            intervals(&format!("poll_interval: 90s\ntargets:\n{targets}")),
+            [(90, 90), (120, 120), (90, 20)]
+        );
+        assert_eq!(
+            intervals(&format!("status_interval: 30s\ntargets:\n{targets}")),
+            [(60, 30), (120, 30), (60, 20)]
         );
     }
 

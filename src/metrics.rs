@@ -877,11 +877,12 @@ impl TargetMetrics {
                 let l = labels.to_vec();
                 let fits = match family.as_str() {
                     "ucm_cdr_records_total" | "ucm_cdr_late_records_total" => l.is_empty(),
-                    f => self
-                        .counter_vec(f)
-                        .ok_or_else(|| format!("unknown counter {f}"))?
-                        .label_count()
-                        == l.len(),
+                    f => {
+                        self.counter_vec(f)
+                            .ok_or_else(|| format!("unknown counter {f}"))?
+                            .label_count()
+                            == l.len()
+                    }
                 };
                 if !fits {
                     return Err(format!("{family} with label values {labels:?}"));

@@ -93,7 +93,10 @@ pub fn decode_envelope(body: &[u8]) -> Result<Value, Refusal> {
         return Err(refusal);
     }
     match v.get("status").and_then(lenient_i64) {
-        Some(_) => Ok(v.get_mut("response").map(Value::take).unwrap_or(Value::Null)),
+        Some(_) => Ok(v
+            .get_mut("response")
+            .map(Value::take)
+            .unwrap_or(Value::Null)),
         None => Err(Refusal::Garbage("JSON without a status field".into())),
     }
 }

@@ -76,8 +76,14 @@ mod tests {
     fn rows_and_numbers_in_every_shape() {
         assert_eq!(rows_of(&json!({"a": [{"x": 1}, {"x": 2}]}), "a").len(), 2);
         assert_eq!(rows_of(&json!({"a": {"x": 1}}), "a"), [json!({"x": 1})]);
-        assert_eq!(take_rows(&mut json!({"a": [{"x": 1}, {"x": 2}]}), "a").len(), 2);
-        assert_eq!(take_rows(&mut json!({"a": {"x": 1}}), "a"), [json!({"x": 1})]);
+        assert_eq!(
+            take_rows(&mut json!({"a": [{"x": 1}, {"x": 2}]}), "a").len(),
+            2
+        );
+        assert_eq!(
+            take_rows(&mut json!({"a": {"x": 1}}), "a"),
+            [json!({"x": 1})]
+        );
         assert!(take_rows(&mut json!({"a": 1}), "a").is_empty());
         assert!(rows_of(&json!({"a": "none"}), "a").is_empty());
         assert!(rows_of(&json!({}), "a").is_empty());

@@ -165,7 +165,12 @@ mod tests {
         let cert = rcgen::generate_simple_self_signed(vec!["ucm.example".into()]).unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, cert.cert.pem()).unwrap();
-        let mut t = Target::new("a", "https://ucm.example:8089", "u", crate::config::Secret::new("p"));
+        let mut t = Target::new(
+            "a",
+            "https://ucm.example:8089",
+            "u",
+            crate::config::Secret::new("p"),
+        );
         t.ca_file = Some(ca.clone());
         client_config(&t).unwrap();
         let p = provider();
