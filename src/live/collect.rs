@@ -415,7 +415,7 @@ pub async fn queues(cx: &Context<'_>, max_queues: usize) -> Result<Families, Ucm
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for r in members(m.get("CallQueueMembersMessage")) {
             *counts
-                .entry(values::extension_status(text(&r, "status"), false))
+                .entry(values::extension_status(text(r, "status"), false))
                 .or_default() += 1;
         }
         for (st, n) in counts {

@@ -439,7 +439,7 @@ mod tests {
             {"channel1": "PJSIP/2002-0003", "channel2": "PJSIP/2003-0004", "bridge_time": "2026-03-04 10:01:00"},
             {"bridge_time": "2026-03-04 10:01:00"}
         ]});
-        let rows = parse_rows(&crate::ucm::lists::rows_of(&bridged, "channel"), tz);
+        let rows = parse_rows(crate::ucm::lists::rows_of(&bridged, "channel"), tz);
         let t = |s: &str| local_time(s).unwrap();
         assert_eq!(rows.len(), 2, "a row without channels is no call");
         assert_eq!(rows[0].start, Some(t("2026-03-04 10:00:00")));
@@ -453,7 +453,7 @@ mod tests {
             {"channel": "PJSIP/2004-0005", "state": "Ringing", "alloc_time": "2026-03-04 09:59:58", "uniqueid": "17"},
             {"channel": "PJSIP/trunk_2-0006", "state": "Up", "alloc_time": "2026-03-04 09:59:50"}
         ]});
-        let rows = parse_rows(&crate::ucm::lists::rows_of(&unbridged, "channel"), tz);
+        let rows = parse_rows(crate::ucm::lists::rows_of(&unbridged, "channel"), tz);
         assert_eq!(
             rows[0].start,
             Some(t("2026-03-04 09:59:58")),
@@ -613,7 +613,7 @@ mod tests {
             {"channel1": "PJSIP/e-5", "channel2": "PJSIP/f-6", "bridge_time": "2026-03-04 10:05:00",
              "uniqueid1": "1772614800.5", "uniqueid2": "1772614900.6"}
         ]});
-        let rows = parse_rows(&crate::ucm::lists::rows_of(&rows, "channel"), tz);
+        let rows = parse_rows(crate::ucm::lists::rows_of(&rows, "channel"), tz);
         let doubtful: Vec<bool> = rows.iter().map(|r| r.doubtful).collect();
         // Agreeing within a second; a 2009 uniqueid against a 2026 alloc_time; channels
         // created an hour after their bridge; a callee created 100 s after the caller.
