@@ -257,6 +257,9 @@ fn build(key: RunKey, state_dir: &std::path::Path, clock: &SharedClock) -> Resul
     })
 }
 
+/// How long after a poll starts the live status runs: most polls are one request.
+const STATUS_AFTER_POLL: Duration = Duration::from_secs(1);
+
 fn spawn(b: Built, phase: Duration, token: CancellationToken) -> Group {
     let Built {
         key,
@@ -266,9 +269,10 @@ fn spawn(b: Built, phase: Duration, token: CancellationToken) -> Group {
         span,
     } = b;
     let status_interval = key.target.status_interval;
-    // Status runs half an interval after the poll, so the two rarely queue for the session at
-    // once.
-    let status_phase = phase + status_interval / 2;
+    // Status runs right after the poll, over the connection the poll left open (see
+    // `ucm::transport::IDLE_TIMEOUT`); if the poll takes longer, its requests queue behind the
+    // poll's on the session.
+    let status_phase = phase + STATUS_AFTER_POLL;
     let live_span = tracing::info_span!("live", ucm = %key.target.name);
     let tasks = vec![
         tokio::spawn(

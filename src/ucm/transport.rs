@@ -11,13 +11,13 @@ use crate::error::UcmError;
 
 /// A larger answer than this is refused rather than buffered: 1000 CDR entries are ~2 MiB.
 const MAX_BODY: usize = 64 << 20;
-/// How long a connection that carried CDR pages is kept for the next one. A poll's pages follow
-/// each other closely and share it; between polls it is closed, because an idle connection
-/// keeps the read buffer its largest answer grew (up to ~400 KiB), which for a fleet of a
-/// thousand targets was most of the exporter's memory. The small answers of everything else
-/// keep a connection of their own open between cycles, so one TLS handshake per poll is all
-/// this costs.
-const BULK_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle connection is kept for the next request. A poll's pages follow each other
+/// closely, and the live status runs right after the poll (`fleet.rs`), so both share one
+/// connection; between polls it is closed, because an idle connection keeps the read buffer its
+/// largest answer grew (up to ~400 KiB for CDR pages) and about 40 KB of buffers and channels
+/// even after small answers, which for a fleet of a thousand targets was most of the exporter's
+/// memory. One TLS handshake per poll, resumed from the UCM's ticket, is all this costs.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Installs the ring provider as rustls's process default. Both the UCM client (through
 /// reqwest's provider-less rustls) and the exporter's own TLS need one.
@@ -28,8 +28,6 @@ pub fn install_crypto_provider() {
 /// The HTTP client of one target and where it sends requests.
 pub(crate) struct Transport {
     http: reqwest::Client,
-    /// For `cdrapi`, whose pages are large: see [`BULK_IDLE_TIMEOUT`].
-    bulk: reqwest::Client,
     api_url: String,
     timeout: Duration,
 }
@@ -39,8 +37,7 @@ impl Transport {
         // Checked and read even where OpenSSL does the TLS, so that both refuse the same files.
         let tls = super::tls::client_config(target)?;
         Ok(Transport {
-            http: http_client(target, &tls, None)?,
-            bulk: http_client(target, &tls, Some(BULK_IDLE_TIMEOUT))?,
+            http: http_client(target, tls)?,
             api_url: target.api_url(),
             timeout: target.request_timeout,
         })
@@ -49,11 +46,8 @@ impl Transport {
     /// POSTs `{"request": request}` and returns the body of a 200 answer, bounded in size.
     pub(crate) async fn send(&self, action: &str, request: &Value) -> Result<Bytes, UcmError> {
         let body = serde_json::to_vec(&json!({ "request": request })).expect("JSON value encodes");
-        let client = match action {
-            "cdrapi" => &self.bulk,
-            _ => &self.http,
-        };
-        let mut resp = client
+        let mut resp = self
+            .http
             .post(&self.api_url)
             .header("Content-Type", "application/json;charset=UTF-8")
             .body(body)
@@ -92,21 +86,20 @@ impl Transport {
     }
 }
 
-/// Builds an HTTP client of one target with its TLS trust settings (`tls`, shared by its
-/// clients); `idle` closes its connections sooner than reqwest's default.
+/// Builds the HTTP client of one target with its TLS trust settings (`tls`).
 fn http_client(
     target: &Target,
-    #[allow(unused_variables)] tls: &rustls::ClientConfig,
-    idle: Option<Duration>,
+    #[allow(unused_variables)] tls: rustls::ClientConfig,
 ) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .timeout(target.request_timeout)
         .connect_timeout(target.request_timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(1)
+        .pool_idle_timeout(IDLE_TIMEOUT)
         .user_agent(concat!("ucm-exporter/", env!("CARGO_PKG_VERSION")));
     #[cfg(not(feature = "native-tls"))]
     {
-        b = b.tls_backend_preconfigured(tls.clone());
+        b = b.tls_backend_preconfigured(tls);
     }
     #[cfg(feature = "native-tls")]
     {
@@ -121,9 +114,6 @@ fn http_client(
         if target.insecure_skip_verify {
             b = b.tls_danger_accept_invalid_certs(true);
         }
-    }
-    if let Some(idle) = idle {
-        b = b.pool_idle_timeout(idle);
     }
     Ok(b.build()?)
 }
