@@ -21,4 +21,4 @@ mod transport;
 
 pub use envelope::{decode_envelope, is_refusal, Refusal};
 pub use session::{ClientEvents, Session};
-pub use transport::install_crypto_provider;
+pub use tls::install_crypto_provider;

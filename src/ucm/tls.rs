@@ -59,8 +59,14 @@ pub(crate) fn client_config(target: &Target) -> anyhow::Result<ClientConfig> {
     Ok(config)
 }
 
+/// Installs the ring provider as rustls's process default. Both the UCM client (through
+/// reqwest's provider-less rustls) and the exporter's own TLS need one.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn provider() -> Arc<CryptoProvider> {
-    super::install_crypto_provider();
+    install_crypto_provider();
     CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))

@@ -19,12 +19,6 @@ const MAX_BODY: usize = 64 << 20;
 /// memory. One TLS handshake per poll, resumed from the UCM's ticket, is all this costs.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Installs the ring provider as rustls's process default. Both the UCM client (through
-/// reqwest's provider-less rustls) and the exporter's own TLS need one.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The HTTP client of one target and where it sends requests.
 pub(crate) struct Transport {
     http: reqwest::Client,
