@@ -57,7 +57,9 @@ impl IntCounterVec {
             .or_default() += n;
     }
 
-    /// The value of a series; 0 for one that does not exist.
+    /// The value of a series; 0 for one that does not exist. Scrapes read the gathered family;
+    /// this is for tests.
+    #[cfg(test)]
     pub fn get(&self, labels: &[&str]) -> u64 {
         let series = self.0.series.lock().expect("not poisoned");
         series.get(&Labels::new(labels)).copied().unwrap_or(0)
