@@ -13,6 +13,7 @@ use foldhash::HashMap;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 
+use crate::exposition::{write_header, write_sample, LabelOrder, TextFamily, Value};
 use crate::series::Labels;
 
 /// Clones share their series, as the `prometheus` crate's vectors do.
@@ -21,13 +22,16 @@ pub struct IntCounterVec(Arc<Inner>);
 
 struct Inner {
     desc: Desc,
+    order: LabelOrder,
     series: Mutex<HashMap<Labels, u64>>,
 }
 
 impl IntCounterVec {
     pub fn new(name: &str, help: &str, labels: &[&str]) -> Self {
+        let desc = desc(name, help, labels);
         IntCounterVec(Arc::new(Inner {
-            desc: desc(name, help, labels),
+            order: LabelOrder::new(&desc.variable_labels),
+            desc,
             series: Mutex::default(),
         }))
     }
@@ -63,6 +67,25 @@ impl IntCounterVec {
     pub fn get(&self, labels: &[&str]) -> u64 {
         let series = self.0.series.lock().expect("not poisoned");
         series.get(&Labels::new(labels)).copied().unwrap_or(0)
+    }
+}
+
+impl TextFamily for IntCounterVec {
+    fn name(&self) -> &str {
+        &self.0.desc.fq_name
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>) {
+        let series = self.0.series.lock().expect("not poisoned");
+        if series.is_empty() {
+            return;
+        }
+        let name = &self.0.desc.fq_name;
+        write_header(out, name, &self.0.desc.help, "counter");
+        let all = series.iter().map(|(l, &v)| (l, v));
+        self.0.order.write_sorted(out, all, |out, labels, v| {
+            write_sample(out, name, "", labels, None, Value::Int(v))
+        });
     }
 }
 
@@ -161,6 +184,15 @@ mod tests {
         theirs.register(Box::new(lone_t)).unwrap();
         let text = |r: &Registry| TextEncoder::new().encode_to_string(&r.gather()).unwrap();
         assert_eq!(text(&mine), text(&theirs));
+        // Written straight from the series, without gathering.
+        let mut direct = Vec::new();
+        m.write_text(&mut direct);
+        lone.write_text(&mut direct);
+        assert_eq!(String::from_utf8(direct).unwrap(), text(&theirs));
+        // A family without series writes nothing, as a registry leaves it out.
+        let mut none = Vec::new();
+        IntCounterVec::new("z_total", "Never.", &["a"]).write_text(&mut none);
+        assert!(none.is_empty());
         assert_eq!(m.get(&["a", "new\nline"]), 12_345_678_902);
         assert_eq!(m.get(&["c", "none"]), 0);
         assert_eq!((m.label_count(), lone.label_count()), (2, 0));

@@ -17,13 +17,17 @@
 //! browser) inflates it again, while keeping the text too cost a fleet of a thousand targets
 //! over 200 MiB.
 
+use std::cell::RefCell;
 use std::io::Write;
 
 use bytes::Bytes;
 use flate2::write::DeflateEncoder;
 use flate2::{Compression, Crc};
+use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::series::Labels;
 
 /// No file name, no modification time (0), OS "unknown": the body does not depend on when or
 /// where it was made.
@@ -41,21 +45,26 @@ pub struct Prepared {
 impl Prepared {
     /// `families` must be sorted by name and must not share a name with the families a scrape
     /// adds (see [`body`]).
-    pub fn new(families: &[MetricFamily]) -> Self {
-        let mut text = Vec::with_capacity(64 * 1024);
-        encode(families, &mut text);
-        let mut enc = DeflateEncoder::new(Vec::with_capacity(text.len() / 8), Compression::fast());
-        enc.write_all(&text).expect("writing to a Vec cannot fail");
-        // `flush` on a deflate writer is a sync flush: it ends the block and pads to a byte
-        // boundary without marking the stream finished.
-        enc.flush().expect("writing to a Vec cannot fail");
-        // Taking the output leaves the encoder an empty Vec; the final block it writes there
-        // when dropped is thrown away with it.
-        let mut deflated = std::mem::take(enc.get_mut());
+    pub fn new(families: &[&dyn TextFamily]) -> Self {
+        TEXT.with_borrow_mut(|text| {
+            text.clear();
+            for f in families {
+                f.write_text(text);
+            }
+            let prepared = Self::from_text(text);
+            if text.capacity() > TEXT_KEEP {
+                *text = Vec::new();
+            }
+            prepared
+        })
+    }
+
+    fn from_text(text: &[u8]) -> Self {
+        let mut deflated = deflate(Vec::with_capacity(text.len() / 8), text, End::Open);
         // Kept for as long as nothing changes: no growth slack.
         deflated.shrink_to_fit();
         let mut crc = Crc::new();
-        crc.update(&text);
+        crc.update(text);
         Prepared {
             deflated: deflated.into(),
             crc,
@@ -90,6 +99,233 @@ fn encode(families: &[MetricFamily], out: &mut Vec<u8>) {
     TextEncoder::new()
         .encode(families, out)
         .expect("encoding gathered families into a Vec cannot fail");
+}
+
+thread_local! {
+    /// The text of the families a publication prepares, reused from one to the next: a thousand
+    /// targets each publishing a few hundred KB a minute paid more for fresh pages than for
+    /// writing the text.
+    static TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A deflate compressor and its tables (a few hundred KB), reset rather than rebuilt for
+    /// each publication and each gzip scrape.
+    static DEFLATE: RefCell<Option<DeflateEncoder<Vec<u8>>>> = const { RefCell::new(None) };
+}
+
+/// The largest buffer [`TEXT`] keeps between publications, per thread.
+const TEXT_KEEP: usize = 4 << 20;
+
+/// How [`deflate`] ends its stream.
+enum End {
+    /// With a sync flush: byte-aligned and not final, so more deflate data may follow.
+    Open,
+    /// With the final block.
+    Final,
+}
+
+/// `out` with `text` appended as a raw deflate stream of its own, compressed by this thread's
+/// compressor.
+fn deflate(out: Vec<u8>, text: &[u8], end: End) -> Vec<u8> {
+    DEFLATE.with_borrow_mut(|slot| {
+        let enc = match slot {
+            Some(enc) => {
+                // Ends the previous stream into the empty Vec taken below, which is dropped,
+                // and starts this one with the compressor's tables as they were allocated.
+                let _ = enc.reset(out);
+                enc
+            }
+            None => slot.insert(DeflateEncoder::new(out, Compression::fast())),
+        };
+        enc.write_all(text).expect("writing to a Vec cannot fail");
+        match end {
+            // `flush` on a deflate writer is a sync flush: it ends the block and pads to a byte
+            // boundary without marking the stream finished.
+            End::Open => enc.flush().expect("writing to a Vec cannot fail"),
+            End::Final => enc.try_finish().expect("writing to a Vec cannot fail"),
+        }
+        std::mem::take(enc.get_mut())
+    })
+}
+
+/// A family that writes itself in the text format, byte for byte as [`TextEncoder`] writes it
+/// once a registry has gathered it: series sorted by their label values (label names sorted),
+/// and nothing for a family without series. The call series are written this way at every
+/// publication; building a protobuf for each of a target's thousand-odd series first, then
+/// encoding those, cost three times as much.
+pub trait TextFamily: Send + Sync {
+    fn name(&self) -> &str;
+    fn write_text(&self, out: &mut Vec<u8>);
+}
+
+/// A family's label names sorted as the text format has them, and where each one's value sits
+/// among the values in the order the family declares its names.
+pub(crate) struct LabelOrder {
+    names: Box<[String]>,
+    declared_at: Box<[usize]>,
+}
+
+impl LabelOrder {
+    pub fn new(declared: &[String]) -> Self {
+        let mut declared_at: Vec<usize> = (0..declared.len()).collect();
+        declared_at.sort_by(|&a, &b| declared[a].cmp(&declared[b]));
+        LabelOrder {
+            names: declared_at.iter().map(|&i| declared[i].clone()).collect(),
+            declared_at: declared_at.into(),
+        }
+    }
+
+    /// Writes `series` (label values in declared order, and what each series holds) sorted as
+    /// a registry sorts them, each through `write`.
+    pub fn write_sorted<'a, V>(
+        &self,
+        out: &mut Vec<u8>,
+        series: impl ExactSizeIterator<Item = (&'a Labels, V)>,
+        mut write: impl FnMut(&mut Vec<u8>, &SeriesLabels<'_>, V),
+    ) {
+        let k = self.names.len();
+        let mut values: Vec<&str> = Vec::with_capacity(series.len() * k);
+        let mut held = Vec::with_capacity(series.len());
+        let mut declared: Vec<&str> = Vec::with_capacity(k);
+        for (labels, v) in series {
+            declared.clear();
+            declared.extend(labels.iter());
+            debug_assert_eq!(declared.len(), k);
+            values.extend(self.declared_at.iter().map(|&i| declared[i]));
+            held.push(Some(v));
+        }
+        let of = |i: usize| &values[i * k..(i + 1) * k];
+        let mut order: Vec<usize> = (0..held.len()).collect();
+        order.sort_unstable_by(|&a, &b| of(a).cmp(of(b)));
+        for i in order {
+            let labels = SeriesLabels {
+                names: &self.names,
+                values: of(i),
+            };
+            let v = held[i].take().expect("each series is written once");
+            write(out, &labels, v);
+        }
+    }
+}
+
+/// The label set of one series: names sorted, and their values.
+pub(crate) struct SeriesLabels<'a> {
+    names: &'a [String],
+    values: &'a [&'a str],
+}
+
+impl SeriesLabels<'_> {
+    /// A series without labels.
+    pub const NONE: SeriesLabels<'static> = SeriesLabels {
+        names: &[],
+        values: &[],
+    };
+
+    /// `{a="x",b="y"}` with `extra` (such as `le`) last; nothing for no labels.
+    fn write(&self, out: &mut Vec<u8>, extra: Option<(&str, &str)>) {
+        let pairs = self
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter().copied())
+            .chain(extra);
+        let mut sep = b'{';
+        for (n, v) in pairs {
+            out.push(sep);
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b"=\"");
+            out.extend_from_slice(escape(v, true).as_bytes());
+            out.push(b'"');
+            sep = b',';
+        }
+        if sep == b',' {
+            out.push(b'}');
+        }
+    }
+}
+
+/// `# HELP` and `# TYPE` lines as [`TextEncoder`] writes them.
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
+    if !help.is_empty() {
+        out.extend_from_slice(b"# HELP ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(escape(help, false).as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(kind.as_bytes());
+    out.push(b'\n');
+}
+
+/// One sample line: `name` and `suffix`, the series' labels and `extra`, and `value`.
+pub(crate) fn write_sample(
+    out: &mut Vec<u8>,
+    name: &str,
+    suffix: &str,
+    labels: &SeriesLabels<'_>,
+    extra: Option<(&str, &str)>,
+    value: Value,
+) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(suffix.as_bytes());
+    labels.write(out, extra);
+    out.push(b' ');
+    match value {
+        // Written as the f64 it is gathered as: the same digits up to 2^53.
+        Value::Int(n) if n <= 1 << 53 => {
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes())
+        }
+        Value::Int(n) => write!(out, "{}", n as f64).expect("writing to a Vec cannot fail"),
+        Value::Float(v) => write!(out, "{v}").expect("writing to a Vec cannot fail"),
+    }
+    out.push(b'\n');
+}
+
+/// A sample's value.
+#[derive(Clone, Copy)]
+pub(crate) enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+/// Plain counters and gauges of the `prometheus` crate among the call series.
+impl TextFamily for prometheus::IntCounter {
+    fn name(&self) -> &str {
+        &self.desc()[0].fq_name
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>) {
+        let d = self.desc()[0];
+        write_header(out, &d.fq_name, &d.help, "counter");
+        write_sample(
+            out,
+            &d.fq_name,
+            "",
+            &SeriesLabels::NONE,
+            None,
+            Value::Int(self.get()),
+        );
+    }
+}
+
+impl TextFamily for prometheus::Gauge {
+    fn name(&self) -> &str {
+        &self.desc()[0].fq_name
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>) {
+        let d = self.desc()[0];
+        write_header(out, &d.fq_name, &d.help, "gauge");
+        write_sample(
+            out,
+            &d.fq_name,
+            "",
+            &SeriesLabels::NONE,
+            None,
+            Value::Float(self.get()),
+        );
+    }
 }
 
 /// One family already in the text format: what a live-status run leaves for every scrape until
@@ -206,9 +442,7 @@ pub fn body_with(
     out.extend_from_slice(deflated);
     // A deflate stream of its own: its back-references stay within its own bytes, so it does
     // not matter that the compressor never saw the prepared part.
-    let mut enc = DeflateEncoder::new(out, Compression::fast());
-    enc.write_all(&text).expect("writing to a Vec cannot fail");
-    let mut out = enc.finish().expect("writing to a Vec cannot fail");
+    let mut out = deflate(out, &text, End::Final);
     // `Crc` cannot be cloned; extending an empty one by the prepared CRC copies it.
     let mut crc = Crc::new();
     if let Some(p) = prepared {
@@ -227,6 +461,26 @@ mod tests {
     use std::io::Read;
 
     use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
+
+    /// Gathered families written as they are.
+    impl TextFamily for MetricFamily {
+        fn name(&self) -> &str {
+            MetricFamily::name(self)
+        }
+
+        fn write_text(&self, out: &mut Vec<u8>) {
+            encode(std::slice::from_ref(self), out);
+        }
+    }
+
+    fn prepared(families: &[MetricFamily]) -> Prepared {
+        Prepared::new(
+            &families
+                .iter()
+                .map(|f| f as &dyn TextFamily)
+                .collect::<Vec<_>>(),
+        )
+    }
 
     /// Two registries whose family names interleave (`a_`, `c_` in one, `b_` in the other), with
     /// `n` series in the big one so its text spans many deflate blocks.
@@ -283,14 +537,10 @@ mod tests {
         for n in [0, 3, 20_000] {
             let (big, small) = registries(n);
             let all = gather(&[&big, &small]);
-            v.push((
-                Some(Prepared::new(&gather(&[&big]))),
-                gather(&[&small]),
-                all,
-            ));
+            v.push((Some(prepared(&gather(&[&big]))), gather(&[&small]), all));
             // Nothing fresh.
             v.push((
-                Some(Prepared::new(&gather(&[&big]))),
+                Some(prepared(&gather(&[&big]))),
                 Vec::new(),
                 gather(&[&big]),
             ));
@@ -314,7 +564,7 @@ mod tests {
         }
         // The big case really is big: many deflate blocks, past the encoder's 32 KiB buffer.
         let (big, _) = registries(20_000);
-        assert!(Prepared::new(&gather(&[&big])).text().len() > 500_000);
+        assert!(prepared(&gather(&[&big])).text().len() > 500_000);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 
 use crate::counter::{desc, family, label_pairs};
+use crate::exposition::{write_header, write_sample, LabelOrder, TextFamily, Value};
 use crate::series::{HistValue, Labels};
 
 /// Clones share their series, as the `prometheus` crate's vectors do.
@@ -20,15 +21,28 @@ pub struct IntHistogramVec(Arc<Inner>);
 
 struct Inner {
     desc: Desc,
+    order: LabelOrder,
     bounds: Vec<f64>,
+    /// The bounds as `le` values, `+Inf` last unless a bound is infinite.
+    le: Vec<String>,
     series: Mutex<HashMap<Labels, HistValue>>,
 }
 
 impl IntHistogramVec {
     pub fn new(name: &str, help: &str, labels: &[&str], bounds: &[f64]) -> Self {
+        let desc = desc(name, help, labels);
+        let mut le: Vec<String> = bounds.iter().map(f64::to_string).collect();
+        if !bounds
+            .iter()
+            .any(|b| b.is_infinite() && b.is_sign_positive())
+        {
+            le.push("+Inf".to_string());
+        }
         IntHistogramVec(Arc::new(Inner {
-            desc: desc(name, help, labels),
+            order: LabelOrder::new(&desc.variable_labels),
+            desc,
             bounds: bounds.to_vec(),
+            le,
             series: Mutex::default(),
         }))
     }
@@ -61,6 +75,42 @@ impl IntHistogramVec {
         }
         have.count += v.count;
         have.sum += v.sum;
+    }
+}
+
+impl TextFamily for IntHistogramVec {
+    fn name(&self) -> &str {
+        &self.0.desc.fq_name
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>) {
+        let series = self.0.series.lock().expect("not poisoned");
+        if series.is_empty() {
+            return;
+        }
+        let name = &self.0.desc.fq_name;
+        write_header(out, name, &self.0.desc.help, "histogram");
+        self.0
+            .order
+            .write_sorted(out, series.iter(), |out, labels, v| {
+                let mut cumulative = 0;
+                // Past the bounds, the `+Inf` bucket: every observation.
+                let counts = v.buckets.iter().chain(std::iter::repeat(&0));
+                for (le, n) in self.0.le.iter().zip(counts) {
+                    cumulative += n;
+                    let n = if le == "+Inf" { v.count } else { cumulative };
+                    write_sample(
+                        out,
+                        name,
+                        "_bucket",
+                        labels,
+                        Some(("le", le)),
+                        Value::Int(n),
+                    );
+                }
+                write_sample(out, name, "_sum", labels, None, Value::Int(v.sum));
+                write_sample(out, name, "_count", labels, None, Value::Int(v.count));
+            });
     }
 }
 
@@ -97,5 +147,54 @@ impl Collector for IntHistogramVec {
             metrics.push(m);
         }
         vec![family(&self.0.desc, MetricType::HISTOGRAM, metrics)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{HistogramOpts, Registry, TextEncoder};
+
+    /// The same whole-second observations through this vector, written directly or gathered,
+    /// and through the `prometheus` crate's histogram give the same text.
+    #[test]
+    fn writes_as_the_prometheus_crates_histogram_vector() {
+        let bounds = [1.0, 2.5, 10.0, 1e6];
+        let labels = ["zone", "kind"];
+        let mine = IntHistogramVec::new("h_seconds", "Waits \\ in\nseconds.", &labels, &bounds);
+        let theirs = prometheus::HistogramVec::new(
+            HistogramOpts::new("h_seconds", "Waits \\ in\nseconds.").buckets(bounds.to_vec()),
+            &labels,
+        )
+        .unwrap();
+        let observed: [([&str; 2], &[u64]); 4] = [
+            (["b", "x"], &[0, 2, 3, 11, 400, 2_000_000]),
+            (["a", "y\"q"], &[1]),
+            (["a", "new\nline"], &[10, 10]),
+            (["", "é"], &[3]),
+        ];
+        for (l, secs) in observed {
+            let mut v = HistValue::zero(&bounds);
+            for &s in secs {
+                v.observe(&bounds, s);
+                theirs.with_label_values(&l).observe(s as f64);
+            }
+            mine.add(&l, &v);
+        }
+        mine.touch(&["c", "z"]);
+        theirs.with_label_values(&["c", "z"]);
+        let text = |c: Box<dyn Collector>| {
+            let r = Registry::new();
+            r.register(c).unwrap();
+            TextEncoder::new().encode_to_string(&r.gather()).unwrap()
+        };
+        let want = text(Box::new(theirs));
+        let mut direct = Vec::new();
+        mine.write_text(&mut direct);
+        assert_eq!(String::from_utf8(direct).unwrap(), want);
+        assert_eq!(text(Box::new(mine.clone())), want);
+        let mut none = Vec::new();
+        IntHistogramVec::new("e_seconds", "Empty.", &[], &bounds).write_text(&mut none);
+        assert!(none.is_empty());
     }
 }

@@ -25,7 +25,7 @@ use crate::cdr::{
 use crate::collector_health::Health;
 use crate::config::DEFAULT_SERVICE_LEVELS;
 use crate::error::Reason;
-use crate::exposition::{self, Encoded, Prepared};
+use crate::exposition::{self, Encoded, Prepared, TextFamily};
 use crate::histogram::IntHistogramVec;
 use crate::series::SeriesValues;
 
@@ -248,8 +248,9 @@ pub struct TargetMetrics {
     /// The live-status series of each collector as its last run left them, encoded, replaced
     /// whole so a scrape never sees half a run (docs/design.md §9).
     live: RwLock<BTreeMap<&'static str, Vec<Encoded>>>,
-    /// Call series: changed only by [`Self::apply`] and [`Self::add_trunk`], which publish them.
-    calls_registry: Registry,
+    /// Call series, sorted by name: changed only by [`Self::apply`] and [`Self::add_trunk`],
+    /// which publish them.
+    call_families: Vec<Box<dyn TextFamily>>,
     cdr_records: IntCounter,
     cdr_late_records: IntCounter,
     cdr_skipped: IntCounterVec,
@@ -281,16 +282,13 @@ fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCo
     c
 }
 
-fn histogram_vec(
-    reg: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: &[f64],
-) -> IntHistogramVec {
-    let h = IntHistogramVec::new(name, help, labels, buckets);
-    reg.register(Box::new(h.clone())).expect("unique metric");
-    h
+/// A call series family, published as text (see [`Prepared`]).
+fn call_family<F: TextFamily + Clone + 'static>(
+    families: &mut Vec<Box<dyn TextFamily>>,
+    f: F,
+) -> F {
+    families.push(Box::new(f.clone()));
+    f
 }
 
 impl TargetMetrics {
@@ -303,7 +301,7 @@ impl TargetMetrics {
     /// within N s" is one `_bucket` series over `_count`.
     pub fn with_service_levels(extension_max: usize, service_levels: &[u64]) -> Self {
         let status = Registry::new();
-        let calls_registry = Registry::new();
+        let mut call_families: Vec<Box<dyn TextFamily>> = Vec::new();
         macro_rules! reg {
             ($registry:expr, $m:expr) => {{
                 let m = $m.expect("valid metric");
@@ -358,15 +356,15 @@ impl TargetMetrics {
             status,
             IntCounter::new("ucm_login_failures_total", "Login attempts that failed.")
         );
-        let cdr_records = reg!(calls_registry, IntCounter::new(
+        let cdr_records = call_family(&mut call_families, IntCounter::new(
             "ucm_cdr_records_total",
             "New CDR legs ingested, after de-duplication (ForkCDR copies and main_cdr summaries excluded)."
-        ));
-        let cdr_late_records = reg!(calls_registry, IntCounter::new(
+        ).expect("valid metric"));
+        let cdr_late_records = call_family(&mut call_families, IntCounter::new(
             "ucm_cdr_late_records_total",
             "CDR legs that a safety sweep found and the fast window mode (end or channels) had missed: \
              counted when found. Any increase makes the target fall back to start windows."
-        ));
+        ).expect("valid metric"));
         let window_mode = IntGaugeVec::new(
             Opts::new(
                 "ucm_cdr_window_mode",
@@ -419,23 +417,26 @@ impl TargetMetrics {
         status
             .register(Box::new(clock_skew.clone()))
             .expect("unique metric");
-        let cdr_skipped = counter_vec(
-            &calls_registry,
+        let cdr_skipped = call_family(
+            &mut call_families,
+            IntCounterVec::new(
             "ucm_cdr_skipped_total",
             "CDR entries served by the UCM but not counted, by reason: no_legs (a summary without \
              legs), bad_start (a start time that does not parse), too_old (older than \
              every window still tracked). Each entry counts once while it is within reach.",
             &["reason"],
+            ),
         );
         for s in Skip::ALL {
             cdr_skipped.touch(&[s.as_str()]);
         }
-        let last_record = reg!(
-            calls_registry,
+        let last_record = call_family(
+            &mut call_families,
             Gauge::new(
                 "ucm_cdr_last_record_timestamp_seconds",
-                "Start time (Unix) of the newest call ingested."
+                "Start time (Unix) of the newest call ingested.",
             )
+            .expect("valid metric"),
         );
         let poll_errors = counter_vec(
             &status,
@@ -473,69 +474,87 @@ impl TargetMetrics {
                 "Requests the last poll was allowed: what its plan was expected to need plus a margin."
             )
         );
-        let calls = counter_vec(
-            &calls_registry,
+        let calls = call_family(
+            &mut call_families,
+            IntCounterVec::new(
             "ucm_calls_total",
             "Calls (one per cdr_root entry), counted once, by direction, trunk and disposition.",
             &["direction", "trunk", "disposition"],
+            ),
         );
-        let talk = histogram_vec(
-            &calls_registry,
-            "ucm_call_talk_seconds",
-            "Talk time of answered calls: billsec summed over the legs a person answered.",
-            &["direction", "trunk"],
-            &TALK_BUCKETS,
+        let talk = call_family(
+            &mut call_families,
+            IntHistogramVec::new(
+                "ucm_call_talk_seconds",
+                "Talk time of answered calls: billsec summed over the legs a person answered.",
+                &["direction", "trunk"],
+                &TALK_BUCKETS,
+            ),
         );
-        let wait = histogram_vec(
-            &calls_registry,
-            "ucm_call_wait_seconds",
-            "How long the caller waited: until a person answered, or until the call ended.",
-            &["direction", "trunk", "disposition"],
-            &WAIT_BUCKETS,
+        let wait = call_family(
+            &mut call_families,
+            IntHistogramVec::new(
+                "ucm_call_wait_seconds",
+                "How long the caller waited: until a person answered, or until the call ended.",
+                &["direction", "trunk", "disposition"],
+                &WAIT_BUCKETS,
+            ),
         );
-        let extension_calls = counter_vec(
-            &calls_registry,
+        let extension_calls = call_family(
+            &mut call_families,
+            IntCounterVec::new(
             "ucm_extension_calls_total",
             "Calls per local extension: placed (role=caller, call outcome) or rung (role=callee, the extension's best outcome).",
             &["extension", "role", "disposition"],
+            ),
         );
-        let extension_talk = counter_vec(
-            &calls_registry,
-            "ucm_extension_talk_seconds_total",
-            "Talk seconds of person-answered legs the extension took part in.",
-            &["extension", "role"],
+        let extension_talk = call_family(
+            &mut call_families,
+            IntCounterVec::new(
+                "ucm_extension_talk_seconds_total",
+                "Talk seconds of person-answered legs the extension took part in.",
+                &["extension", "role"],
+            ),
         );
         let mut group_buckets: Vec<f64> = GROUP_WAIT_BUCKETS.to_vec();
         group_buckets.extend(service_levels.iter().map(|&s| s as f64));
         group_buckets.sort_by(f64::total_cmp);
         group_buckets.dedup();
-        let group_calls = counter_vec(
-            &calls_registry,
+        let group_calls = call_family(
+            &mut call_families,
+            IntCounterVec::new(
             "ucm_group_calls_total",
             "Calls that passed a queue or ring group, once per group per call, by what happened there: \
              answered (by a person), voicemail, timeout (the call went on elsewhere), abandoned (it ended there).",
             &["kind", "group", "outcome"],
+            ),
         );
-        let group_wait = histogram_vec(
-            &calls_registry,
+        let group_wait = call_family(
+            &mut call_families,
+            IntHistogramVec::new(
             "ucm_group_wait_seconds",
             "Seconds from entering a queue or ring group until a person answered, or until the call left it. \
              The configured service levels are buckets.",
             &["kind", "group", "outcome"],
             &group_buckets,
+            ),
         );
-        let group_members = counter_vec(
-            &calls_registry,
+        let group_members = call_family(
+            &mut call_families,
+            IntCounterVec::new(
             "ucm_group_member_calls_total",
             "Calls a queue or ring group rang a member extension with, once per call: answered or missed.",
             &["kind", "group", "extension", "outcome"],
+            ),
         );
-        let ivr_calls = counter_vec(
-            &calls_registry,
+        let ivr_calls = call_family(
+            &mut call_families,
+            IntCounterVec::new(
             "ucm_ivr_calls_total",
             "Calls that passed an IVR menu, once per menu per call: routed (sent on), hangup (the caller \
              hung up in the menu), timeout (the menu ended the call).",
             &["ivr", "outcome"],
+            ),
         );
         for r in Reason::ALL.map(Reason::as_str) {
             poll_errors.touch(&[r]);
@@ -543,6 +562,7 @@ impl TargetMetrics {
         for a in ACTIONS {
             api_requests.touch(&[a]);
         }
+        call_families.sort_by(|a, b| a.name().cmp(b.name()));
         let m = TargetMetrics {
             status,
             up,
@@ -563,7 +583,7 @@ impl TargetMetrics {
             clock_skew,
             collectors: Health::default(),
             live: RwLock::default(),
-            calls_registry,
+            call_families,
             cdr_records,
             cdr_late_records,
             cdr_skipped,
@@ -948,7 +968,9 @@ impl TargetMetrics {
     pub fn publish(&self) {
         let publish = || {
             let _one_at_a_time = self.publishing.lock().expect("not poisoned");
-            let next = Arc::new(Prepared::new(&self.calls_registry.gather()));
+            let next = Arc::new(Prepared::new(
+                &self.call_families.iter().map(|f| &**f).collect::<Vec<_>>(),
+            ));
             let previous =
                 std::mem::replace(&mut *self.prepared.write().expect("not poisoned"), next);
             // Freed after the lock is released: scrapes need not wait for it.

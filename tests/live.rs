@@ -394,24 +394,29 @@ async fn trunk_status_falls_back_to_get_sip_trunk() {
     sim.shutdown().await;
 }
 
+/// The requests of one status cycle of `live`, per action.
+async fn cycle(sim: &SimHandle, live: &mut Live) -> BTreeMap<String, u64> {
+    let before = sim.stats().requests;
+    live.run_once().await;
+    sim.stats()
+        .requests
+        .iter()
+        .map(|(a, n)| (a.clone(), n - before.get(a).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 /// The cost of one status cycle, per action: one request per collector, queues one more per
-/// queue and list (one queue here), system two.
+/// queue and list (one queue here). Model and firmware (getSystemGeneralStatus) are asked once
+/// per boot of the UCM, and again after an hour.
 #[tokio::test]
 async fn a_status_cycle_costs_one_request_per_collector_and_queue_list() {
     let sim = start_sim(busy_sim_config(403)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut live, _) = live(&sim, &live_target(&sim), dir.path());
-    live.run_once().await; // logs in
-    let before = sim.stats().requests;
-    live.run_once().await;
-    let after = sim.stats().requests;
-    let sent: BTreeMap<String, u64> = after
-        .iter()
-        .map(|(a, n)| (a.clone(), n - before.get(a).copied().unwrap_or(0)))
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    let (mut live, metrics) = live(&sim, &live_target(&sim), dir.path());
+    let general = |sent: &BTreeMap<String, u64>| sent.get("getSystemGeneralStatus").copied();
+    assert_eq!(general(&cycle(&sim, &mut live).await), Some(1)); // logs in
     let want: BTreeMap<String, u64> = [
-        ("getSystemGeneralStatus", 1),
         ("getSystemStatus", 1),
         ("listAllTrunk", 1),
         ("listAccount", 1),
@@ -425,7 +430,30 @@ async fn a_status_cycle_costs_one_request_per_collector_and_queue_list() {
     .into_iter()
     .map(|(a, n)| (a.to_string(), n))
     .collect();
-    assert_eq!(sent, want);
+    assert_eq!(cycle(&sim, &mut live).await, want);
+    // The model and firmware asked at the first cycle are still shown.
+    let info = |m: &TargetMetrics| {
+        Scrape::of(m)
+            .0
+            .into_iter()
+            .filter(|s| s.name == "ucm_info")
+            .map(|s| s.labels)
+            .collect::<Vec<_>>()
+    };
+    let shown = info(&metrics);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0]["model"].starts_with("UCM6"), "{shown:?}");
+    assert!(!shown[0]["firmware"].is_empty(), "{shown:?}");
+    // A reboot (as a firmware upgrade does) has them asked again, once.
+    sim.advance(MIN * 2);
+    sim.reboot();
+    assert_eq!(general(&cycle(&sim, &mut live).await), Some(1));
+    assert_eq!(general(&cycle(&sim, &mut live).await), None);
+    assert_eq!(info(&metrics), shown);
+    // As does an hour without a reboot.
+    sim.advance(ucm_exporter::live::GENERAL_MAX_AGE + MIN);
+    assert_eq!(general(&cycle(&sim, &mut live).await), Some(1));
+    assert_eq!(general(&cycle(&sim, &mut live).await), None);
     sim.shutdown().await;
 }
 

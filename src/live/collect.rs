@@ -5,6 +5,7 @@
 //! scrape only copies the text.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -134,12 +135,58 @@ async fn envelope(
     session.call(action, params, |b| decode_envelope(b)).await
 }
 
-/// `ucm_info` and `ucm_boot_time_seconds`: 2 requests.
-pub async fn system(cx: &Context<'_>) -> Result<Families, UcmError> {
-    let general = envelope(cx.session, "getSystemGeneralStatus", Map::new()).await?;
+/// What `getSystemGeneralStatus` last said, and of which boot. Model and firmware change only
+/// with an upgrade, which reboots the UCM, so they are asked again only when the boot time
+/// moves, or after [`GENERAL_MAX_AGE`]: one request a cycle less for every UCM of a fleet.
+pub struct General {
+    model: String,
+    firmware: String,
+    boot: Option<i64>,
+    /// Monotonic time of the reading.
+    read_at: Duration,
+}
+
+pub const GENERAL_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// How far two readings of the boot time (system-time minus up-time, each to the second, read
+/// a request apart) may differ and still be the same boot. A reboot takes longer; a clock step
+/// beyond it only costs a request.
+const SAME_BOOT: i64 = 30;
+
+/// `ucm_info` and `ucm_boot_time_seconds`: `getSystemStatus`, and `getSystemGeneralStatus`
+/// unless `general` still holds for this boot. `monotonic` is the exporter's monotonic time.
+pub async fn system(
+    cx: &Context<'_>,
+    general: &mut Option<General>,
+    monotonic: Duration,
+) -> Result<Families, UcmError> {
     let status = envelope(cx.session, "getSystemStatus", Map::new()).await?;
+    cx.ucm_clock.observe(text(&status, "system-time"));
+    let now = values::system_time(text(&status, "system-time"), cx.tz);
+    let up = values::uptime(&scalar(&status, "up-time"));
+    let boot = now
+        .zip(up)
+        .map(|(now, up)| now - i64::try_from(up).unwrap_or(0));
+    let holds = |g: &General| {
+        g.boot
+            .zip(boot)
+            .is_some_and(|(was, is)| (was - is).abs() <= SAME_BOOT)
+            && monotonic.saturating_sub(g.read_at) < GENERAL_MAX_AGE
+    };
+    let g = match general.take() {
+        Some(g) if holds(&g) => general.insert(g),
+        _ => {
+            let answer = envelope(cx.session, "getSystemGeneralStatus", Map::new()).await?;
+            let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+            general.insert(General {
+                model: words(text(&answer, "product-model")),
+                firmware: text(&answer, "prog-version").to_string(),
+                boot,
+                read_at: monotonic,
+            })
+        }
+    };
     let mut f = Families::default();
-    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut info = Gauge::new(
         "ucm_info",
         "Model, firmware, serial number and MAC address of the UCM (getSystemGeneralStatus, getSystemStatus); always 1.",
@@ -147,28 +194,25 @@ pub async fn system(cx: &Context<'_>) -> Result<Families, UcmError> {
     );
     info.set(
         &[
-            &words(text(&general, "product-model")),
-            text(&general, "prog-version"),
+            &g.model,
+            &g.firmware,
             text(&status, "serial-number"),
             &text(&status, "mac").to_ascii_lowercase(),
         ],
         1.0,
     );
     f.add(info);
-    cx.ucm_clock.observe(text(&status, "system-time"));
-    let now = values::system_time(text(&status, "system-time"), cx.tz);
-    let up = values::uptime(&scalar(&status, "up-time"));
-    match (now, up) {
-        (Some(now), Some(up)) => {
-            let mut boot = Gauge::new(
+    match boot {
+        Some(boot) => {
+            let mut gauge = Gauge::new(
                 "ucm_boot_time_seconds",
                 "Unix time the UCM booted: its system-time minus its up-time (getSystemStatus).",
                 &[],
             );
-            boot.set(&[], (now - i64::try_from(up).unwrap_or(0)) as f64);
-            f.add(boot);
+            gauge.set(&[], boot as f64);
+            f.add(gauge);
         }
-        _ => tracing::debug!(
+        None => tracing::debug!(
             up_time = %scalar(&status, "up-time"),
             system_time = text(&status, "system-time"),
             "cannot read the UCM's up-time or system time; no ucm_boot_time_seconds"

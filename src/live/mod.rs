@@ -29,7 +29,7 @@ use crate::ucm::is_refusal;
 use crate::ucm::Session;
 use crate::ucm_clock::UcmClock;
 
-pub use collect::TrunkSource;
+pub use collect::{TrunkSource, GENERAL_MAX_AGE};
 
 /// Every series the collectors can produce, for the dashboards' and rules' static checks;
 /// `tests/live.rs` holds it to what a run against the simulator gives.
@@ -91,6 +91,7 @@ pub struct Live {
     /// Collectors that run less often than every status interval, and when they run next.
     next_run: BTreeMap<Collector, Duration>,
     trunk_source: Option<TrunkSource>,
+    general: Option<collect::General>,
     /// When the UCM's time is asked for again after it gave none.
     time_rests_until: Option<Duration>,
     max_queues: usize,
@@ -126,6 +127,7 @@ impl Live {
             resting: BTreeMap::new(),
             next_run: BTreeMap::new(),
             trunk_source: None,
+            general: None,
             time_rests_until: None,
             max_queues: target.max_queues_per_run,
             rate_rest: None,
@@ -259,7 +261,9 @@ impl Live {
             now: local_secs(self.clock.local_now(zone)),
         };
         let f = match c {
-            Collector::System => collect::system(&cx).await?,
+            Collector::System => {
+                collect::system(&cx, &mut self.general, self.clock.monotonic()).await?
+            }
             Collector::Trunks => collect::trunks(&cx, &mut self.trunk_source).await?,
             Collector::Extensions => collect::extensions(&cx).await?,
             Collector::Channels => collect::channels(&cx).await?,
