@@ -13,7 +13,7 @@ use foldhash::HashMap;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 
-use crate::exposition::{write_header, write_sample, LabelOrder, TextFamily, Value};
+use crate::exposition::{write_sample, LabelOrder, TextFamily, Value};
 use crate::series::Labels;
 
 /// Clones share their series, as the `prometheus` crate's vectors do.
@@ -77,15 +77,13 @@ impl TextFamily for IntCounterVec {
 
     fn write_text(&self, out: &mut Vec<u8>) {
         let series = self.0.series.lock().expect("not poisoned");
-        if series.is_empty() {
-            return;
-        }
         let name = &self.0.desc.fq_name;
-        write_header(out, name, &self.0.desc.help, "counter");
         let all = series.iter().map(|(l, &v)| (l, v));
-        self.0.order.write_sorted(out, all, |out, labels, v| {
-            write_sample(out, name, "", labels, None, Value::Int(v))
-        });
+        self.0
+            .order
+            .write_family(out, &self.0.desc, "counter", all, |out, labels, v| {
+                write_sample(out, name, "", labels, None, Value::Int(v))
+            });
     }
 }
 

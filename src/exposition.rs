@@ -23,7 +23,7 @@ use std::io::Write;
 use bytes::Bytes;
 use flate2::write::DeflateEncoder;
 use flate2::{Compression, Crc};
-use prometheus::core::Collector;
+use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -173,9 +173,25 @@ impl LabelOrder {
         }
     }
 
-    /// Writes `series` (label values in declared order, and what each series holds) sorted as
-    /// a registry sorts them, each through `write`.
-    pub fn write_sorted<'a, V>(
+    /// Writes the family `desc` describes, of type `kind`, with `series` (label values in
+    /// declared order, and what each series holds) sorted as a registry sorts them, each
+    /// through `write`; nothing when there are no series.
+    pub fn write_family<'a, V>(
+        &self,
+        out: &mut Vec<u8>,
+        desc: &Desc,
+        kind: &str,
+        series: impl ExactSizeIterator<Item = (&'a Labels, V)>,
+        write: impl FnMut(&mut Vec<u8>, &SeriesLabels<'_>, V),
+    ) {
+        if series.len() == 0 {
+            return;
+        }
+        write_header(out, &desc.fq_name, &desc.help, kind);
+        self.write_sorted(out, series, write);
+    }
+
+    fn write_sorted<'a, V>(
         &self,
         out: &mut Vec<u8>,
         series: impl ExactSizeIterator<Item = (&'a Labels, V)>,
@@ -243,7 +259,7 @@ impl SeriesLabels<'_> {
 }
 
 /// `# HELP` and `# TYPE` lines as [`TextEncoder`] writes them.
-pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
+fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
     if !help.is_empty() {
         out.extend_from_slice(b"# HELP ");
         out.extend_from_slice(name.as_bytes());
@@ -296,16 +312,7 @@ impl TextFamily for prometheus::IntCounter {
     }
 
     fn write_text(&self, out: &mut Vec<u8>) {
-        let d = self.desc()[0];
-        write_header(out, &d.fq_name, &d.help, "counter");
-        write_sample(
-            out,
-            &d.fq_name,
-            "",
-            &SeriesLabels::NONE,
-            None,
-            Value::Int(self.get()),
-        );
+        write_single(out, self.desc()[0], "counter", Value::Int(self.get()));
     }
 }
 
@@ -315,17 +322,14 @@ impl TextFamily for prometheus::Gauge {
     }
 
     fn write_text(&self, out: &mut Vec<u8>) {
-        let d = self.desc()[0];
-        write_header(out, &d.fq_name, &d.help, "gauge");
-        write_sample(
-            out,
-            &d.fq_name,
-            "",
-            &SeriesLabels::NONE,
-            None,
-            Value::Float(self.get()),
-        );
+        write_single(out, self.desc()[0], "gauge", Value::Float(self.get()));
     }
+}
+
+/// A family of one series without labels.
+fn write_single(out: &mut Vec<u8>, d: &Desc, kind: &str, value: Value) {
+    write_header(out, &d.fq_name, &d.help, kind);
+    write_sample(out, &d.fq_name, "", &SeriesLabels::NONE, None, value);
 }
 
 /// One family already in the text format: what a live-status run leaves for every scrape until

@@ -12,7 +12,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 
 use crate::counter::{desc, family, label_pairs};
-use crate::exposition::{write_header, write_sample, LabelOrder, TextFamily, Value};
+use crate::exposition::{write_sample, LabelOrder, TextFamily, Value};
 use crate::series::{HistValue, Labels};
 
 /// Clones share their series, as the `prometheus` crate's vectors do.
@@ -85,14 +85,10 @@ impl TextFamily for IntHistogramVec {
 
     fn write_text(&self, out: &mut Vec<u8>) {
         let series = self.0.series.lock().expect("not poisoned");
-        if series.is_empty() {
-            return;
-        }
-        let name = &self.0.desc.fq_name;
-        write_header(out, name, &self.0.desc.help, "histogram");
+        let (name, desc) = (&self.0.desc.fq_name, &self.0.desc);
         self.0
             .order
-            .write_sorted(out, series.iter(), |out, labels, v| {
+            .write_family(out, desc, "histogram", series.iter(), |out, labels, v| {
                 let mut cumulative = 0;
                 // Past the bounds, the `+Inf` bucket: every observation.
                 let counts = v.buckets.iter().chain(std::iter::repeat(&0));
