@@ -26,6 +26,9 @@ use crate::poll::Poller;
 #[derive(Clone, PartialEq)]
 struct RunKey {
     target: Target,
+    /// The CA file's contents when the key was made: a CA replaced under the same name changes
+    /// the target, which the path alone would hide.
+    ca_digest: Option<u64>,
     extension_pattern: String,
     extension_max: usize,
     service_levels: Vec<u64>,
@@ -35,6 +38,12 @@ impl RunKey {
     fn of(settings: &Settings, target: &Target) -> Self {
         RunKey {
             target: target.clone(),
+            // Unreadable, it is `None`, and building the target's client says why.
+            ca_digest: target
+                .ca_file
+                .as_ref()
+                .and_then(|p| std::fs::read(p).ok())
+                .map(|pem| xxhash_rust::xxh3::xxh3_64(&pem)),
             extension_pattern: settings.extension_pattern.as_str().to_string(),
             extension_max: settings.extension_max,
             service_levels: settings.service_levels.clone(),
@@ -299,4 +308,28 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
         set.spawn(f);
     }
     while set.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    /// A CA file rewritten under the same name makes its target's key differ, so a reload
+    /// restarts the target with the new trust; the same contents leave it running.
+    #[test]
+    fn a_ca_file_counts_by_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let mut target = Target::new("office", "https://ucm:8089", "cdrapi", Secret::new("pw"));
+        target.ca_file = Some(ca.clone());
+        let settings = Settings::new(dir.path(), Vec::new());
+        std::fs::write(&ca, "first").unwrap();
+        let before = RunKey::of(&settings, &target);
+        assert!(RunKey::of(&settings, &target) == before);
+        std::fs::write(&ca, "second").unwrap();
+        assert!(RunKey::of(&settings, &target) != before);
+        std::fs::write(&ca, "first").unwrap();
+        assert!(RunKey::of(&settings, &target) == before);
+    }
 }
