@@ -176,7 +176,7 @@ impl LabelOrder {
     /// Writes the family `desc` describes, of type `kind`, with `series` (label values in
     /// declared order, and what each series holds) sorted as a registry sorts them, each
     /// through `write`; nothing when there are no series.
-    pub fn write_family<'a, V>(
+    pub fn write_family<'a, V: Copy>(
         &self,
         out: &mut Vec<u8>,
         desc: &Desc,
@@ -191,7 +191,7 @@ impl LabelOrder {
         self.write_sorted(out, series, write);
     }
 
-    fn write_sorted<'a, V>(
+    fn write_sorted<'a, V: Copy>(
         &self,
         out: &mut Vec<u8>,
         series: impl ExactSizeIterator<Item = (&'a Labels, V)>,
@@ -206,7 +206,7 @@ impl LabelOrder {
             declared.extend(labels.iter());
             debug_assert_eq!(declared.len(), k);
             values.extend(self.declared_at.iter().map(|&i| declared[i]));
-            held.push(Some(v));
+            held.push(v);
         }
         let of = |i: usize| &values[i * k..(i + 1) * k];
         let mut order: Vec<usize> = (0..held.len()).collect();
@@ -216,8 +216,7 @@ impl LabelOrder {
                 names: &self.names,
                 values: of(i),
             };
-            let v = held[i].take().expect("each series is written once");
-            write(out, &labels, v);
+            write(out, &labels, held[i]);
         }
     }
 }

@@ -90,19 +90,21 @@ impl TextFamily for IntHistogramVec {
             .order
             .write_family(out, desc, "histogram", series.iter(), |out, labels, v| {
                 let mut cumulative = 0;
-                // Past the bounds, the `+Inf` bucket: every observation.
-                let counts = v.buckets.iter().chain(std::iter::repeat(&0));
-                for (le, n) in self.0.le.iter().zip(counts) {
+                for (le, n) in self.0.le.iter().zip(&v.buckets) {
                     cumulative += n;
-                    let n = if le == "+Inf" { v.count } else { cumulative };
                     write_sample(
                         out,
                         name,
                         "_bucket",
                         labels,
                         Some(("le", le)),
-                        Value::Int(n),
+                        Value::Int(cumulative),
                     );
+                }
+                // Past the bounds, the `+Inf` bucket: every observation.
+                if let Some(inf) = self.0.le.get(v.buckets.len()) {
+                    let le = Some(("le", inf.as_str()));
+                    write_sample(out, name, "_bucket", labels, le, Value::Int(v.count));
                 }
                 write_sample(out, name, "_sum", labels, None, Value::Int(v.sum));
                 write_sample(out, name, "_count", labels, None, Value::Int(v.count));

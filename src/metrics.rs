@@ -563,6 +563,8 @@ impl TargetMetrics {
             api_requests.touch(&[a]);
         }
         call_families.sort_by(|a, b| a.name().cmp(b.name()));
+        // What a registry refused: the text format allows each family once.
+        debug_assert!(call_families.windows(2).all(|w| w[0].name() < w[1].name()));
         let m = TargetMetrics {
             status,
             up,
