@@ -234,6 +234,19 @@ impl SeriesLabels<'_> {
         values: &[],
     };
 
+    /// `{a="x",b="y"` without the closing brace, and `{` alone for no labels: the part the lines
+    /// of a histogram series share, written once for all of them (see `histogram.rs`).
+    pub(crate) fn write_open(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.write(out, None);
+        match out.len() - start {
+            0 => out.push(b'{'),
+            _ => {
+                out.pop();
+            }
+        }
+    }
+
     /// `{a="x",b="y"}` with `extra` (such as `le`) last; nothing for no labels.
     fn write(&self, out: &mut Vec<u8>, extra: Option<(&str, &str)>) {
         let pairs = self
@@ -286,6 +299,11 @@ pub(crate) fn write_sample(
     out.extend_from_slice(suffix.as_bytes());
     labels.write(out, extra);
     out.push(b' ');
+    write_value(out, value);
+}
+
+/// A sample's value and the line's end.
+pub(crate) fn write_value(out: &mut Vec<u8>, value: Value) {
     match value {
         // Written as the f64 it is gathered as: the same digits up to 2^53.
         Value::Int(n) if n <= 1 << 53 => {

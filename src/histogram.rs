@@ -12,7 +12,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 
 use crate::counter::{desc, family, label_pairs};
-use crate::exposition::{write_sample, LabelOrder, TextFamily, Value};
+use crate::exposition::{write_sample, write_value, LabelOrder, TextFamily, Value};
 use crate::series::{HistValue, Labels};
 
 /// Clones share their series, as the `prometheus` crate's vectors do.
@@ -86,25 +86,36 @@ impl TextFamily for IntHistogramVec {
     fn write_text(&self, out: &mut Vec<u8>) {
         let series = self.0.series.lock().expect("not poisoned");
         let (name, desc) = (&self.0.desc.fq_name, &self.0.desc);
+        // The start of a series' bucket lines, `NAME_bucket{a="x",le="`, made once per series:
+        // a target's histograms are most of its call series' text, and writing every bucket
+        // line's labels again (escapes checked) was most of the cost of publishing them.
+        let mut bucket = Vec::new();
         self.0
             .order
             .write_family(out, desc, "histogram", series.iter(), |out, labels, v| {
+                bucket.clear();
+                bucket.extend_from_slice(name.as_bytes());
+                bucket.extend_from_slice(b"_bucket");
+                labels.write_open(&mut bucket);
+                let bare = bucket.ends_with(b"{");
+                if !bare {
+                    bucket.push(b',');
+                }
+                bucket.extend_from_slice(b"le=\"");
+                let line = |out: &mut Vec<u8>, le: &str, n: u64| {
+                    out.extend_from_slice(&bucket);
+                    out.extend_from_slice(le.as_bytes());
+                    out.extend_from_slice(b"\"} ");
+                    write_value(out, Value::Int(n));
+                };
                 let mut cumulative = 0;
                 for (le, n) in self.0.le.iter().zip(&v.buckets) {
                     cumulative += n;
-                    write_sample(
-                        out,
-                        name,
-                        "_bucket",
-                        labels,
-                        Some(("le", le)),
-                        Value::Int(cumulative),
-                    );
+                    line(out, le, cumulative);
                 }
                 // Past the bounds, the `+Inf` bucket: every observation.
                 if let Some(inf) = self.0.le.get(v.buckets.len()) {
-                    let le = Some(("le", inf.as_str()));
-                    write_sample(out, name, "_bucket", labels, le, Value::Int(v.count));
+                    line(out, inf, v.count);
                 }
                 write_sample(out, name, "_sum", labels, None, Value::Int(v.sum));
                 write_sample(out, name, "_count", labels, None, Value::Int(v.count));
@@ -194,5 +205,20 @@ mod tests {
         let mut none = Vec::new();
         IntHistogramVec::new("e_seconds", "Empty.", &[], &bounds).write_text(&mut none);
         assert!(none.is_empty());
+        // A series without labels: its bucket lines hold `le` alone.
+        let bare = IntHistogramVec::new("p_seconds", "Plain.", &[], &bounds);
+        let plain = prometheus::Histogram::with_opts(
+            HistogramOpts::new("p_seconds", "Plain.").buckets(bounds.to_vec()),
+        )
+        .unwrap();
+        let mut v = HistValue::zero(&bounds);
+        for s in [2, 7, 90] {
+            v.observe(&bounds, s);
+            plain.observe(s as f64);
+        }
+        bare.add(&[], &v);
+        let mut direct = Vec::new();
+        bare.write_text(&mut direct);
+        assert_eq!(String::from_utf8(direct).unwrap(), text(Box::new(plain)));
     }
 }

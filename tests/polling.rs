@@ -300,7 +300,8 @@ async fn a_poll_that_finds_nothing_new_writes_no_state_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let target = target_for(&sim, "office");
     let file = dir.path().join("office.json");
-    // Each write replaces the file: a new inode, never the one a second link still holds.
+    // Each write puts another inode under the name (the one the temporary file held), so the
+    // inode number tells whether a poll wrote; the links held keep every number in use.
     let links = std::cell::Cell::new(0);
     let written = || {
         links.set(links.get() + 1);

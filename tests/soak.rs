@@ -1130,6 +1130,7 @@ impl Soak {
         let no = self.run.as_ref().unwrap().no;
         self.check_no_double_count(&counted, &format!("run {no} before its stop"));
         let tmp = self.state_dir.join(format!("{TARGET}.json.tmp"));
+        let mut write_seen = false;
         match how {
             Stop::Kill if self.rng.random_bool(0.5) => {
                 // Right after the next commit that counted calls, before any scrape shows them.
@@ -1150,11 +1151,20 @@ impl Soak {
                 ));
             }
             Stop::KillMidWrite => {
-                // As soon as a state write is seen under way.
+                // As soon as a state write is seen under way: the temporary file appears, or
+                // (it keeps the previous state between writes) is written to.
+                let mark = || {
+                    use std::os::unix::fs::MetadataExt;
+                    std::fs::metadata(&tmp)
+                        .ok()
+                        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+                };
+                let before = mark();
                 let deadline = Instant::now() + SWEEP + Duration::from_secs(2);
-                while !tmp.exists() && Instant::now() < deadline {
+                while mark() == before && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_micros(200));
                 }
+                write_seen = mark() != before;
             }
             _ => {
                 // At a random moment, mid-poll too.
@@ -1190,10 +1200,11 @@ impl Soak {
         if how == Stop::KillMidWrite {
             // What a power loss leaves of a write that had not reached the disk: a part of it.
             // A write that ended before the kill is torn the same way from the last file.
-            let (bytes, met) = match std::fs::read(&tmp) {
-                Ok(b) => (b, true),
-                Err(_) => (std::fs::read(self.state_path()).unwrap_or_default(), false),
+            let bytes = match std::fs::read(&tmp) {
+                Ok(b) if write_seen => b,
+                _ => std::fs::read(self.state_path()).unwrap_or_default(),
             };
+            let met = write_seen;
             let keep = self.rng.random_range(0..=bytes.len());
             std::fs::write(&tmp, &bytes[..keep]).unwrap();
             self.tally.torn_writes.0 += u32::from(met);
