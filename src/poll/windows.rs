@@ -33,9 +33,9 @@ pub const MAX_UNANSWERED: u32 = 3;
 
 /// Calls kept for the end probe's question: the latest by end, which is where the question
 /// looks (a pivot that ended a minute or so before the poll, and the calls around it). Every
-/// target keeps up to twice this many; at 4096 a fleet of quiet UCMs grew by 2 KB per target
-/// and hour for days, towards a quarter of a megabyte each.
-pub const SPANS_KEPT: usize = 512;
+/// target keeps up to twice this many (32 bytes each); at 4096 every target of a fleet grew by
+/// 2 KB an hour (at 60 calls an hour) for days, towards a quarter of a megabyte each.
+pub const SPANS_KEPT: usize = 256;
 
 #[derive(Debug)]
 pub struct Windows {

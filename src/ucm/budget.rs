@@ -112,8 +112,10 @@ where
 #[derive(Debug)]
 pub struct Budget {
     per_hour: usize,
-    /// Monotonic times of the requests sent within the last hour, oldest first.
-    hour: Mutex<VecDeque<Duration>>,
+    /// Monotonic times of the requests sent within the last hour, oldest first, in whole
+    /// seconds rounded up (a request is forgotten up to a second late, never early). A busy
+    /// target keeps hundreds: as `Duration`s they were 16 KB a target, a fleet's 16 MB.
+    hour: Mutex<VecDeque<u32>>,
 }
 
 impl Budget {
@@ -163,15 +165,23 @@ impl Budget {
                 asked,
             });
         }
-        hour.push_back(now);
+        hour.push_back(secs_up(now));
         Ok(())
     }
 }
 
-fn forget_before(hour: &mut VecDeque<Duration>, now: Duration) {
-    while hour.front().is_some_and(|t| now.saturating_sub(*t) >= HOUR) {
+fn forget_before(hour: &mut VecDeque<u32>, now: Duration) {
+    while hour
+        .front()
+        .is_some_and(|&t| now.saturating_sub(Duration::from_secs(t.into())) >= HOUR)
+    {
         hour.pop_front();
     }
+}
+
+fn secs_up(t: Duration) -> u32 {
+    let secs = t.as_secs() + u64::from(t.subsec_nanos() > 0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
 /// What a request asked, for the log and the error: its action and the parameters that say
@@ -220,6 +230,14 @@ mod tests {
         b.spend(MIN * 60, "cdrapi", &req).unwrap();
         assert_eq!(b.sent_in_hour(MIN * 60), 3);
         assert!(b.spend(MIN * 60, "cdrapi", &req).is_err());
+        // A request within a second counts for the whole second: forgotten late, never early.
+        let b = Budget::new(1);
+        b.spend(Duration::from_millis(10_250), "cdrapi", &req)
+            .unwrap();
+        let hour_on = Duration::from_millis(10_250) + HOUR;
+        assert!(b.spend(hour_on, "cdrapi", &req).is_err());
+        b.spend(Duration::from_secs(11) + HOUR, "cdrapi", &req)
+            .unwrap();
     }
 
     #[tokio::test]
